@@ -1,0 +1,39 @@
+# corral: the two commands a new user needs are `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint typecheck unit bench clean docs
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test-installed: $(VENV)/.installed requirements-test.txt
+	$(BIN)/python -m pip install -q -r requirements-test.txt
+	touch $@
+
+run: $(VENV)/.installed
+	cd examples && ../$(BIN)/corral --workers 2 --bind 127.0.0.1:8000 hello:application
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
+
+typecheck: $(VENV)/.test-installed
+	$(BIN)/mypy
+
+unit: $(VENV)/.test-installed
+	$(BIN)/python -m pytest -q
+
+test: lint typecheck unit
+
+docs: $(VENV)/.installed
+	$(BIN)/python -m corral.config.reference > docs/settings.md
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info
