@@ -4,6 +4,8 @@
      ├── ConfigError        a setting, config file or command line that cannot be used
      ├── AppLoadError       the application spec does not name a callable we can import
      ├── ProtocolError      the peer sent bytes that are not valid HTTP/1.x (carries `status`)
+     ├── ClientDisconnected the peer went away or stalled mid-request (also a ConnectionError,
+     │                      so applications that catch OSError around wsgi.input see it)
      └── HaltServer         the master must stop (carries `reason` and `exit_status`)
 
 Nothing here imports anything from corral: every module may import this one.
@@ -28,7 +30,15 @@ class ConfigError(CorralError):
 
 
 class AppLoadError(CorralError):
-    """The application could not be imported or is not callable."""
+    """The application could not be imported or is not callable.
+
+    The message is one line naming what is wrong; `details` holds the traceback of the import
+    or factory call when there was one.
+    """
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class ProtocolError(CorralError):
@@ -41,6 +51,10 @@ class ProtocolError(CorralError):
 
     def __repr__(self) -> str:
         return f"ProtocolError({self.status}, {self.reason!r})"
+
+
+class ClientDisconnected(CorralError, ConnectionError):
+    """The client closed the connection (or timed out) before the request body ended."""
 
 
 class HaltServer(CorralError):

@@ -1,0 +1,1 @@
+"""Adapters between HTTP events and application calling conventions (WSGI now, ASGI later)."""

@@ -1,0 +1,177 @@
+"""wsgi.input and wsgi.file_wrapper: the request body as a stream, and files as responses.
+
+The body is pulled from the connection only when the application reads it, one receive at a
+time, through the sans-IO decoder; it is never held whole in memory. What this module must
+never do: read past the end of the body without handing the excess back (it is the next
+pipelined request), or block without the connection's timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import IO
+
+from corral.errors import ClientDisconnected
+from corral.http.body import ChunkedDecoder, ContentLengthDecoder
+from corral.http.writer import CONTINUE
+
+# Between keep-alive requests an unread body is drained only up to this many bytes;
+# past it the connection is closed instead (a client cannot make us read forever).
+DRAIN_LIMIT = 1 << 20
+
+
+class Body:
+    """wsgi.input (PEP 3333): read, readline, readlines and iteration over the request body."""
+
+    __slots__ = ("_buf", "_continue", "_decoder", "_pending", "_recv", "failed", "leftover")
+
+    def __init__(
+        self,
+        decoder: ContentLengthDecoder | ChunkedDecoder,
+        pending: bytes,
+        recv: Callable[[], bytes],
+        send_continue: Callable[[bytes], None] | None,
+    ) -> None:
+        self._decoder = decoder
+        self._recv = recv
+        self._continue = send_continue
+        self._buf = bytearray()
+        self.failed = False
+        if decoder.done:
+            self._pending = b""
+            self.leftover = pending
+        else:
+            self._pending = pending
+            self.leftover = b""
+
+    @property
+    def done(self) -> bool:
+        return self._decoder.done
+
+    def _fill(self) -> bool:
+        """Append more decoded body to the buffer; False once the body has ended."""
+        decoder = self._decoder
+        while not decoder.done:
+            if self._pending:
+                data, self._pending = self._pending, b""
+            else:
+                if self._continue is not None:
+                    # RFC 9110 §10.1.1: the client waits for this before sending the body.
+                    self._continue(CONTINUE)
+                    self._continue = None
+                try:
+                    data = self._recv()
+                except BaseException:
+                    self.failed = True
+                    raise
+                if not data:
+                    self.failed = True
+                    raise ClientDisconnected("client closed the connection mid-body")
+            try:
+                chunk, rest = decoder.feed(data)
+            except BaseException:
+                self.failed = True
+                raise
+            if decoder.done:
+                self.leftover = rest
+            if chunk:
+                self._buf += chunk
+                return True
+        return False
+
+    def read(self, size: int | None = -1) -> bytes:
+        buf = self._buf
+        if size is None or size < 0:
+            while self._fill():
+                pass
+        else:
+            while len(buf) < size and self._fill():
+                pass
+            if len(buf) > size:
+                data = bytes(buf[:size])
+                del buf[:size]
+                return data
+        data = bytes(buf)
+        buf.clear()
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        buf = self._buf
+        limit = -1 if size is None else size
+        start = 0
+        while True:
+            end = buf.find(b"\n", start)
+            if end >= 0:
+                end += 1
+                break
+            if 0 <= limit <= len(buf):
+                end = limit
+                break
+            start = len(buf)
+            if not self._fill():
+                end = len(buf)
+                break
+        if 0 <= limit < end:
+            end = limit
+        data = bytes(buf[:end])
+        del buf[:end]
+        return data
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        lines = []
+        total = 0
+        while True:
+            line = self.readline()
+            if not line:
+                return lines
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                return lines
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def drain(self) -> bool:
+        """Skip what the application left unread; False when that is too much to wait for."""
+        skipped = len(self._buf)
+        self._buf.clear()
+        self._continue = None  # the client never got a 100: do not invite the body now
+        while skipped <= DRAIN_LIMIT:
+            if not self._fill():
+                return True
+            skipped += len(self._buf)
+            self._buf.clear()
+        return False
+
+
+class FileWrapper:
+    """wsgi.file_wrapper (PEP 3333 "Optional Platform-Specific File Handling").
+
+    The worker sends a wrapped regular file with os.sendfile when sendfile is enabled;
+    otherwise, or for file-like objects without a file descriptor, it iterates in blocks.
+    """
+
+    __slots__ = ("blksize", "close", "filelike")
+
+    def __init__(self, filelike: IO[bytes], blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        close = getattr(filelike, "close", None)
+        if close is not None:
+            self.close = close
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        blksize = self.blksize
+        while True:
+            data = read(blksize)
+            if not data:
+                return
+            yield data

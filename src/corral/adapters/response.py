@@ -1,0 +1,200 @@
+"""The response side of one WSGI call: start_response, write(), and the framing decision.
+
+Framing follows RFC 9112 §6: Content-Length when the length is known, chunked for HTTP/1.1
+when it is not, and close-delimited for HTTP/1.0. HEAD, 1xx, 204 and 304 never carry a body.
+The head is joined into one buffer and leaves with the first body chunk in one send.
+What this module must never do: emit an application header without validating it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from corral.http.parser import Request
+from corral.http.writer import (
+    HOP_BY_HOP,
+    LAST_CHUNK,
+    NO_BODY_STATUSES,
+    SERVER_HEADER,
+    check_header,
+    check_status,
+    date_header,
+    encode_chunk,
+)
+
+if TYPE_CHECKING:
+    from corral.adapters.wsgi import Transport
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+# RFC 9110 §5.1 / §5.5: a whole block of "name: value\r\n" lines, checked in one match.
+_HEADER_BLOCK = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [\t\x20-\x7e\x80-\xff]*\r\n)*\Z")
+_DIGITS = re.compile(r"[0-9]{1,18}\Z")
+
+# Sent with the first chunk in one call when the chunk is at most this large.
+_COALESCE = 65536
+
+
+class Response:
+    """State of one response; `start_response` and `write` are handed to the application."""
+
+    __slots__ = (
+        "block",
+        "chunked",
+        "code",
+        "conn",
+        "content_length",
+        "head_sent",
+        "headers",
+        "is_head",
+        "keep_alive",
+        "no_body",
+        "sent",
+        "status",
+        "version",
+    )
+
+    def __init__(self, conn: Transport, req: Request, keep_alive: bool) -> None:
+        self.conn = conn
+        self.version = req.version
+        self.is_head = req.method == "HEAD"
+        self.keep_alive = keep_alive and req.keep_alive
+        self.status: str | None = None
+        self.code = 0
+        self.headers: list[tuple[str, str]] = []
+        self.block = ""
+        self.content_length: int | None = None
+        self.chunked = False
+        self.no_body = False
+        self.head_sent = False
+        self.sent = 0
+
+    def start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: ExcInfo | None = None,
+    ) -> Callable[[bytes], None]:
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response called a second time without exc_info")
+        code = check_status(status)
+        if type(headers) is not list:
+            raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
+        lines = []
+        content_length = None
+        for name, value in headers:
+            lower = name.lower()
+            if lower in HOP_BY_HOP:
+                if lower == "connection" and "close" in value.lower():
+                    self.keep_alive = False
+                continue
+            if lower == "content-length":
+                if type(value) is not str or _DIGITS.match(value) is None:
+                    raise ValueError(f"invalid Content-Length from the application: {value!r}")
+                content_length = int(value)
+                continue
+            lines.append(f"{name}: {value}\r\n")
+        block = "".join(lines)
+        if _HEADER_BLOCK.match(block) is None:
+            for name, value in headers:
+                check_header(name, value)
+            raise ValueError("invalid response header")
+        self.status = status
+        self.code = code
+        self.headers = headers
+        self.block = block
+        self.content_length = content_length
+        return self.write
+
+    def _head(self) -> bytes:
+        """Decide the framing and build the head (RFC 9112 §6.1-6.3)."""
+        if self.status is None:
+            raise AssertionError("the application returned without calling start_response")
+        framing = ""
+        if self.code in NO_BODY_STATUSES:
+            self.no_body = True
+            self.content_length = None
+        elif self.content_length is not None:
+            framing = f"Content-Length: {self.content_length}\r\n"
+        elif self.is_head:
+            pass
+        elif self.version == "HTTP/1.1":
+            self.chunked = True
+            framing = "Transfer-Encoding: chunked\r\n"
+        else:
+            self.keep_alive = False  # close-delimited (RFC 9112 §6.3, rule 8)
+        if self.is_head:
+            self.no_body = True
+        if not self.keep_alive:
+            framing += "Connection: close\r\n"
+        elif self.version == "HTTP/1.0":
+            framing += "Connection: keep-alive\r\n"
+        return b"".join(
+            (
+                b"HTTP/1.1 ",
+                self.status.encode("latin-1"),
+                b"\r\n",
+                SERVER_HEADER,
+                date_header.line(),
+                (self.block + framing).encode("latin-1"),
+                b"\r\n",
+            )
+        )
+
+    def send_head(self, data: bytes) -> None:
+        """Send the head, with the first piece of body in the same call when it is small."""
+        head = self._head()
+        self.head_sent = True
+        framed = self._frame(data) if data else b""
+        if len(framed) <= _COALESCE:
+            self.conn.send(head + framed)
+        else:
+            self.conn.send(head)
+            self.conn.send(framed)
+
+    def write(self, data: bytes) -> None:
+        """PEP 3333 write(): also what the iteration over the response body calls."""
+        if not self.head_sent:
+            if self.status is None:
+                raise AssertionError("write() before start_response")
+            self.send_head(data)
+            return
+        framed = self._frame(data)
+        if framed:
+            self.conn.send(framed)
+
+    def _frame(self, data: bytes) -> bytes:
+        """The bytes that carry `data` on the wire, counting what the client will receive."""
+        if self.no_body or not data:
+            return b""
+        if self.chunked:
+            self.sent += len(data)
+            return encode_chunk(data)
+        limit = self.content_length
+        if limit is not None and self.sent + len(data) > limit:
+            # The application sent more than it announced: send what it promised, then
+            # close, so the excess can never be read as a second response.
+            data = data[: limit - self.sent]
+            self.keep_alive = False
+        self.sent += len(data)
+        return data
+
+    def finish(self) -> None:
+        if not self.head_sent:
+            if self.content_length is None and self.code not in NO_BODY_STATUSES:
+                self.content_length = 0
+            self.send_head(b"")
+        if self.chunked:
+            self.conn.send(LAST_CHUNK)
+        elif self.content_length is not None and self.sent < self.content_length:
+            if not self.no_body:
+                self.keep_alive = False

@@ -1,0 +1,272 @@
+"""WSGI (PEP 3333): turns a parsed request into an environ, calls the application, frames its answer.
+
+The adapter never imports socket or selectors: it talks to the connection through the small
+`Transport` protocol the worker implements (recv, send, sendfile). What it must never do: send a
+response head the application did not validate, hold a whole large request body in memory, or
+keep a connection alive whose framing it is no longer sure of.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, Protocol
+from urllib.parse import unquote_to_bytes
+
+from corral import SERVER_SOFTWARE
+from corral.adapters.body import Body, FileWrapper
+from corral.adapters.response import Response
+from corral.errors import ClientDisconnected, ProtocolError
+from corral.http.body import decoder_for
+from corral.http.parser import Request
+from corral.http.writer import error_response
+from corral.logs import AccessLog
+
+log = logging.getLogger("corral.error")
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], None]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+# Request header name (as the parser gives it: upper case) -> environ key. Filled lazily.
+_SPECIAL_KEYS = {"CONTENT-TYPE": "CONTENT_TYPE", "CONTENT-LENGTH": "CONTENT_LENGTH"}
+
+
+class Transport(Protocol):
+    """What the adapter needs from a connection; workers provide it."""
+
+    remote_addr: str
+    remote_port: str
+    server_name: str
+    server_port: str
+    trusted: bool
+
+    def recv(self) -> bytes: ...
+
+    def send(self, data: bytes) -> None: ...
+
+    def sendfile(self, fd: int, offset: int, count: int) -> int: ...
+
+
+class ErrorStream:
+    """wsgi.errors: what the application writes here lands in the error log."""
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            log.error("%s", text.rstrip("\n"))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+
+class WSGIAdapter:
+    """One per worker: the constant parts of the environ and the per-request call."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        multithread: bool,
+        sendfile: bool,
+        secure_scheme_headers: dict[str, str],
+        forwarder_headers: Iterable[str],
+        header_map: str,
+        access_log: AccessLog | None,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.app = app
+        self.sendfile = sendfile
+        self.access_log = access_log if access_log is not None and access_log.enabled else None
+        self.script_name = env.get("SCRIPT_NAME", "").rstrip("/")
+        self.secure_headers = {k.upper(): v for k, v in secure_scheme_headers.items()}
+        self.forwarder_headers = {h.strip().upper().replace("-", "_") for h in forwarder_headers}
+        self.header_map = header_map
+        self.keys: dict[str, str | None] = dict(_SPECIAL_KEYS)
+        self.hosts: dict[str, tuple[str, str]] = {}
+        self.base: dict[str, Any] = {
+            "wsgi.version": (1, 0),
+            "wsgi.multithread": multithread,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.errors": ErrorStream(),
+            "wsgi.file_wrapper": FileWrapper,
+            "wsgi.input_terminated": True,
+            "SERVER_SOFTWARE": SERVER_SOFTWARE,
+            "SCRIPT_NAME": self.script_name,
+        }
+
+    def header_key(self, name: str, trusted: bool) -> str | None:
+        """The environ key of a request header, or None when the header is dropped."""
+        key = self.keys.get(name)
+        if key is not None or name in self.keys:
+            return key
+        flat = name.replace("-", "_")
+        if "_" in name:
+            # A header spelled with "_" would collide with its "-" twin in the environ
+            # (X_Forwarded_For vs X-Forwarded-For); only trusted forwarders may send listed ones.
+            if trusted and flat in self.forwarder_headers:
+                return "HTTP_" + flat
+            if self.header_map == "refuse":
+                raise ProtocolError(400, f"header name with underscore: {name!r}")
+            if self.header_map == "drop":
+                return None
+        key = "HTTP_" + flat
+        if len(self.keys) < 4096:
+            self.keys[name] = key
+        return key
+
+    def server_address(self, host: str, conn: Transport) -> tuple[str, str]:
+        cached = self.hosts.get(host)
+        if cached is not None:
+            return cached
+        if host.startswith("["):
+            name, _, rest = host.partition("]")
+            name += "]"
+            port = rest[1:] if rest.startswith(":") else ""
+        else:
+            name, _, port = host.partition(":")
+        result = (name, port or conn.server_port)
+        if len(self.hosts) < 256:
+            self.hosts[host] = result
+        return result
+
+    def build_environ(self, req: Request, conn: Transport, body: Body) -> dict[str, Any]:
+        path = req.path
+        if "%" in path:
+            path = unquote_to_bytes(path).decode("latin-1")
+        environ: dict[str, Any] = {
+            **self.base,
+            "REQUEST_METHOD": req.method,
+            "RAW_URI": req.target,
+            "PATH_INFO": path,
+            "QUERY_STRING": req.query,
+            "SERVER_PROTOCOL": req.version,
+            "REMOTE_ADDR": conn.remote_addr,
+            "REMOTE_PORT": conn.remote_port,
+            "SERVER_NAME": conn.server_name,
+            "SERVER_PORT": conn.server_port,
+            "wsgi.url_scheme": "http",
+            "wsgi.input": body,
+        }
+        trusted = conn.trusted
+        schemes: set[str] = set()
+        for name, value in req.headers:
+            key = self.keys.get(name) or self.header_key(name, trusted)
+            if key is None:
+                continue
+            if key in environ:
+                environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
+            else:
+                environ[key] = value
+            if trusted and name in self.secure_headers:
+                schemes.add("https" if value == self.secure_headers[name] else "http")
+        if schemes:
+            if len(schemes) > 1:
+                raise ProtocolError(400, "conflicting secure scheme headers")
+            environ["wsgi.url_scheme"] = schemes.pop()
+        host = environ.get("HTTP_HOST")
+        if host:
+            environ["SERVER_NAME"], environ["SERVER_PORT"] = self.server_address(host, conn)
+        script_name = self.script_name
+        if trusted and "HTTP_SCRIPT_NAME" in environ:
+            script_name = environ["SCRIPT_NAME"] = environ["HTTP_SCRIPT_NAME"].rstrip("/")
+        if script_name and (path == script_name or path.startswith(script_name + "/")):
+            environ["PATH_INFO"] = path[len(script_name) :]
+        return environ
+
+    def handle(self, conn: Transport, req: Request, pending: bytes, keep_alive: bool) -> bytes | None:
+        """Serve one request. Returns the bytes read past its body (the next pipelined request)
+        when the connection may be kept alive, or None when it must be closed."""
+        started = time.monotonic() if self.access_log is not None else 0.0
+        body = Body(decoder_for(req), pending, conn.recv, conn.send if req.expect_continue else None)
+        resp = Response(conn, req, keep_alive)
+        try:
+            environ = self.build_environ(req, conn, body)
+        except ProtocolError as exc:
+            conn.send(error_response(exc.status))
+            return None
+        try:
+            self.call_app(environ, resp, body)
+        except (ClientDisconnected, ConnectionError, TimeoutError):
+            return None
+        except ProtocolError as exc:
+            # The body's framing broke while the application read it.
+            if not resp.head_sent:
+                conn.send(error_response(exc.status))
+            return None
+        except Exception:
+            log.exception("Error handling request %s %s", req.method, req.target)
+            if not resp.head_sent:
+                resp.status = "500 Internal Server Error"
+                resp.sent = 0
+                conn.send(error_response(500))
+            return None
+        finally:
+            if self.access_log is not None:
+                self.access_log.log(
+                    environ if "environ" in locals() else {},
+                    resp.status or "500",
+                    resp.headers,
+                    resp.sent,
+                    time.monotonic() - started,
+                )
+        if not resp.keep_alive or body.failed:
+            return None
+        if not body.done and not body.drain():
+            return None
+        return body.leftover
+
+    def call_app(self, environ: dict[str, Any], resp: Response, body: Body) -> None:
+        result = self.app(environ, resp.start_response)
+        try:
+            if type(result) is FileWrapper and self.sendfile and self.send_file(result, resp):
+                return
+            if type(result) is list and not resp.head_sent and resp.content_length is None:
+                resp.content_length = sum(map(len, result))
+            for chunk in result:
+                if chunk:
+                    resp.write(chunk)
+            resp.finish()
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    def send_file(self, wrapper: FileWrapper, resp: Response) -> bool:
+        """Send a real file with os.sendfile; False when the file is not one (fall back)."""
+        if resp.status is None or resp.head_sent:
+            return False
+        fileno = getattr(wrapper.filelike, "fileno", None)
+        if fileno is None:
+            return False
+        try:
+            fd = fileno()
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return False
+            offset = os.lseek(fd, 0, os.SEEK_CUR)
+        except (OSError, ValueError):
+            return False
+        count = max(info.st_size - offset, 0)
+        if resp.content_length is not None:
+            count = min(count, resp.content_length)
+        else:
+            resp.content_length = count
+        resp.send_head(b"")
+        if not resp.is_head:
+            sent = resp.conn.sendfile(fd, offset, count)
+            resp.sent += sent
+            if sent < count:
+                resp.keep_alive = False
+        return True
+

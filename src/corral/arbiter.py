@@ -1,0 +1,342 @@
+"""The master process: binds the listeners, keeps the pen of workers, and answers signals.
+
+Signal handlers only enqueue the signal and wake the loop (through the wake-up fd); the loop
+does the work in `handle_<signame>`. The master never calls the application and never parses
+HTTP. It reaps and replaces workers, kills the ones whose heartbeat is older than `timeout`
+(after asking them to dump their stacks), and stops with a message when a worker cannot boot.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from corral import __version__
+from corral.errors import (
+    EXIT_APP_LOAD_ERROR,
+    EXIT_OK,
+    EXIT_WORKER_BOOT_ERROR,
+    HaltServer,
+)
+from corral.heartbeat import Heartbeat
+from corral.listeners import close_listeners, create_listeners, listener_url
+from corral.process import Pidfile, set_process_title
+from corral.workers.base import Worker
+from corral.workers.sync import SyncWorker
+from corral.workers.threaded import ThreadWorker
+
+if TYPE_CHECKING:
+    from corral.adapters.wsgi import WSGIApp
+    from corral.config import Settings
+
+log = logging.getLogger("corral.error")
+
+WORKER_CLASSES: dict[str, type[Worker]] = {"sync": SyncWorker, "gthread": ThreadWorker}
+HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH")
+# After the abort signal, how long a timed-out worker gets to print its stacks before SIGKILL.
+ABORT_GRACE = 2.0
+
+
+def worker_class_name(settings: Settings) -> str:
+    """`sync` with more than one thread means `gthread`, as in Gunicorn."""
+    if settings.worker_class == "sync" and settings.threads > 1:
+        return "gthread"
+    return settings.worker_class
+
+
+class Arbiter:
+    def __init__(self, settings: Settings, app: WSGIApp | None = None) -> None:
+        self.settings = settings
+        self.cfg = settings  # the name Gunicorn's hooks use
+        self.app = app
+        self.pid = os.getpid()
+        self.workers: dict[int, Worker] = {}
+        self.listeners: list[socket.socket] = []
+        self.signals: list[int] = []
+        self.worker_age = 0
+        self.num_workers = settings.workers
+        self.pidfile: Pidfile | None = None
+        self.worker_class = WORKER_CLASSES[worker_class_name(settings)]
+        self.wake_r = self.wake_w = -1
+        self.stopping = False
+
+    # ---- start and the main loop --------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            self.start()
+            while True:
+                self.wait_for_signal()
+                while self.signals:
+                    signum = self.signals.pop(0)
+                    handler = getattr(self, "handle_" + signal.Signals(signum).name[3:].lower())
+                    handler()
+                self.reap_workers()
+                self.murder_workers()
+                self.manage_workers()
+        except StopServer as stop:
+            self.halt(stop.exit_status)
+            return stop.exit_status
+        except HaltServer as exc:
+            log.error("Shutting down: %s", exc.reason)
+            self.halt(exc.exit_status, graceful=False)
+            return exc.exit_status
+        except Exception:
+            log.exception("Unhandled exception in main loop")
+            self.halt(1, graceful=False)
+            return 1
+
+    def start(self) -> None:
+        s = self.settings
+        log.info("Starting corral %s", __version__)
+        self.call_hook("on_starting", self)
+        self.init_signals()
+        if s.pidfile:
+            self.pidfile = Pidfile(s.pidfile)
+            self.pidfile.create(self.pid)
+        self.listeners = create_listeners(s.bind, s.backlog, s.umask)
+        for sock in self.listeners:
+            log.info("Listening at: %s (%s)", listener_url(sock), self.pid)
+        log.info("Using worker: %s", worker_class_name(s))
+        set_process_title(f"master [{s.proc_name or s.app_spec}]")
+        self.manage_workers()
+        self.call_hook("when_ready", self)
+
+    def init_signals(self) -> None:
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        for name in HANDLED_SIGNALS:
+            signal.signal(getattr(signal, "SIG" + name), self.enqueue_signal)
+        signal.signal(signal.SIGCHLD, self.handle_chld)
+
+    def enqueue_signal(self, signum: int, frame: object) -> None:
+        if len(self.signals) < 5:
+            self.signals.append(signum)
+
+    def handle_chld(self, signum: int, frame: object) -> None:
+        """Only wakes the loop (through the wake-up fd); reaping happens there."""
+
+    def wait_for_signal(self, timeout: float = 1.0) -> None:
+        if self.signals:
+            return
+        try:
+            ready, _, _ = select.select([self.wake_r], [], [], timeout)
+            if ready:
+                while os.read(self.wake_r, 4096):
+                    pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    # ---- signals ------------------------------------------------------------------------
+
+    def handle_term(self) -> None:
+        raise StopServer(EXIT_OK, graceful=True)
+
+    def handle_int(self) -> None:
+        raise StopServer(EXIT_OK, graceful=False)
+
+    handle_quit = handle_int
+
+    def handle_ttin(self) -> None:
+        self.num_workers += 1
+        self.call_hook("nworkers_changed", self, self.num_workers, self.num_workers - 1)
+
+    def handle_ttou(self) -> None:
+        if self.num_workers > 1:
+            self.num_workers -= 1
+            self.call_hook("nworkers_changed", self, self.num_workers, self.num_workers + 1)
+
+    def handle_hup(self) -> None:
+        log.info("Hang up: Master")
+        self.call_hook("on_reload", self)
+        # A new generation replaces the old one; reloading settings comes with issue #3.
+        old = list(self.workers)
+        for _ in range(self.num_workers):
+            self.spawn_worker()
+        for pid in old:
+            self.kill_worker(pid, signal.SIGTERM)
+
+    def handle_usr1(self) -> None:
+        from corral.logs import reopen_log_files
+
+        reopen_log_files()
+        for pid in list(self.workers):
+            self.kill_worker(pid, signal.SIGUSR1)
+
+    def handle_usr2(self) -> None:
+        log.warning("USR2 (binary upgrade) is not supported yet; ignoring.")
+
+    def handle_winch(self) -> None:
+        log.info("SIGWINCH ignored. Not daemonized")
+
+    # ---- workers ------------------------------------------------------------------------
+
+    def manage_workers(self) -> None:
+        alive = [w for w in self.workers.values() if w.alive]
+        if len(alive) < self.num_workers:
+            for _ in range(self.num_workers - len(alive)):
+                self.spawn_worker()
+        elif len(alive) > self.num_workers:
+            oldest = sorted(alive, key=lambda w: w.age)
+            for worker in oldest[: len(alive) - self.num_workers]:
+                self.kill_worker(worker.pid, signal.SIGTERM)
+
+    def spawn_worker(self) -> None:
+        self.worker_age += 1
+        worker = self.worker_class(
+            self.worker_age, self.pid, self.listeners, self.settings, self.app, Heartbeat()
+        )
+        worker.server = self  # type: ignore[attr-defined]
+        self.call_hook("pre_fork", self, worker)
+        pid = os.fork()
+        if pid:
+            worker.pid = pid
+            self.workers[pid] = worker
+            return
+        # Child: never return into the master's loop.
+        status = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            worker.pid = os.getpid()
+            log.info("Booting worker with pid: %s", worker.pid)
+            self.call_hook("post_fork", self, worker)
+            status = worker.run()
+            self.call_hook("worker_exit", self, worker)
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+            self.call_hook("worker_exit", self, worker)
+        except BaseException:
+            log.exception("Exception in worker process")
+            status = EXIT_WORKER_BOOT_ERROR
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                logging.shutdown()
+            finally:
+                os._exit(status)
+
+    def kill_worker(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+        else:
+            worker = self.workers.get(pid)
+            if worker is not None and sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGKILL):
+                worker.alive = False
+
+    def reap_workers(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue  # not ours (we may be PID 1 in a container): reaped quietly
+            worker.heartbeat.close()
+            self.report_exit(worker, status)
+            self.call_hook("child_exit", self, worker)
+
+    def report_exit(self, worker: Worker, status: int) -> None:
+        pid = worker.pid
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            name = signal.Signals(sig).name
+            if worker.aborted_at:
+                log.error("Worker (pid:%s) was killed after timing out (%s)", pid, name)
+            elif sig == signal.SIGKILL:
+                log.error("Worker (pid:%s) was sent SIGKILL! Perhaps out of memory?", pid)
+            elif sig != signal.SIGTERM or worker.alive:
+                log.error("Worker (pid:%s) was sent %s!", pid, name)
+            return
+        code = os.WEXITSTATUS(status)
+        if code == EXIT_WORKER_BOOT_ERROR and not self.stopping:
+            raise HaltServer("Worker failed to boot.", EXIT_WORKER_BOOT_ERROR)
+        if code == EXIT_APP_LOAD_ERROR and not self.stopping:
+            raise HaltServer("App failed to load.", EXIT_APP_LOAD_ERROR)
+        if code != 0 and not worker.aborted_at:
+            log.error("Worker (pid:%s) exited with code %s", pid, code)
+        else:
+            log.info("Worker exiting (pid: %s)", pid)
+
+    def murder_workers(self) -> None:
+        timeout = self.settings.timeout
+        if timeout <= 0:
+            return
+        now = time.monotonic()
+        for pid, worker in list(self.workers.items()):
+            if worker.aborted_at:
+                if now - worker.aborted_at > ABORT_GRACE:
+                    self.kill_worker(pid, signal.SIGKILL)
+                continue
+            if now - worker.heartbeat.last() <= timeout:
+                continue
+            log.critical("WORKER TIMEOUT (pid:%s)", pid)
+            worker.aborted_at = now
+            worker.alive = False
+            self.kill_worker(pid, signal.SIGABRT)
+
+    # ---- stopping -----------------------------------------------------------------------
+
+    def stop(self, graceful: bool = True) -> None:
+        """Close the listeners, signal every worker, wait up to graceful_timeout, then KILL."""
+        self.stopping = True
+        close_listeners(self.listeners, unlink=True)
+        self.listeners = []
+        sig = signal.SIGTERM if graceful else signal.SIGQUIT
+        for pid in list(self.workers):
+            self.kill_worker(pid, sig)
+        deadline = time.monotonic() + self.settings.graceful_timeout
+        while self.workers and time.monotonic() < deadline:
+            self.reap_workers_quietly()
+            time.sleep(0.05)
+        for pid in list(self.workers):
+            self.kill_worker(pid, signal.SIGKILL)
+        self.reap_workers_quietly()
+
+    def reap_workers_quietly(self) -> None:
+        try:
+            self.reap_workers()
+        except HaltServer:
+            pass
+
+    def halt(self, exit_status: int, graceful: bool = True) -> None:
+        self.stop(graceful)
+        log.info("Shutting down: Master")
+        if self.pidfile is not None:
+            self.pidfile.unlink(self.pid)
+        self.call_hook("on_exit", self)
+
+    def call_hook(self, name: str, *args: object) -> None:
+        hook = getattr(self.settings, name, None)
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:
+            log.exception("Exception in %s hook", name)
+
+
+class StopServer(Exception):
+    """Raised by a signal handler in the loop to stop the master."""
+
+    def __init__(self, exit_status: int, graceful: bool) -> None:
+        super().__init__(exit_status)
+        self.exit_status = exit_status
+        self.graceful = graceful
+
+
+_ = errno

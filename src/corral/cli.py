@@ -1,0 +1,79 @@
+"""The `corral` command: settings from every source, then the master.
+
+Startup errors (a bad setting, an application that does not load) end here as one line on
+stderr and a non-zero exit status, never as a traceback (the application's own import
+traceback is printed after that line, because it is the user's to read).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from corral import __version__
+from corral.app_loader import load_app
+from corral.config import Settings, format_settings, load_settings
+from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_USAGE, AppLoadError, ConfigError
+from corral.logs import setup_logging
+
+log = logging.getLogger("corral.error")
+
+
+def prepare_environment(settings: Settings) -> None:
+    """--chdir, --pythonpath and --env, applied once before the application is imported."""
+    os.chdir(settings.chdir)
+    for entry in reversed([p for p in (settings.pythonpath or "").split(",") if p.strip()]):
+        sys.path.insert(0, os.path.abspath(entry.strip()))
+    if settings.chdir not in sys.path:
+        sys.path.insert(0, settings.chdir)
+    for item in settings.raw_env:
+        key, _, value = item.partition("=")
+        os.environ[key] = value
+    os.umask(settings.umask)
+
+
+def report_app_error(exc: AppLoadError) -> None:
+    sys.stderr.write(f"Error: {exc}\n")
+    if exc.details:
+        sys.stderr.write(exc.details if exc.details.endswith("\n") else exc.details + "\n")
+
+
+def run(argv: Sequence[str]) -> int:
+    try:
+        result = load_settings(argv, os.environ)
+        settings = result.settings
+        if result.action == "version":
+            print(f"corral (version {__version__})")
+            return 0
+        setup_logging(settings.errorlog, settings.loglevel, settings.accesslog,
+                      settings.capture_output)
+    except ConfigError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return EXIT_USAGE
+    for warning in result.warnings:
+        log.warning("%s", warning)
+    if result.action == "print_config":
+        print(format_settings(settings))
+        return 0
+    if not settings.app_spec:
+        sys.stderr.write("Error: No application module specified.\n")
+        return EXIT_USAGE
+    prepare_environment(settings)
+    app = None
+    if result.action == "check_config" or settings.preload_app:
+        try:
+            app = load_app(settings.app_spec)
+        except AppLoadError as exc:
+            report_app_error(exc)
+            return EXIT_APP_LOAD_ERROR
+        if result.action == "check_config":
+            return 0
+    from corral.arbiter import Arbiter
+
+    return Arbiter(settings, app).run()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run(sys.argv[1:] if argv is None else argv))

@@ -1,0 +1,980 @@
+"""Every corral setting, declared once as a typed field of the `Settings` dataclass.
+
+Each field carries a `SettingSpec` in its metadata: flags, section, converter, help, and the
+environment variable that seeds it, if any. The command-line parser, the config-file keys, the
+environment seeds and docs/settings.md are all generated from these declarations
+(`sources.py`, `reference.py`), so a setting is added by adding one field here and nowhere else.
+
+Names, flags, defaults and meanings follow Gunicorn's so that a Gunicorn command line or config
+file works unchanged. This module only declares: it never reads argv, the environment or files.
+"""
+
+# Every field default is a call to `setting` or `server_hook`, which return `dataclasses.field`
+# objects just as `field` does, so RUF009 (function call in a dataclass default) does not apply.
+# ruff: noqa: RUF009
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from corral.config import converters as conv
+from corral.config.converters import HeaderMapMode, LogLevel, WorkerClassName
+
+T = TypeVar("T")
+
+# Hook types. The server, worker and request objects belong to other modules; hooks receive them
+# as they are, so the parameters are typed loosely.
+ServerHook = Callable[[Any], object]
+ServerWorkerHook = Callable[[Any, Any], object]
+WorkerHook = Callable[[Any], object]
+PreRequestHook = Callable[[Any, Any], object]
+PostRequestHook = Callable[[Any, Any, Any, Any], object]
+NworkersChangedHook = Callable[[Any, int, int | None], object]
+Hook = Callable[..., object]
+
+DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+SECTIONS = (
+    "Config File",
+    "Server Socket",
+    "Worker Processes",
+    "Security",
+    "Debugging",
+    "Server Mechanics",
+    "Logging",
+    "Process Naming",
+    "Server Hooks",
+)
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """Everything the generators need to know about one setting, besides its type."""
+
+    name: str  # the dataclass field name
+    key: str  # the config-file name (Gunicorn's)
+    flags: tuple[str, ...]
+    section: str
+    help: str
+    convert: Callable[[object], object]
+    meta: str | None = None
+    action: str = "store"  # argparse action; "positional" for APP_MODULE, "none" without flags
+    const: object = None
+    env: str | None = None  # an environment variable that seeds this setting
+    env_convert: Callable[[str], object] | None = None  # env string -> raw value for convert
+    default_doc: str | None = None  # how docs show a default that depends on the machine
+    type_doc: str = ""
+    file_settable: bool = True
+    hook_params: tuple[str, ...] | None = None
+
+    @property
+    def is_hook(self) -> bool:
+        return self.hook_params is not None
+
+    @property
+    def short_help(self) -> str:
+        """The first paragraph of the help, on one line, for --help."""
+        return " ".join(self.help.split("\n\n")[0].split())
+
+
+def setting(
+    default: T,
+    *flags: str,
+    section: str,
+    help: str,
+    convert: Callable[[object], T],
+    meta: str | None = None,
+    action: str | None = None,
+    const: object = None,
+    env: str | None = None,
+    env_convert: Callable[[str], object] | None = None,
+    key: str = "",
+    default_doc: str | None = None,
+    factory: Callable[[], T] | None = None,
+    type_doc: str = "",
+    file_settable: bool = True,
+) -> T:
+    """Declare one setting: a dataclass field whose metadata is its `SettingSpec`."""
+    if action is None:
+        action = "store_true" if isinstance(default, bool) else "store"
+    spec = SettingSpec(
+        name="",
+        key=key,
+        flags=flags,
+        section=section,
+        help=help,
+        convert=convert,
+        meta=meta,
+        action=action if flags or action == "positional" else "none",
+        const=const,
+        env=env,
+        env_convert=env_convert,
+        default_doc=default_doc,
+        type_doc=type_doc,
+        file_settable=file_settable,
+    )
+    metadata = {"corral": spec}
+    if factory is None and isinstance(default, (list, dict)):
+        factory = lambda: copy.deepcopy(default)  # noqa: E731
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def server_hook(
+    default: Hook, *params: str, help: str, convert: Callable[[object], Hook] | None = None
+) -> Any:
+    """Declare a hook: config-file only, called with `params`, a no-op unless set.
+
+    Returns Any, as `dataclasses.field` does, so that the field's annotation gives the type.
+    """
+    spec = SettingSpec(
+        name="",
+        key="",
+        flags=(),
+        section="Server Hooks",
+        help=help,
+        convert=convert or conv.hook(params),
+        action="none",
+        default_doc="a function that does nothing",
+        type_doc=f"callable ({', '.join(params)})",
+        hook_params=params,
+    )
+    return field(default=default, metadata={"corral": spec})
+
+
+# --- default hooks: Gunicorn's signatures, doing nothing -------------------------------------
+
+
+def on_starting(server: Any) -> None:
+    """Default on_starting hook: does nothing."""
+
+
+def on_reload(server: Any) -> None:
+    """Default on_reload hook: does nothing."""
+
+
+def when_ready(server: Any) -> None:
+    """Default when_ready hook: does nothing."""
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """Default pre_fork hook: does nothing."""
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Default post_fork hook: does nothing."""
+
+
+def post_worker_init(worker: Any) -> None:
+    """Default post_worker_init hook: does nothing."""
+
+
+def worker_int(worker: Any) -> None:
+    """Default worker_int hook: does nothing."""
+
+
+def worker_abort(worker: Any) -> None:
+    """Default worker_abort hook: does nothing."""
+
+
+def pre_exec(server: Any) -> None:
+    """Default pre_exec hook: does nothing."""
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """Default pre_request hook: does nothing."""
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    """Default post_request hook: does nothing."""
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Default child_exit hook: does nothing."""
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Default worker_exit hook: does nothing."""
+
+
+def nworkers_changed(server: Any, new_value: int, old_value: int | None) -> None:
+    """Default nworkers_changed hook: does nothing."""
+
+
+def on_exit(server: Any) -> None:
+    """Default on_exit hook: does nothing."""
+
+
+_CONFIG = "Config File"
+_SOCKET = "Server Socket"
+_WORKERS = "Worker Processes"
+_SECURITY = "Security"
+_DEBUG = "Debugging"
+_MECHANICS = "Server Mechanics"
+_LOGGING = "Logging"
+_NAMING = "Process Naming"
+
+
+@dataclass
+class Settings:
+    """The resolved configuration. Fields are in the order the reference lists them."""
+
+    # --- Config File ---------------------------------------------------------------------------
+    config: str | None = setting(
+        None,
+        "-c",
+        "--config",
+        section=_CONFIG,
+        convert=conv.optional_str,
+        meta="CONFIG",
+        file_settable=False,
+        default_doc="None (look for ./corral.conf.py, then ./gunicorn.conf.py)",
+        help="""
+The configuration file to load: a path, `file:PATH`, or `python:MODULE` to import a module.
+
+When it is not given, corral loads `corral.conf.py` from the current directory if that file
+exists, otherwise `gunicorn.conf.py` if that one exists, so that an existing Gunicorn config
+file keeps working. The file is ordinary Python; each top-level name that is a setting's
+config-file name sets that setting, and each function named after a server hook installs it.
+After loading, this field holds the file (or `python:MODULE`) actually loaded, if any.""",
+    )
+    app_spec: str | None = setting(
+        None,
+        section=_CONFIG,
+        convert=conv.optional_str,
+        meta="APP_MODULE",
+        key="wsgi_app",
+        action="positional",
+        help="""
+The WSGI application to serve, written `MODULE:VARIABLE`, for example `myproject.wsgi:app`.
+
+On the command line it is the positional APP_MODULE argument; in a config file it is called
+`wsgi_app`. The command line wins when both are given.""",
+    )
+
+    # --- Server Socket -------------------------------------------------------------------------
+    bind: list[str] = setting(
+        ["127.0.0.1:8000"],
+        "-b",
+        "--bind",
+        section=_SOCKET,
+        convert=conv.bind_list,
+        meta="ADDRESS",
+        action="append",
+        env="PORT",
+        env_convert=conv.bind_from_port,
+        help="""
+An address to listen on; give the flag several times to listen on several addresses.
+
+Accepted forms: `HOST`, `HOST:PORT`, `[IPv6]`, `[IPv6]:PORT`, `unix:PATH`, and `fd://N` for
+a socket that is already open as file descriptor N (handed over by a supervisor). Without a
+port, port 8000 is used. Gunicorn's `unix://PATH` and `tcp://HOST:PORT` are read as
+`unix:PATH` and `HOST:PORT`. When the `PORT` environment variable is set, the default becomes
+`0.0.0.0:$PORT`.""",
+    )
+    backlog: int = setting(
+        2048,
+        "--backlog",
+        section=_SOCKET,
+        convert=conv.positive_int,
+        meta="INT",
+        help="""
+How many connections the kernel may queue on each listening socket while they wait to be
+accepted.
+
+The kernel silently caps the value at its own limit (net.core.somaxconn on Linux).""",
+    )
+
+    # --- Worker Processes ----------------------------------------------------------------------
+    workers: int = setting(
+        1,
+        "-w",
+        "--workers",
+        section=_WORKERS,
+        convert=conv.positive_int,
+        meta="INT",
+        env="WEB_CONCURRENCY",
+        help="""
+How many worker processes to fork for handling requests.
+
+A sync worker serves one request at a time, so a usual starting point is two to four workers
+per CPU core, adjusted by measuring. When the `WEB_CONCURRENCY` environment variable is set,
+it replaces the default.""",
+    )
+    worker_class: WorkerClassName = setting(
+        "sync",
+        "-k",
+        "--worker-class",
+        section=_WORKERS,
+        convert=conv.worker_class,
+        meta="STRING",
+        type_doc="'sync' | 'gthread'",
+        help="""
+The kind of worker process: `sync` or `gthread`.
+
+A `sync` worker handles one connection at a time. A `gthread` worker runs a pool of `threads`
+threads and also keeps idle keep-alive connections open. Gunicorn's spellings
+`gunicorn.workers.sync.SyncWorker` and `gunicorn.workers.gthread.ThreadWorker` are accepted
+as well. As with Gunicorn, choosing `sync` together with more than one thread runs the
+`gthread` worker.""",
+    )
+    threads: int = setting(
+        1,
+        "--threads",
+        section=_WORKERS,
+        convert=conv.positive_int,
+        meta="INT",
+        help="""
+How many threads each gthread worker uses to run the application.
+
+A value above 1 with the `sync` worker class selects the `gthread` worker instead.""",
+    )
+    worker_connections: int = setting(
+        1000,
+        "--worker-connections",
+        section=_WORKERS,
+        convert=conv.positive_int,
+        meta="INT",
+        help="""
+The most client connections a gthread worker keeps open at the same time.
+
+Idle keep-alive connections count. Further clients wait in the listen backlog.""",
+    )
+    max_requests: int = setting(
+        0,
+        "--max-requests",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+Restart a worker, gracefully, once it has handled this many requests.
+
+A simple defence against memory that the application leaks. 0 turns it off.""",
+    )
+    max_requests_jitter: int = setting(
+        0,
+        "--max-requests-jitter",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+An upper bound for a random number added to max_requests for each worker.
+
+The randomness keeps workers from all restarting at the same moment.""",
+    )
+    timeout: int = setting(
+        30,
+        "-t",
+        "--timeout",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+Kill and replace a worker that has shown no sign of life for this many seconds.
+
+For a sync worker this also bounds how long a single request may run. 0 disables the check.""",
+    )
+    graceful_timeout: int = setting(
+        30,
+        "--graceful-timeout",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+Seconds a worker may take to finish its requests after a graceful stop or restart.
+
+Workers still busy when this runs out are killed.""",
+    )
+    keepalive: int = setting(
+        2,
+        "--keep-alive",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+Seconds an idle keep-alive connection may wait for its next request before it is closed.
+
+0 turns keep-alive off: every connection is closed after one response.""",
+    )
+    max_worker_memory: int = setting(
+        0,
+        "--max-worker-memory",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+New in corral, not a Gunicorn setting: restart a worker, gracefully, once its resident
+memory exceeds this many MiB.
+
+0 turns the check off.""",
+    )
+
+    # --- Security ------------------------------------------------------------------------------
+    limit_request_line: int = setting(
+        4094,
+        "--limit-request-line",
+        section=_SECURITY,
+        convert=conv.request_line_limit,
+        meta="INT",
+        help="""
+The longest request line accepted, in bytes: method, target and HTTP version together.
+
+Longer request lines are answered with 414. The value goes from 0 to 8190; 0 lifts the
+limit up to the hard maximum of 8190. It bounds, in practice, the length of URLs.""",
+    )
+    limit_request_fields: int = setting(
+        100,
+        "--limit-request-fields",
+        section=_SECURITY,
+        convert=conv.header_fields_limit,
+        meta="INT",
+        help="""
+The most header fields one request may carry.
+
+Requests with more are answered with 431. The value may not exceed 32768.""",
+    )
+    limit_request_field_size: int = setting(
+        8190,
+        "--limit-request-field_size",
+        "--limit-request-field-size",
+        section=_SECURITY,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+The largest size of one header field (name and value), in bytes.
+
+Larger fields are answered with 431. 0 removes the limit, which a hostile client can abuse.
+Gunicorn spells the flag with an underscore; both spellings are accepted.""",
+    )
+
+    # --- Debugging -----------------------------------------------------------------------------
+    reload: bool = setting(
+        False,
+        "--reload",
+        section=_DEBUG,
+        convert=conv.to_bool,
+        help="""
+Restart the workers when the application's source files change.
+
+Meant for development: watching files costs time and a change restarts every worker.""",
+    )
+    reload_extra_files: list[str] = setting(
+        [],
+        "--reload-extra-file",
+        section=_DEBUG,
+        convert=conv.str_list,
+        meta="FILES",
+        action="append",
+        help="""
+A further file to watch when reload is on, such as a template or a data file.
+
+Give the flag several times to watch several files.""",
+    )
+    check_config: bool = setting(
+        False,
+        "--check-config",
+        section=_DEBUG,
+        convert=conv.to_bool,
+        help="""
+Check the configuration and that the application loads, then exit.
+
+The exit status is 0 when both are fine and 1 otherwise.""",
+    )
+    print_config: bool = setting(
+        False,
+        "--print-config",
+        section=_DEBUG,
+        convert=conv.to_bool,
+        help="""
+Print the value every setting resolved to, then exit as check_config does.""",
+    )
+
+    # --- Server Mechanics ----------------------------------------------------------------------
+    preload_app: bool = setting(
+        False,
+        "--preload",
+        section=_MECHANICS,
+        convert=conv.to_bool,
+        help="""
+Import the application in the master once, before the workers are forked.
+
+Workers then start faster and share the memory the import used. The price: whatever the
+import opens (database connections, files, threads) exists in the master and is inherited,
+in its forked state, by every worker.""",
+    )
+    sendfile: bool | None = setting(
+        None,
+        "--no-sendfile",
+        section=_MECHANICS,
+        convert=conv.optional_bool,
+        action="store_const",
+        const=False,
+        env="SENDFILE",
+        env_convert=conv.sendfile_from_env,
+        default_doc="None (sendfile is used)",
+        help="""
+Turn off sending file responses (`wsgi.file_wrapper`) with the sendfile() system call.
+
+sendfile() is used unless this setting is False: `--no-sendfile` on the command line,
+`sendfile = False` in a config file, or `SENDFILE=0` (or `false`, `no`, `off`) in the
+environment.""",
+    )
+    reuse_port: bool = setting(
+        False,
+        "--reuse-port",
+        section=_MECHANICS,
+        convert=conv.to_bool,
+        help="""
+Set SO_REUSEPORT on the listening sockets.
+
+Several servers can then bind the same address, and the kernel spreads new connections
+among them.""",
+    )
+    chdir: str = setting(
+        "",
+        "--chdir",
+        section=_MECHANICS,
+        convert=conv.to_str,
+        factory=os.getcwd,
+        default_doc="the directory corral was started in",
+        help="""
+The directory to change to before the application is loaded.
+
+A relative path is taken from the directory corral was started in; the result is stored as
+an absolute path and must exist.""",
+    )
+    daemon: bool = setting(
+        False,
+        "-D",
+        "--daemon",
+        section=_MECHANICS,
+        convert=conv.to_bool,
+        help="""
+Detach from the terminal and run in the background.
+
+Leave it off under a process supervisor such as systemd, which expects the server to stay
+in the foreground.""",
+    )
+    raw_env: list[str] = setting(
+        [],
+        "-e",
+        "--env",
+        section=_MECHANICS,
+        convert=conv.env_list,
+        meta="ENV",
+        action="append",
+        help="""
+An environment variable to set for the application, written KEY=VALUE.
+
+Give the flag several times to set several variables.""",
+    )
+    pidfile: str | None = setting(
+        None,
+        "-p",
+        "--pid",
+        section=_MECHANICS,
+        convert=conv.optional_str,
+        meta="FILE",
+        help="""
+A file to write the master's process id to; it is removed when the server exits.""",
+    )
+    worker_tmp_dir: str | None = setting(
+        None,
+        "--worker-tmp-dir",
+        section=_MECHANICS,
+        convert=conv.optional_str,
+        meta="DIR",
+        help="""
+Accepted so that Gunicorn command lines and config files keep working, and otherwise unused.
+
+Gunicorn keeps each worker's heartbeat in a temporary file in this directory, which is why
+its users point it at a tmpfs. corral keeps heartbeats in shared memory instead, so there is
+no file and nothing to tune.""",
+    )
+    user: int = setting(
+        0,
+        "-u",
+        "--user",
+        section=_MECHANICS,
+        convert=conv.user_id,
+        meta="USER",
+        factory=os.geteuid,
+        default_doc="the effective user id of the process",
+        help="""
+The user the workers run as, by name or by numeric id.
+
+Switching to another user requires starting the master as root.""",
+    )
+    group: int = setting(
+        0,
+        "-g",
+        "--group",
+        section=_MECHANICS,
+        convert=conv.group_id,
+        meta="GROUP",
+        factory=os.getegid,
+        default_doc="the effective group id of the process",
+        help="""
+The group the workers run as, by name or by numeric id.""",
+    )
+    umask: int = setting(
+        0,
+        "-m",
+        "--umask",
+        section=_MECHANICS,
+        convert=conv.umask,
+        meta="INT",
+        help="""
+The umask applied to files the server creates, such as unix sockets and the pid file.
+
+A number with a leading zero is octal, as in a shell: `022` and `0o22` are the same mask as
+the decimal `18`.""",
+    )
+    initgroups: bool = setting(
+        False,
+        "--initgroups",
+        section=_MECHANICS,
+        convert=conv.to_bool,
+        help="""
+When switching to `user`, also give the workers that user's supplementary groups.""",
+    )
+    secure_scheme_headers: dict[str, str] = setting(
+        {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https", "X-FORWARDED-SSL": "on"},
+        section=_MECHANICS,
+        convert=conv.str_dict,
+        help="""
+Headers by which a trusted proxy (see forwarded_allow_ips) tells that the client used HTTPS.
+
+A dict from upper-case header name to the value that means HTTPS; a request carrying one of
+them gets `wsgi.url_scheme` set to `https`. An empty dict ignores such headers. This can only
+be set in a config file.""",
+    )
+    forwarded_allow_ips: list[str] = setting(
+        ["127.0.0.1", "::1"],
+        "--forwarded-allow-ips",
+        section=_MECHANICS,
+        convert=conv.forwarded_ips,
+        meta="STRING",
+        env="FORWARDED_ALLOW_IPS",
+        help="""
+The proxies whose secure_scheme_headers and forwarder_headers are believed.
+
+A comma-separated list (or, in a config file, a list) of IP addresses and networks, or `*`
+to trust every peer, which is only safe when nothing but the proxy can reach the server.
+When the `FORWARDED_ALLOW_IPS` environment variable is set, it replaces the default.""",
+    )
+    pythonpath: str | None = setting(
+        None,
+        "--pythonpath",
+        section=_MECHANICS,
+        convert=conv.optional_str,
+        meta="STRING",
+        help="""
+Directories, separated by commas, to put in front of the module search path before the
+application is loaded.""",
+    )
+    permit_obsolete_folding: bool = setting(
+        False,
+        "--permit-obsolete-folding",
+        section=_MECHANICS,
+        convert=conv.to_bool,
+        help="""
+Accept header values continued on the next line (obsolete line folding, RFC 9112 section
+5.2) instead of rejecting the request.
+
+The continuation lines are joined to the value with a space.""",
+    )
+    strip_header_spaces: bool = setting(
+        False,
+        "--strip-header-spaces",
+        section=_MECHANICS,
+        convert=conv.to_bool,
+        help="""
+Dangerous: accept whitespace between a header name and its colon, and strip it.
+
+RFC 9112 requires such requests to be rejected, because a proxy in front may read the header
+differently from the server, which opens the way to request smuggling. Turn this on only for
+clients that cannot be fixed and when no proxy sits in front.""",
+    )
+    permit_unconventional_http_method: bool = setting(
+        False,
+        "--permit-unconventional-http-method",
+        section=_MECHANICS,
+        convert=conv.to_bool,
+        help="""
+Accept request methods that are valid tokens but do not look like real methods, such as
+lower-case or very short or long ones, instead of rejecting the request.""",
+    )
+    permit_unconventional_http_version: bool = setting(
+        False,
+        "--permit-unconventional-http-version",
+        section=_MECHANICS,
+        convert=conv.to_bool,
+        help="""
+Accept request lines naming HTTP versions other than 1.0 and 1.1, instead of rejecting
+them as likely malformed.""",
+    )
+    casefold_http_method: bool = setting(
+        False,
+        "--casefold-http-method",
+        section=_MECHANICS,
+        convert=conv.to_bool,
+        help="""
+Upper-case the request method before the application sees it, so `get` arrives as `GET`.
+
+Only matters together with permit_unconventional_http_method.""",
+    )
+    forwarder_headers: list[str] = setting(
+        ["SCRIPT_NAME", "PATH_INFO"],
+        "--forwarder-headers",
+        section=_MECHANICS,
+        convert=conv.header_names,
+        meta="FORWARDER_HEADERS",
+        help="""
+Header names, in upper case, that a trusted proxy (see forwarded_allow_ips) may send with
+underscores in them and that are then passed on to the application.
+
+Typical uses are SCRIPT_NAME, PATH_INFO and REMOTE_USER set by the proxy. From any other
+peer, header_map decides what happens to names with underscores.""",
+    )
+    header_map: HeaderMapMode = setting(
+        "drop",
+        "--header-map",
+        section=_MECHANICS,
+        convert=conv.header_map,
+        meta="HEADER_MAP",
+        type_doc="'drop' | 'refuse' | 'dangerous'",
+        help="""
+What to do with a header whose name contains an underscore: `drop`, `refuse` or `dangerous`.
+
+In the WSGI environ `X_Foo` and `X-Foo` become the same key, so a client could pass one off
+as the other. `drop` discards such headers, `refuse` answers 400, and `dangerous` passes
+them on. forwarder_headers from a trusted proxy are always passed on.""",
+    )
+
+    # --- Logging -------------------------------------------------------------------------------
+    accesslog: str | None = setting(
+        None,
+        "--access-logfile",
+        section=_LOGGING,
+        convert=conv.optional_str,
+        meta="FILE",
+        help="""
+Where to write the access log: a file path, or `-` for standard output.
+
+None, the default, writes no access log.""",
+    )
+    access_log_format: str = setting(
+        DEFAULT_ACCESS_LOG_FORMAT,
+        "--access-logformat",
+        section=_LOGGING,
+        convert=conv.to_str,
+        meta="STRING",
+        help="""
+The layout of each access log line, built from Gunicorn's %-style atoms.
+
+For example %(h)s is the client address, %(r)s the request line, %(s)s the status, %(b)s the
+response length, %(f)s the referer and %(a)s the user agent.""",
+    )
+    errorlog: str = setting(
+        "-",
+        "--error-logfile",
+        "--log-file",
+        section=_LOGGING,
+        convert=conv.to_str,
+        meta="FILE",
+        help="""
+Where to write the error log: a file path, or `-` for standard error.""",
+    )
+    loglevel: LogLevel = setting(
+        "info",
+        "--log-level",
+        section=_LOGGING,
+        convert=conv.log_level,
+        meta="LEVEL",
+        type_doc="'debug' | 'info' | 'warning' | 'error' | 'critical'",
+        help="""
+The least severe messages the error log keeps: debug, info, warning, error or critical.""",
+    )
+    capture_output: bool = setting(
+        False,
+        "--capture-output",
+        section=_LOGGING,
+        convert=conv.to_bool,
+        help="""
+Send what the application writes to standard output and standard error into the error log.
+
+errorlog must then name a file.""",
+    )
+
+    # --- Process Naming ------------------------------------------------------------------------
+    proc_name: str | None = setting(
+        None,
+        "-n",
+        "--name",
+        section=_NAMING,
+        convert=conv.optional_str,
+        meta="STRING",
+        help="""
+The name processes show in tools such as ps and top, when the optional setproctitle package
+is installed.
+
+When unset, the application spec is used.""",
+    )
+
+    # --- Server Hooks --------------------------------------------------------------------------
+    on_starting: ServerHook = server_hook(
+        on_starting,
+        "server",
+        help="Called in the master as it starts, before the listening sockets are opened.",
+    )
+    on_reload: ServerHook = server_hook(
+        on_reload,
+        "server",
+        help="Called in the master when a HUP signal makes it reload its configuration.",
+    )
+    when_ready: ServerHook = server_hook(
+        when_ready,
+        "server",
+        help="Called in the master once it listens, before the first workers are forked.",
+    )
+    pre_fork: ServerWorkerHook = server_hook(
+        pre_fork,
+        "server",
+        "worker",
+        help="Called in the master just before it forks a worker.",
+    )
+    post_fork: ServerWorkerHook = server_hook(
+        post_fork,
+        "server",
+        "worker",
+        help="Called in a new worker process right after the fork.",
+    )
+    post_worker_init: WorkerHook = server_hook(
+        post_worker_init,
+        "worker",
+        help="Called in a worker once it has loaded the application.",
+    )
+    worker_int: WorkerHook = server_hook(
+        worker_int,
+        "worker",
+        help="Called in a worker when it receives INT or QUIT.",
+    )
+    worker_abort: WorkerHook = server_hook(
+        worker_abort,
+        "worker",
+        help="Called in a worker when it receives ABRT, which the master sends on timeout.",
+    )
+    pre_exec: ServerHook = server_hook(
+        pre_exec,
+        "server",
+        help="Called in the master just before it executes a new copy of itself (USR2).",
+    )
+    pre_request: PreRequestHook = server_hook(
+        pre_request,
+        "worker",
+        "req",
+        help="Called in a worker before each request is passed to the application.",
+    )
+    post_request: PostRequestHook = server_hook(
+        post_request,
+        "worker",
+        "req",
+        "environ",
+        "resp",
+        convert=conv.post_request_hook,
+        help="""
+Called in a worker after each request has been answered.
+
+As in Gunicorn, a function taking only (worker, req) or (worker, req, environ) is accepted.""",
+    )
+    child_exit: ServerWorkerHook = server_hook(
+        child_exit,
+        "server",
+        "worker",
+        help="Called in the master after a worker process has exited.",
+    )
+    worker_exit: ServerWorkerHook = server_hook(
+        worker_exit,
+        "server",
+        "worker",
+        help="Called in a worker process as it exits.",
+    )
+    nworkers_changed: NworkersChangedHook = server_hook(
+        nworkers_changed,
+        "server",
+        "new_value",
+        "old_value",
+        help="""
+Called in the master when the number of workers changes (TTIN, TTOU, reload).
+
+old_value is None the first time.""",
+    )
+    on_exit: ServerHook = server_hook(
+        on_exit,
+        "server",
+        help="Called in the master just before the server exits.",
+    )
+
+    @property
+    def effective_worker_class(self) -> WorkerClassName:
+        """The worker class to run: `sync` with more than one thread means `gthread`."""
+        if self.worker_class == "sync" and self.threads > 1:
+            return "gthread"
+        return self.worker_class
+
+    @property
+    def env(self) -> dict[str, str]:
+        """raw_env as a dict (later entries win)."""
+        return dict(item.partition("=")[::2] for item in self.raw_env)
+
+
+def _specs() -> tuple[SettingSpec, ...]:
+    specs = []
+    for item in dataclasses.fields(Settings):
+        spec: SettingSpec = item.metadata["corral"]
+        specs.append(
+            dataclasses.replace(
+                spec,
+                name=item.name,
+                key=spec.key or item.name,
+                help=spec.help.strip(),
+                type_doc=spec.type_doc or str(item.type),
+            )
+        )
+    return tuple(specs)
+
+
+SPECS: tuple[SettingSpec, ...] = _specs()
+SPECS_BY_NAME: dict[str, SettingSpec] = {spec.name: spec for spec in SPECS}
+SPECS_BY_KEY: dict[str, SettingSpec] = {spec.key: spec for spec in SPECS}
+
+
+def default_value(spec: SettingSpec) -> object:
+    """The declared default of a setting, freshly made (factories are called)."""
+    item = next(f for f in dataclasses.fields(Settings) if f.name == spec.name)
+    if item.default_factory is not dataclasses.MISSING:
+        return item.default_factory()
+    return item.default
+
+
+def show_value(value: object, quote: bool = False) -> str:
+    """A value for messages and --print-config: callables by name, others by str or repr."""
+    if callable(value):
+        return f"<{getattr(value, '__qualname__', type(value).__name__)}()>"
+    return repr(value) if quote else str(value)
+
+
+def format_settings(settings: Settings) -> str:
+    """For --print-config: one "key = value" line per setting, sorted by config-file name."""
+    width = max(len(spec.key) for spec in SPECS)
+    lines = [
+        f"{spec.key:{width}} = {show_value(getattr(settings, spec.name))}"
+        for spec in sorted(SPECS, key=lambda spec: spec.key)
+    ]
+    return "\n".join(lines)

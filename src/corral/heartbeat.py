@@ -1,0 +1,40 @@
+"""Worker liveness through memory shared between the master and one worker.
+
+Gunicorn's workers prove they are alive by touching a file; when that file sits on a disk that
+stalls, healthy workers block and get killed. corral's heartbeat is an anonymous shared mapping
+made by the master before fork: the worker stores a monotonic timestamp in it and the master reads
+it. No file, no system call on the beat. This module must never touch the file system.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+import time
+
+_STAMP = struct.Struct("d")
+
+
+class Heartbeat:
+    """Eight bytes of shared memory holding the worker's last sign of life (CLOCK_MONOTONIC)."""
+
+    __slots__ = ("_mem",)
+
+    def __init__(self) -> None:
+        # fileno -1: anonymous memory; MAP_SHARED (the default) keeps it shared across fork.
+        self._mem = mmap.mmap(-1, _STAMP.size)
+        self.beat()
+
+    def beat(self, now: float | None = None) -> None:
+        _STAMP.pack_into(self._mem, 0, time.monotonic() if now is None else now)
+
+    def last(self) -> float:
+        stamp: float = _STAMP.unpack_from(self._mem, 0)[0]
+        return stamp
+
+    def age(self) -> float:
+        """Seconds since the last beat."""
+        return time.monotonic() - self.last()
+
+    def close(self) -> None:
+        self._mem.close()

@@ -1,0 +1,425 @@
+"""Parse one HTTP/1.x request head (request line + header section) from a byte buffer.
+
+`parse_head(buf)` answers "need more bytes" (None), a `Request` with the number of bytes the
+head used, or raises `ProtocolError` carrying the status to answer with (400, 414, 431, 501,
+505). It is sans-IO: it never reads, never blocks and must never import socket, select,
+selectors, ssl, threading or asyncio.
+
+It is the hot path of every worker, so the work is done by C code: one `find` for the end of the
+head, one decode, one split into request line and field block, and precompiled regexes that
+validate and extract all field lines at once. Python-level loops run only over the few fields
+that decide framing, and the slow diagnostics run only once a request is already rejected.
+
+The grammar is strict on purpose: where a lenient reading could let two HTTP implementations
+disagree on where a message ends (request smuggling), we reject. Nothing is ever "cleaned up"
+with int(), str.strip() or str.split() before a strict regex has accepted the wire bytes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from corral.errors import ProtocolError
+
+# Hard ceilings that settings of 0 ("unlimited", as in Gunicorn) or larger values fall back to,
+# so that a peer can never make us buffer an unbounded head.
+MAX_REQUEST_LINE = 8190
+MAX_FIELDS = 32768
+MAX_FIELD_SIZE = 65536
+MAX_HEAD_SIZE = 1 << 20
+
+
+def _effective(value: int, ceiling: int) -> int:
+    return ceiling if value <= 0 or value > ceiling else value
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits of a request head; 0 (or anything above the ceiling) means the ceiling.
+
+    `request_line` and `field_size` count the bytes of one line without its CRLF.
+    """
+
+    request_line: int = 4094
+    fields: int = 100
+    field_size: int = 8190
+    line_cap: int = field(init=False, repr=False, compare=False)
+    fields_cap: int = field(init=False, repr=False, compare=False)
+    field_size_cap: int = field(init=False, repr=False, compare=False)
+    # The whole head: request line + fields, each with its CRLF, + the blank line.
+    head_cap: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        line = _effective(self.request_line, MAX_REQUEST_LINE)
+        count = _effective(self.fields, MAX_FIELDS)
+        size = _effective(self.field_size, MAX_FIELD_SIZE)
+        object.__setattr__(self, "line_cap", line)
+        object.__setattr__(self, "fields_cap", count)
+        object.__setattr__(self, "field_size_cap", size)
+        head = line + 2 + count * (size + 2) + 2
+        object.__setattr__(self, "head_cap", min(head, MAX_HEAD_SIZE))
+
+
+DEFAULT_LIMITS = Limits()
+
+
+@dataclass(slots=True)
+class Request:
+    """One parsed request head. Strings are latin-1 decodings of the wire bytes."""
+
+    method: str
+    target: str  # as sent (RAW_URI)
+    path: str  # still percent-encoded
+    query: str
+    version: str  # "HTTP/1.0" or "HTTP/1.1"
+    headers: list[tuple[str, str]]  # wire order; names upper case, values without OWS
+    content_length: int | None
+    chunked: bool
+    keep_alive: bool
+    expect_continue: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# Grammar. Patterns are str patterns applied to the latin-1 decoding of the head, so each
+# character stands for exactly one wire byte.
+
+# RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" /
+# "_" / "`" / "|" / "~" / DIGIT / ALPHA; token = 1*tchar
+_TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
+_TOKEN = re.compile(rf"[{_TCHAR}]+")
+
+# RFC 9112 §3.1: method = token. Like Gunicorn's default we further require upper case and
+# 3 to 20 characters; anything else is almost always garbage or an attack.
+_METHOD_RE = r"[!#$%&'*+\-.^_`|~0-9A-Z]{3,20}"
+_METHOD = re.compile(_METHOD_RE)
+
+# RFC 9112 §3.1 + §3.2: request-line = method SP request-target SP HTTP-version; the target
+# is visible ASCII (no SP, CTL or non-ASCII), and has no fragment ("#") (RFC 9110 §4.1).
+# RFC 9112 §2.3: HTTP-version = "HTTP" "/" DIGIT "." DIGIT, case-sensitive; we speak 1.0, 1.1.
+_REQUEST_LINE = re.compile(rf"({_METHOD_RE}) ([\x21\x22\x24-\x7e]+) HTTP/1\.([01])")
+_ANY_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
+
+# RFC 9110 §5.5: field-value = *field-content;
+#   field-content = field-vchar [ 1*( SP / HTAB / field-vchar ) field-vchar ]
+#   field-vchar = VCHAR / obs-text
+# RFC 9112 §5: field-line = field-name ":" OWS field-value OWS, field-name = token (no
+# whitespace before the colon, §5.1). The OWS is matched outside the value group, so the value
+# comes out with leading/trailing SP and HTAB (and only those) removed.
+_VCHAR = r"\x21-\x7e\x80-\xff"
+_FIELD_LINE_RE = rf"([{_TCHAR}]+):[\t ]*((?:[{_VCHAR}](?:[\t {_VCHAR}]*[{_VCHAR}])?)?)[\t ]*"
+_FIELD_LINE = re.compile(_FIELD_LINE_RE)
+_FIELD_BLOCK = re.compile(rf"(?:{_FIELD_LINE_RE}\r\n)*")
+_FIELD_LINES = re.compile(rf"{_FIELD_LINE_RE}\r\n")
+
+# RFC 9110 §7.2: Host = uri-host [ ":" port ]; RFC 3986 §3.2.2: host = IP-literal /
+# IPv4address / reg-name (IPv4address is a subset of the reg-name syntax), port = *DIGIT.
+# The value may be empty (RFC 9110 §7.2, target without authority); we accept that.
+_SUB_DELIMS_UNRESERVED = r"A-Za-z0-9\-._~!$&'()*+,;="
+_REG_NAME = rf"(?:[{_SUB_DELIMS_UNRESERVED}]|%[0-9A-Fa-f]{{2}})*"
+_IP_LITERAL = rf"\[(?:([0-9A-Fa-f:.]+)|v[0-9A-Fa-f]+\.[{_SUB_DELIMS_UNRESERVED}:]+)\]"
+_HOST = re.compile(rf"(?:{_REG_NAME}|{_IP_LITERAL})(?::[0-9]*)?")
+# RFC 9112 §3.2.3: authority-form = uri-host ":" port (CONNECT only); we require a port.
+_AUTHORITY_FORM = re.compile(rf"(?:{_REG_NAME}|{_IP_LITERAL}):[0-9]{{1,5}}")
+# RFC 9112 §3.2.2: absolute-form = absolute-URI; RFC 3986 §3.1 scheme. We take the
+# hierarchical "scheme://authority path?query" shape that http(s) URIs have (RFC 9110 §4.2).
+_ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*://([^/?]*)([^?]*)(?:\?(.*))?")
+
+# RFC 9112 §6.1 + RFC 9110 §5.6.1: Transfer-Encoding = #transfer-coding, with transfer-coding =
+# token *( OWS ";" OWS transfer-parameter ). We parse elements strictly and, stricter than the
+# list rule, reject empty elements: "chunked," is too close to smuggling tricks to guess at.
+_QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_PARAM = rf"[\t ]*;[\t ]*[{_TCHAR}]+=(?:[{_TCHAR}]+|{_QUOTED_STRING})"
+_CODING = re.compile(rf"([{_TCHAR}]+)(?:{_PARAM})*")
+# RFC 9110 §5.6.1: list elements are separated by OWS "," OWS.
+_LIST_SEP = re.compile(r"[\t ]*,[\t ]*")
+
+# RFC 9110 §8.6: Content-Length = 1*DIGIT. Bounded to 19 digits so the value stays in 64 bits.
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
+
+# Fields that decide framing, routing or connection handling; all others pass straight through.
+_WATCHED = frozenset(
+    {"HOST", "CONTENT-LENGTH", "TRANSFER-ENCODING", "CONNECTION", "EXPECT", "CONTENT-TYPE"}
+)
+# RFC 9112 §3.2: more than one Host is a 400. RFC 9112 §6.3: several Content-Length fields
+# make the length ambiguous; the RFC allows collapsing identical values, we reject them all.
+# RFC 9110 §8.3: Content-Type is a singleton field; two of them are not combinable.
+_SINGLETONS = ("HOST", "CONTENT-LENGTH", "CONTENT-TYPE")
+
+# Per minor version: the default for persistence and the Connection option that flips it.
+# RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
+_PERSISTENCE = {"0": (False, "keep-alive"), "1": (True, "close")}
+_VERSIONS = {"0": "HTTP/1.0", "1": "HTTP/1.1"}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def parse_head(
+    buf: bytes | bytearray, limits: Limits = DEFAULT_LIMITS
+) -> tuple[Request, int] | None:
+    """Parse one request head at the start of buf.
+
+    Returns None when buf holds no complete head yet (but raises ProtocolError 414 / 431 as soon
+    as the incomplete data already exceeds the request-line limit / the head cap, so a client
+    can never make us buffer without bound). Returns (request, n) where n is the number of bytes
+    of buf the head used (through the blank line). Raises ProtocolError(status, reason) for
+    malformed input.
+    """
+    start = 0
+    # RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF) received before the
+    # request-line. We skip any number, bounded by the request-line limit.
+    if buf.startswith(b"\r\n"):
+        while buf.startswith(b"\r\n", start):
+            start += 2
+        if start > limits.line_cap:
+            raise ProtocolError(400, "too many empty lines before the request line")
+    # RFC 9112 §2.1: the head ends with the empty line that ends the header section.
+    end = buf.find(b"\r\n\r\n", start)
+    if end < 0:
+        _check_incomplete(buf, start, limits)
+        return None
+    if end - start > limits.head_cap:
+        raise ProtocolError(431, "request head too large")
+    text = buf[start:end].decode("latin-1")
+    eol = text.find("\r\n")
+    if eol < 0:
+        line, block = text, ""
+    else:
+        line, block = text[:eol], text[eol + 2 :] + "\r\n"
+    if len(line) > limits.line_cap:
+        raise ProtocolError(414, "request line too long")
+    match = _REQUEST_LINE.fullmatch(line)
+    if match is None:
+        _reject_request_line(line)
+    method, target, minor = match.groups()
+    headers = _parse_fields(block, limits)
+    path, query = _split_target(method, target)
+    content_length, chunked, keep_alive, expect_continue = _interpret(minor, headers)
+    request = Request(
+        method,
+        target,
+        path,
+        query,
+        _VERSIONS[minor],
+        headers,
+        content_length,
+        chunked,
+        keep_alive,
+        expect_continue,
+    )
+    return request, end + 4
+
+
+def _check_incomplete(buf: bytes | bytearray, start: int, limits: Limits) -> None:
+    """Reject an unfinished head that can already never become a valid one."""
+    size = len(buf) - start
+    if size > limits.head_cap:
+        raise ProtocolError(431, "request head too large")
+    # A final CR may be the first half of a CRLF still on its way.
+    pending_cr = buf.endswith(b"\r")
+    first_lf = buf.find(b"\n", start)
+    if first_lf < 0:
+        if size - pending_cr > limits.line_cap:
+            raise ProtocolError(414, "request line too long")
+        return
+    if first_lf - start - 1 > limits.line_cap:
+        raise ProtocolError(414, "request line too long")
+    if len(buf) - buf.rfind(b"\n") - 1 - pending_cr > limits.field_size_cap:
+        raise ProtocolError(431, "request header field too large")
+    # RFC 9112 §2.2: a bare CR or LF is not a line ending we accept. Counting in C keeps a
+    # byte-by-byte client from waiting out the head cap before being told.
+    crlf = buf.count(b"\r\n", start)
+    if buf.count(b"\n", start) != crlf or buf.count(b"\r", start) - pending_cr != crlf:
+        raise ProtocolError(400, "bare CR or LF in request head")
+
+
+def _parse_fields(block: str, limits: Limits) -> list[tuple[str, str]]:
+    """Validate and split the field lines (each ending in CRLF) of a header section."""
+    # RFC 9112 §5 / RFC 9110 §5.4: a server may refuse field sections that are too large.
+    if block.count("\r\n") > limits.fields_cap:
+        raise ProtocolError(431, "too many request header fields")
+    if len(block) > limits.field_size_cap and any(
+        len(line) > limits.field_size_cap for line in block.split("\r\n")
+    ):
+        raise ProtocolError(431, "request header field too large")
+    if _FIELD_BLOCK.fullmatch(block) is None:
+        for line in block.split("\r\n")[:-1]:
+            parse_field_line(line)
+        raise ProtocolError(400, "invalid request header field")  # pragma: no cover
+    return [(name.upper(), value) for name, value in _FIELD_LINES.findall(block)]
+
+
+def parse_field_line(line: str) -> tuple[str, str]:
+    """Parse one field line (latin-1 text, no CRLF) into (NAME, value); raise 400 if invalid.
+
+    Shared with the chunked decoder, whose trailer fields follow the same grammar.
+    """
+    match = _FIELD_LINE.fullmatch(line)
+    if match is not None:
+        return match[1].upper(), match[2]
+    # The line is bad; say why. Order matters only for the message, the status is always 400.
+    if "\r" in line or "\n" in line:
+        reason = "bare CR or LF in request head"  # RFC 9112 §2.2
+    elif line[:1] in (" ", "\t"):
+        reason = "obsolete line folding"  # RFC 9112 §5.2: obs-fold is rejected with 400
+    elif ":" not in line:
+        reason = "header field line without a colon"
+    elif line.partition(":")[0][-1:] in (" ", "\t"):
+        reason = "whitespace between field name and colon"  # RFC 9112 §5.1
+    elif _TOKEN.fullmatch(line.partition(":")[0]) is None:
+        reason = "invalid header field name"  # RFC 9110 §5.1
+    else:
+        reason = "invalid character in header field value"  # RFC 9110 §5.5
+    raise ProtocolError(400, reason)
+
+
+def _reject_request_line(line: str) -> NoReturn:
+    """Raise the error that explains why line failed the request-line pattern."""
+    if "\r" in line or "\n" in line:
+        raise ProtocolError(400, "bare CR or LF in request head")  # RFC 9112 §2.2
+    parts = line.split(" ")
+    # RFC 9112 §3: exactly one SP between the three parts and no other whitespace. (§3 allows
+    # lenient whitespace parsing; we decline it: it is a known smuggling vector.)
+    if len(parts) != 3:
+        raise ProtocolError(400, "malformed request line")
+    method, target, version = parts
+    if _METHOD.fullmatch(method) is None:
+        raise ProtocolError(400, "invalid method")
+    if version not in _VERSIONS.values():
+        # RFC 9110 §15.6.6: a well-formed version we do not support gets 505.
+        if _ANY_VERSION.fullmatch(version) is not None:
+            raise ProtocolError(505, "HTTP version not supported")
+        raise ProtocolError(400, "invalid HTTP version")
+    if "#" in target:
+        raise ProtocolError(400, "fragment in request target")  # RFC 9110 §4.1
+    raise ProtocolError(400, "empty request target or invalid character in it")
+
+
+def _split_target(method: str, target: str) -> tuple[str, str]:
+    """Return (path, query) of target, enforcing the form allowed for method."""
+    # RFC 9112 §3.2.1: origin-form = absolute-path [ "?" query ] — the common case.
+    if target[0] == "/" and method != "CONNECT":
+        path, _, query = target.partition("?")
+        return path, query
+    # RFC 9112 §3.2.4: asterisk-form is "*" and only for OPTIONS.
+    if target == "*" and method == "OPTIONS":
+        return "*", ""
+    # RFC 9112 §3.2.3: authority-form is used only (and always) for CONNECT.
+    if method == "CONNECT":
+        match = _AUTHORITY_FORM.fullmatch(target)
+        if match is None:
+            raise ProtocolError(400, "CONNECT needs an authority-form target (host:port)")
+        _check_ipv6(match[1])
+        return "", ""
+    # RFC 9112 §3.2.2: a server MUST accept absolute-form; the path comes from the URI.
+    match = _ABSOLUTE_FORM.fullmatch(target)
+    if match is None:
+        raise ProtocolError(400, "invalid request target")
+    authority, path, query = match.groups()
+    # RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid. §4.2.4: userinfo is
+    # deprecated and its presence treated as an error (it is also a phishing tool).
+    if not authority or "@" in authority:
+        raise ProtocolError(400, "invalid authority in request target")
+    host = _HOST.fullmatch(authority)
+    if host is None:
+        raise ProtocolError(400, "invalid authority in request target")
+    _check_ipv6(host[1])
+    return path or "/", query or ""
+
+
+def _check_ipv6(literal: str | None) -> None:
+    """RFC 3986 §3.2.2: the inside of "[...]" must be a real IPv6 address."""
+    if literal is None:
+        return
+    try:
+        ipaddress.IPv6Address(literal)
+    except ValueError:
+        raise ProtocolError(400, "invalid IPv6 address literal") from None
+
+
+def _interpret(minor: str, headers: list[tuple[str, str]]) -> tuple[int | None, bool, bool, bool]:
+    """Apply the field rules that decide routing and framing.
+
+    Returns (content_length, chunked, keep_alive, expect_continue).
+    """
+    seen: dict[str, list[str]] = {}
+    for name, value in headers:
+        if name in _WATCHED:
+            if name in seen:
+                seen[name].append(value)
+            else:
+                seen[name] = [value]
+    for name in _SINGLETONS:
+        if len(seen.get(name, ())) > 1:
+            raise ProtocolError(400, f"more than one {name.title()} header field")
+    hosts = seen.get("HOST")
+    if hosts is None:
+        # RFC 9112 §3.2: an HTTP/1.1 request without Host gets 400.
+        if minor == "1":
+            raise ProtocolError(400, "missing Host header field")
+    else:
+        # RFC 9112 §3.2: ... and so does a Host with an invalid field value.
+        host = _HOST.fullmatch(hosts[0])
+        if host is None:
+            raise ProtocolError(400, "invalid Host header field")
+        _check_ipv6(host[1])
+    content_length = _content_length(seen.get("CONTENT-LENGTH"))
+    chunked = False
+    codings = seen.get("TRANSFER-ENCODING")
+    if codings is not None:
+        chunked = _transfer_encoding(minor, codings, content_length)
+    keep_alive, flip = _PERSISTENCE[minor]
+    options = seen.get("CONNECTION")
+    if options is not None and flip in _list_elements(options):
+        keep_alive = not keep_alive
+    # RFC 9110 §10.1.1: 100-continue means nothing to an HTTP/1.0 request; ignore it there.
+    expects = seen.get("EXPECT")
+    expect_continue = (
+        expects is not None and minor == "1" and "100-continue" in _list_elements(expects)
+    )
+    return content_length, chunked, keep_alive, expect_continue
+
+
+def _content_length(values: list[str] | None) -> int | None:
+    if values is None:
+        return None
+    # RFC 9110 §8.6: Content-Length = 1*DIGIT; no sign, inner space, underscore or list.
+    value = values[0]
+    if _CONTENT_LENGTH.fullmatch(value) is None:
+        raise ProtocolError(400, "invalid Content-Length")
+    return int(value)
+
+
+def _transfer_encoding(minor: str, values: list[str], content_length: int | None) -> bool:
+    """Validate Transfer-Encoding; return True (chunked) or raise."""
+    # RFC 9112 §6.1: a server MAY reject a request with both Content-Length and
+    # Transfer-Encoding, and MUST close after it anyway; we reject (smuggling vector).
+    if content_length is not None:
+        raise ProtocolError(400, "both Content-Length and Transfer-Encoding")
+    # RFC 9112 §6.1: Transfer-Encoding was added in HTTP/1.1; in a 1.0 message it is a sign
+    # of a faulty or hostile intermediary, and the framing cannot be trusted.
+    if minor == "0":
+        raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
+    names = []
+    # RFC 9110 §5.3: several field lines combine into one comma-separated list, in order.
+    for element in _LIST_SEP.split(",".join(values)):
+        match = _CODING.fullmatch(element)
+        if match is None:
+            raise ProtocolError(400, "invalid Transfer-Encoding")
+        names.append(match[1].lower())
+    # RFC 9112 §6.3 (4): chunked not final -> length unknown -> 400. §7: chunked MUST NOT be
+    # applied more than once.
+    if names[-1] != "chunked" or names.count("chunked") != 1:
+        raise ProtocolError(400, "chunked must be the final transfer coding, exactly once")
+    # RFC 9112 §6.1: a transfer coding we do not understand gets 501.
+    if len(names) > 1:
+        raise ProtocolError(501, "unsupported transfer coding")
+    return True
+
+
+def _list_elements(values: list[str]) -> list[str]:
+    """The lower-cased elements of a #list field (RFC 9110 §5.6.1), empty ones kept."""
+    return _LIST_SEP.split(",".join(values).lower())

@@ -1,0 +1,1 @@
+"""Worker classes, looked up by the `worker_class` setting."""

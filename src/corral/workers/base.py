@@ -1,0 +1,374 @@
+"""The worker: the lifecycle every worker class shares, and the one connection engine.
+
+A worker object is made in the master before fork (so `pre_fork` and `post_fork` hooks see the
+same object), then `run()` in the child: signals, app loading, then the event loop. The loop is
+an epoll over the listeners and every open connection; heads are read non-blocking and parsed
+by the sans-IO parser, so a client that trickles bytes never holds the worker. Worker classes
+only choose a policy: call the application inline or hand requests to threads, and whether
+connections are kept alive. What a worker must never do: block in the loop on one client.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import select
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from corral.adapters.wsgi import WSGIAdapter, WSGIApp
+from corral.app_loader import load_app
+from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_WORKER_BOOT_ERROR, AppLoadError, ProtocolError
+from corral.http.parser import Limits, Request, parse_head
+from corral.http.writer import error_response
+from corral.logs import AccessLog, reopen_log_files
+from corral.process import set_process_title
+from corral.trust import is_trusted
+from corral.workers.connection import RECV_SIZE, Connection
+
+if TYPE_CHECKING:
+    from corral.config import Settings
+    from corral.heartbeat import Heartbeat
+
+log = logging.getLogger("corral.error")
+
+_EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
+_ACCEPT_BATCH = 16
+
+
+class Worker:
+    """Lifecycle and engine; subclasses set `keep_alive_allowed` and may override `dispatch`."""
+
+    keep_alive_allowed = True
+    multithread = False
+
+    def __init__(
+        self,
+        age: int,
+        ppid: int,
+        listeners: list[socket.socket],
+        settings: Settings,
+        app: WSGIApp | None,
+        heartbeat: Heartbeat,
+    ) -> None:
+        self.age = age
+        self.ppid = ppid
+        self.pid = 0
+        self.listeners = listeners
+        self.settings = settings
+        self.cfg = settings  # the name Gunicorn's hooks use
+        self.app = app
+        self.heartbeat = heartbeat
+        self.alive = True
+        self.aborted_at = 0.0  # master side: when the timeout abort was sent
+        self.handled = 0
+        jitter = random.randint(0, settings.max_requests_jitter) if settings.max_requests else 0
+        self.max_requests = settings.max_requests + jitter if settings.max_requests else sys.maxsize
+        self.limits = Limits(
+            request_line=settings.limit_request_line,
+            fields=settings.limit_request_fields,
+            field_size=settings.limit_request_field_size,
+        )
+        self.timeout = float(settings.timeout) if settings.timeout > 0 else 30.0
+        self.conns: dict[int, Connection] = {}
+        self.inflight = 0
+        self.epoll: Any = None
+        self.fd_handlers: dict[int, Callable[[], None]] = {}
+        self.adapter: WSGIAdapter | None = None
+        self.server_addrs: dict[int, tuple[str, str]] = {}
+
+    # ---- lifecycle (child side) ---------------------------------------------------------
+
+    def run(self) -> int:
+        """Entry point in the child; returns the exit status."""
+        self.pid = os.getpid()
+        try:
+            self.init_process()
+        except AppLoadError as exc:
+            log.error("%s", exc)
+            details = exc.details
+            if details:
+                sys.stderr.write(details if details.endswith("\n") else details + "\n")
+            return EXIT_APP_LOAD_ERROR
+        except Exception:
+            log.exception("Exception in worker process")
+            return EXIT_WORKER_BOOT_ERROR
+        self.serve()
+        return 0
+
+    def init_process(self) -> None:
+        self.init_signals()
+        set_process_title(f"worker [{self.settings.proc_name or self.settings.app_spec}]")
+        if self.app is None:
+            assert self.settings.app_spec is not None
+            self.app = load_app(self.settings.app_spec)
+        s = self.settings
+        access = AccessLog(s.access_log_format, enabled=s.accesslog is not None)
+        self.adapter = WSGIAdapter(
+            self.app,
+            multithread=self.multithread,
+            sendfile=s.sendfile is not False,
+            secure_scheme_headers=s.secure_scheme_headers,
+            forwarder_headers=s.forwarder_headers,
+            header_map=s.header_map,
+            access_log=access,
+        )
+        self.epoll = select.epoll()
+        self.call_hook("post_worker_init", self)
+
+    def watch(self, fd: int, handler: Callable[[], None]) -> None:
+        """Call `handler` from the loop whenever `fd` is readable (wake-up pipes)."""
+        self.fd_handlers[fd] = handler
+        self.epoll.register(fd, select.EPOLLIN)
+
+    def init_signals(self) -> None:
+        for signum in (signal.SIGHUP, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self.handle_term)
+        signal.signal(signal.SIGINT, self.handle_quit)
+        signal.signal(signal.SIGQUIT, self.handle_quit)
+        signal.signal(signal.SIGABRT, self.handle_abort)
+        signal.signal(signal.SIGUSR1, self.handle_usr1)
+        # A signal interrupts system calls instead of letting them resume unnoticed.
+        signal.siginterrupt(signal.SIGTERM, True)
+        signal.siginterrupt(signal.SIGUSR1, True)
+
+    def handle_term(self, signum: int, frame: FrameType | None) -> None:
+        self.alive = False
+
+    def handle_quit(self, signum: int, frame: FrameType | None) -> None:
+        self.alive = False
+        self.call_hook("worker_int", self)
+        raise SystemExit(0)
+
+    def handle_usr1(self, signum: int, frame: FrameType | None) -> None:
+        reopen_log_files()
+
+    def handle_abort(self, signum: int, frame: FrameType | None) -> None:
+        """The master saw no heartbeat for `timeout` seconds: show where every thread is."""
+        self.alive = False
+        stacks = []
+        names = {t_id: name for t_id, name in _thread_names().items()}
+        for thread_id, thread_frame in sys._current_frames().items():
+            name = names.get(thread_id, str(thread_id))
+            stack = "".join(traceback.format_stack(thread_frame))
+            stacks.append(f"Thread {name} (most recent call last):\n{stack}")
+        log.critical(
+            "Worker (pid:%s) timed out; stack of each thread:\n%s", self.pid, "\n".join(stacks)
+        )
+        self.call_hook("worker_abort", self)
+        raise SystemExit(1)
+
+    def call_hook(self, name: str, *args: object) -> None:
+        hook: Callable[..., object] | None = getattr(self.settings, name, None)
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:
+            log.exception("Exception in %s hook", name)
+
+    # ---- the engine ---------------------------------------------------------------------
+
+    def serve(self) -> None:
+        epoll = self.epoll
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        self.watch(wake_r, lambda: drain_pipe(wake_r))
+        handlers = self.fd_handlers
+        listening = {sock.fileno(): sock for sock in self.listeners}
+        for sock in self.listeners:
+            self.server_addrs[sock.fileno()] = _server_address(sock)
+        self.start_accepting(listening)
+        conns = self.conns
+        heartbeat = self.heartbeat
+        interval = min(1.0, self.settings.timeout / 4) if self.settings.timeout > 0 else 1.0
+        next_sweep = 0.0
+        deadline = 0.0
+        while True:
+            if not self.alive:
+                if deadline == 0.0:
+                    deadline = time.monotonic() + self.settings.graceful_timeout
+                    self.stop_accepting(listening)
+                    self.close_idle()
+                if (not conns and not self.inflight) or time.monotonic() > deadline:
+                    break
+            try:
+                events = epoll.poll(interval)
+            except InterruptedError:
+                continue
+            now = time.monotonic()
+            heartbeat.beat(now)
+            for fd, _ in events:
+                conn = conns.get(fd)
+                if conn is not None:
+                    self.on_readable(conn, now)
+                elif fd in listening:
+                    self.accept(listening[fd], now)
+                elif fd in handlers:
+                    handlers[fd]()
+            if now >= next_sweep:
+                next_sweep = now + 1.0
+                self.sweep(now)
+                if os.getppid() != self.ppid:
+                    log.info("Parent changed, shutting down: %s", self.pid)
+                    self.alive = False
+        self.finish()
+        for conn in list(conns.values()):
+            self.close(conn)
+
+    def start_accepting(self, listening: dict[int, socket.socket]) -> None:
+        for fd in listening:
+            self.epoll.register(fd, select.EPOLLIN | _EXCLUSIVE)
+
+    def stop_accepting(self, listening: dict[int, socket.socket]) -> None:
+        for fd, sock in list(listening.items()):
+            try:
+                self.epoll.unregister(fd)
+            except OSError:
+                pass
+            sock.close()
+        listening.clear()
+
+    def finish(self) -> None:
+        """Subclasses wait here for requests handed to threads."""
+
+    def accept(self, listener: socket.socket, now: float) -> None:
+        for _ in range(_ACCEPT_BATCH):
+            if len(self.conns) + self.inflight >= self.settings.worker_connections:
+                return
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("accept() failed: %s", exc)
+                return
+            sock.setblocking(False)
+            conn = Connection(
+                sock,
+                peer,
+                self.server_addrs[listener.fileno()],
+                is_trusted(peer, self.settings.forwarded_allow_ips),
+                self.timeout,
+                now,
+            )
+            self.conns[conn.fd] = conn
+            self.epoll.register(conn.fd, select.EPOLLIN | select.EPOLLRDHUP)
+            # Clients send right after connecting: try now instead of waiting for epoll.
+            self.on_readable(conn, now)
+            if not self.keep_alive_allowed:
+                return  # one connection at a time: let the other workers take the rest
+
+    def on_readable(self, conn: Connection, now: float) -> None:
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.close(conn)
+            return
+        if not data:
+            self.close(conn)
+            return
+        conn.last_active = now
+        self.process(conn, conn.buf + data if conn.buf else data)
+
+    def process(self, conn: Connection, buf: bytes) -> None:
+        """Parse what the connection has sent and serve each complete request."""
+        while True:
+            try:
+                parsed = parse_head(buf, self.limits)
+            except ProtocolError as exc:
+                self.reject(conn, exc)
+                return
+            if parsed is None:
+                conn.buf = buf
+                return
+            req, used = parsed
+            conn.buf = b""
+            rest = self.dispatch(conn, req, buf[used:])
+            if rest is None:
+                return
+            if not rest:
+                return
+            buf = rest
+
+    def dispatch(self, conn: Connection, req: Request, pending: bytes) -> bytes | None:
+        """Serve one request inline; returns the pipelined bytes, or None once closed."""
+        rest = self.handle(conn, req, pending)
+        if rest is None:
+            self.close(conn)
+        return rest
+
+    def handle(self, conn: Connection, req: Request, pending: bytes) -> bytes | None:
+        self.handled += 1
+        if self.handled >= self.max_requests and self.alive:
+            log.info("Autorestarting worker after current request.")
+            self.alive = False
+        keep = self.keep_alive_allowed and self.alive
+        assert self.adapter is not None
+        try:
+            rest = self.adapter.handle(conn, req, pending, keep)
+        except OSError:
+            rest = None
+        conn.requests += 1
+        conn.last_active = time.monotonic()
+        return rest
+
+    def reject(self, conn: Connection, exc: ProtocolError) -> None:
+        """A request we will not serve: answer its status, close, never call the app."""
+        log.debug("Invalid request from %s: %s", conn.remote_addr, exc.reason)
+        try:
+            conn.sock.send(error_response(exc.status))
+        except OSError:
+            pass
+        self.close(conn)
+
+    def close(self, conn: Connection) -> None:
+        # Closing the descriptor also removes it from the epoll set.
+        self.conns.pop(conn.fd, None)
+        conn.close()
+
+    def close_idle(self) -> None:
+        """On shutdown: drop kept-alive connections that are between requests."""
+        for conn in list(self.conns.values()):
+            if conn.requests and not conn.buf:
+                self.close(conn)
+
+    def sweep(self, now: float) -> None:
+        keepalive = float(self.settings.keepalive)
+        for conn in list(self.conns.values()):
+            limit = keepalive if conn.requests and not conn.buf else self.timeout
+            if now - conn.last_active > limit:
+                self.close(conn)
+
+
+def drain_pipe(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _server_address(sock: socket.socket) -> tuple[str, str]:
+    name = sock.getsockname()
+    if isinstance(name, tuple):
+        return str(name[0]), str(name[1])
+    return str(name), ""
+
+
+def _thread_names() -> dict[int, str]:
+    import threading
+
+    return {t.ident: t.name for t in threading.enumerate() if t.ident is not None}

@@ -1,0 +1,171 @@
+"""Run the real corral server as a subprocess on a socket the test binds to 127.0.0.1:0.
+
+The test binds and listens first, then passes the socket with `--bind fd://N`, so there is no
+fixed port and no race for one. The server runs in its own session; `stop()` TERMs the group,
+waits, then KILLs, and the captured stderr is shown when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent.parent
+ROOT = TESTS.parent
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
+    """Poll `condition` until it returns something truthy, or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.02)
+
+
+class Server:
+    def __init__(
+        self,
+        app: str = "support.apps:echo",
+        *args: str,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        bind: bool = True,
+    ) -> None:
+        self.app = app
+        self.args = list(args)
+        self.workers = workers
+        self.env = env
+        self.cwd = cwd
+        self.bind = bind
+        self.sock: socket.socket | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_file = tempfile.NamedTemporaryFile(prefix="corral-test-", suffix=".log")
+        self.port = 0
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "corral", "--pythonpath", str(TESTS), "-w", str(self.workers)]
+        if self.sock is not None:
+            cmd += ["--bind", f"fd://{self.sock.fileno()}"]
+        cmd += self.args
+        if self.app:
+            cmd.append(self.app)
+        return cmd
+
+    def start(self, wait: bool = True) -> Server:
+        if self.bind:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("127.0.0.1", 0))
+            self.sock.listen(128)
+            self.port = self.sock.getsockname()[1]
+        env = dict(os.environ)
+        env.pop("CORRAL_CMD_ARGS", None)
+        env.pop("GUNICORN_CMD_ARGS", None)
+        env.pop("WEB_CONCURRENCY", None)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONPATH"] = str(ROOT / "src")
+        if self.env:
+            env.update(self.env)
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            pass_fds=[self.sock.fileno()] if self.sock is not None else [],
+            start_new_session=True,
+            env=env,
+            cwd=self.cwd or str(ROOT),
+        )
+        if wait:
+            self.wait_booted(self.workers)
+        return self
+
+    def log(self) -> str:
+        return Path(self.log_file.name).read_text(errors="replace")
+
+    def wait_log(self, text: str, count: int = 1, timeout: float = 10.0) -> None:
+        def seen() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"server exited ({self.proc.returncode}):\n{self.log()}")
+            return self.log().count(text) >= count
+
+        wait_for(seen, timeout, f"{text!r} x{count} in the log:\n{self.log()}")
+
+    def wait_booted(self, count: int) -> None:
+        self.wait_log("Booting worker with pid", count)
+
+    def worker_pids(self) -> list[int]:
+        assert self.proc is not None
+        out = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True
+        ).stdout
+        return [int(p) for p in out.split()]
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+            except ProcessLookupError:
+                pass
+        if self.proc is not None:
+            # Workers left behind by a killed master belong to our session: end them too.
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        failed = exc[0] is not None
+        self.stop()
+        if failed:
+            sys.stderr.write(f"--- server log ---\n{self.log()}\n")
+        self.log_file.close()
+
+
+def run_corral(args: Sequence[str], cwd: str | None = None, timeout: float = 30.0,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run corral to completion (startup errors, --check-config, --version)."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = str(ROOT / "src")
+    for name in ("CORRAL_CMD_ARGS", "GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "PORT"):
+        full_env.pop(name, None)
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "corral", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or str(ROOT),
+        env=full_env,
+        start_new_session=True,
+    )
