@@ -173,7 +173,7 @@ def test_malformed_request_is_400_and_app_not_called(server: Server) -> None:
         (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
         (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
         (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 9000 + b"\r\n\r\n", 431),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+        (b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
     ],
 )
 def test_protocol_errors(server: Server, raw: bytes, status: int) -> None:

@@ -55,7 +55,11 @@ def _upload(environ: Environ, start_response: StartResponse) -> list[bytes]:
 
 
 def _echo_body(environ: Environ, start_response: StartResponse) -> list[bytes]:
-    body = environ["wsgi.input"].read()
+    stream = environ["wsgi.input"]
+    pieces = []
+    while piece := stream.read(65536):
+        pieces.append(piece)
+    body = b"".join(pieces)
     start_response("200 OK", [("Content-Type", "application/octet-stream"),
                               ("Content-Length", str(len(body)))])
     return [body]
@@ -64,7 +68,7 @@ def _echo_body(environ: Environ, start_response: StartResponse) -> list[bytes]:
 def _lines(environ: Environ, start_response: StartResponse) -> list[bytes]:
     stream = environ["wsgi.input"]
     first = stream.readline()
-    rest = list(stream)
+    rest = stream.readlines()
     return _json(start_response, {"first": first.decode(), "rest": [r.decode() for r in rest]})
 
 

@@ -222,8 +222,12 @@ class WSGIAdapter:
                 )
         if not resp.keep_alive or body.failed:
             return None
-        if not body.done and not body.drain():
-            return None
+        if not body.done:
+            try:
+                if not body.drain():
+                    return None
+            except (ProtocolError, OSError):
+                return None
         return body.leftover
 
     def call_app(self, environ: dict[str, Any], resp: Response, body: Body) -> None:

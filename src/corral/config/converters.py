@@ -369,8 +369,8 @@ def hook(params: tuple[str, ...]) -> Callable[[object], Callable[..., object]]:
     def convert(value: object) -> Callable[..., object]:
         func = _resolve_callable(value)
         if not _accepts(func, len(params)):
-            args = ", ".join(params)
-            raise ValueError(f"must accept {len(params)} positional arguments ({args})")
+            count = f"{len(params)} positional argument{'s' if len(params) != 1 else ''}"
+            raise ValueError(f"must accept {count} ({', '.join(params)})")
         return func
 
     return convert
