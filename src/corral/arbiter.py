@@ -8,6 +8,7 @@ HTTP. It reaps and replaces workers, kills the ones whose heartbeat is older tha
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -308,10 +309,8 @@ class Arbiter:
         self.reap_workers_quietly()
 
     def reap_workers_quietly(self) -> None:
-        try:
+        with contextlib.suppress(HaltServer):
             self.reap_workers()
-        except HaltServer:
-            pass
 
     def halt(self, exit_status: int, graceful: bool = True) -> None:
         self.stop(graceful)

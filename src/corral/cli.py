@@ -47,8 +47,9 @@ def run(argv: Sequence[str]) -> int:
         if result.action == "version":
             print(f"corral (version {__version__})")
             return 0
-        setup_logging(settings.errorlog, settings.loglevel, settings.accesslog,
-                      settings.capture_output)
+        setup_logging(
+            settings.errorlog, settings.loglevel, settings.accesslog, settings.capture_output
+        )
     except ConfigError as exc:
         sys.stderr.write(f"Error: {exc}\n")
         return EXIT_USAGE

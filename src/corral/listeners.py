@@ -79,7 +79,9 @@ def _from_fd(fd: int, backlog: int) -> socket.socket:
     return sock
 
 
-def create_listener(bind: str, backlog: int, umask: int = 0, reuse_port: bool = False) -> socket.socket:
+def create_listener(
+    bind: str, backlog: int, umask: int = 0, reuse_port: bool = False
+) -> socket.socket:
     kind, address = parse_address(bind)
     try:
         if kind == "fd":
@@ -93,7 +95,9 @@ def create_listener(bind: str, backlog: int, umask: int = 0, reuse_port: bool = 
             sock = _bind_tcp(address, backlog, reuse_port)
     except OSError as exc:
         reason = errno.errorcode.get(exc.errno or 0, "") if exc.errno else ""
-        raise HaltServer(f"Can't listen at {bind}: {exc.strerror or exc} {reason}".rstrip()) from None
+        raise HaltServer(
+            f"Can't listen at {bind}: {exc.strerror or exc} {reason}".rstrip()
+        ) from None
     if sock.family in (socket.AF_INET, socket.AF_INET6):
         # Accepted sockets inherit TCP_NODELAY on Linux: responses leave without Nagle delay.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

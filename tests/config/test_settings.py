@@ -8,6 +8,7 @@ import pwd
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -451,7 +452,7 @@ def test_format_settings(tmp_path: Path) -> None:
 
 # --- converters ------------------------------------------------------------------------------
 
-GOOD: list[tuple[Callable[[object], object], object, object]] = [
+GOOD: list[tuple[Callable[[Any], object], object, object]] = [
     (conv.to_int, "5", 5),
     (conv.to_int, 5, 5),
     (conv.to_int, " 12 ", 12),
@@ -501,7 +502,7 @@ GOOD: list[tuple[Callable[[object], object], object, object]] = [
     (conv.bind_from_port, "5000", ["0.0.0.0:5000"]),
     (conv.sendfile_from_env, "no", False),
 ]
-BAD: list[tuple[Callable[[object], object], object]] = [
+BAD: list[tuple[Callable[[Any], object], object]] = [
     (conv.to_int, "5.0"),
     (conv.to_int, True),
     (conv.to_int, 5.0),
@@ -543,14 +544,12 @@ BAD: list[tuple[Callable[[object], object], object]] = [
 
 
 @pytest.mark.parametrize(("convert", "raw", "expected"), GOOD)
-def test_converter_accepts(
-    convert: Callable[[object], object], raw: object, expected: object
-) -> None:
+def test_converter_accepts(convert: Callable[[Any], object], raw: object, expected: object) -> None:
     assert convert(raw) == expected
 
 
 @pytest.mark.parametrize(("convert", "raw"), BAD)
-def test_converter_rejects(convert: Callable[[object], object], raw: object) -> None:
+def test_converter_rejects(convert: Callable[[Any], object], raw: object) -> None:
     with pytest.raises(ValueError):
         convert(raw)
 

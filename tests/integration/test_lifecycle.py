@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from support.server import Server, run_corral, wait_for
 
 
@@ -148,10 +150,8 @@ def test_int_stops_quickly() -> None:
 def test_timeout_kills_stuck_worker_with_stack() -> None:
     with Server("support.apps:echo", "--timeout", "2") as srv:
         pid = json.loads(get(srv.port, "/pid")[1])["pid"]
-        try:
+        with contextlib.suppress(ConnectionError, http.client.HTTPException):
             get(srv.port, "/slow?30", timeout=15)
-        except (ConnectionError, http.client.HTTPException):
-            pass
         srv.wait_log("WORKER TIMEOUT", timeout=15)
         srv.wait_log("time.sleep(seconds)", timeout=10)
         srv.wait_log("Booting worker with pid", 2)

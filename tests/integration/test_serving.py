@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from support.client import connect, exchange, read_response
 from support.server import Server, wait_for
 
@@ -23,19 +24,26 @@ WORKER_ARGS = {
 
 
 @pytest.fixture(params=sorted(WORKER_ARGS), scope="module")
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Server]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     seen = tmp_path_factory.mktemp("seen") / "seen.txt"
-    srv = Server("support.apps:echo", *WORKER_ARGS[request.param],
-                 env={"CORRAL_TEST_SEEN": str(seen)})
+    srv = Server(
+        "support.apps:echo", *WORKER_ARGS[request.param], env={"CORRAL_TEST_SEEN": str(seen)}
+    )
     srv.kind = request.param  # type: ignore[attr-defined]
     srv.seen = seen  # type: ignore[attr-defined]
     with srv:
         yield srv
 
 
-def get(server: Server, path: str, method: str = "GET", body: bytes | None = None,
-        headers: dict[str, str] | None = None) -> tuple[http.client.HTTPResponse, bytes]:
+def get(
+    server: Server,
+    path: str,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[http.client.HTTPResponse, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     conn.request(method, path, body=body, headers=headers or {})
     resp = conn.getresponse()
@@ -72,19 +80,23 @@ def test_post_body(server: Server) -> None:
 def test_chunked_upload(server: Server) -> None:
     pieces = [os.urandom(n) for n in (1, 1000, 70000, 5)]
     raw = b"".join(b"%x\r\n%b\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
-    head = (b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-            b"Connection: close\r\n\r\n")
+    head = (
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\n\r\n"
+    )
     with connect(server.port) as sock:
         sock.sendall(head + raw)
         resp, _ = read_response(sock)
     assert resp.status == 200
     whole = b"".join(pieces)
-    assert json.loads(resp.body) == {"size": len(whole),
-                                     "sha256": hashlib.sha256(whole).hexdigest()}
+    assert json.loads(resp.body) == {
+        "size": len(whole),
+        "sha256": hashlib.sha256(whole).hexdigest(),
+    }
 
 
 def test_readline_and_iteration(server: Server) -> None:
-    resp, data = get(server, "/lines", "POST", b"one\ntwo\nthree")
+    _resp, data = get(server, "/lines", "POST", b"one\ntwo\nthree")
     assert json.loads(data) == {"first": "one\n", "rest": ["two\n", "three"]}
 
 
@@ -102,8 +114,10 @@ def test_head_has_no_body(server: Server) -> None:
 
 def test_100_continue(server: Server) -> None:
     with connect(server.port) as sock:
-        sock.sendall(b"POST /echo-body HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
-                     b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+        sock.sendall(
+            b"POST /echo-body HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
         interim = sock.recv(65536)
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
         sock.sendall(b"hello")
@@ -142,8 +156,9 @@ def test_write_callable(server: Server) -> None:
 def test_no_body_statuses(server: Server) -> None:
     for code in ("204", "304"):
         with connect(server.port) as sock:
-            sock.sendall(f"GET /status?{code} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
-                         .encode())
+            sock.sendall(
+                f"GET /status?{code} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode()
+            )
             data = b""
             while chunk := sock.recv(65536):
                 data += chunk
@@ -156,12 +171,15 @@ def test_no_body_statuses(server: Server) -> None:
 def test_malformed_request_is_400_and_app_not_called(server: Server) -> None:
     seen = server.seen  # type: ignore[attr-defined]
     before = seen.read_text() if seen.exists() else ""
-    data = exchange(server.port, b"GET /smuggle HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
-                                 b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    data = exchange(
+        server.port,
+        b"GET /smuggle HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
     assert data.startswith(b"HTTP/1.1 400 ")
     assert b"Connection: close" in data
     after = seen.read_text() if seen.exists() else ""
-    assert "/smuggle" not in after[len(before):]
+    assert "/smuggle" not in after[len(before) :]
 
 
 @pytest.mark.parametrize(
@@ -196,15 +214,18 @@ def test_bad_response_header_is_500(server: Server) -> None:
 def test_keepalive_and_pipelining(server: Server) -> None:
     if server.kind == "sync":  # type: ignore[attr-defined]
         # sync closes each connection after its response, as Gunicorn's does.
-        data = exchange(server.port, b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
-                                     b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+        data = exchange(
+            server.port, b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
         assert data.count(b"HTTP/1.1 200") == 1
         assert b"Connection: close" in data
         return
     with connect(server.port) as sock:
-        sock.sendall(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
-                     b"POST /echo-body HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
-                     b"GET /3 HTTP/1.1\r\nHost: a\r\n\r\n")
+        sock.sendall(
+            b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"
+            b"POST /echo-body HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+            b"GET /3 HTTP/1.1\r\nHost: a\r\n\r\n"
+        )
         first, rest = read_response(sock)
         second, rest = read_response(sock, rest)
         third, rest = read_response(sock, rest)
@@ -237,8 +258,10 @@ def test_large_upload_memory_stays_flat(server: Server) -> None:
     block = os.urandom(1 << 20)
     digest = hashlib.sha256()
     with connect(server.port, timeout=60) as sock:
-        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
-                     b"Content-Length: %d\r\n\r\n" % size)
+        sock.sendall(
+            b"POST /upload HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n" % size
+        )
         peak = rss_before
         for i in range(100):
             sock.sendall(block)
@@ -270,7 +293,7 @@ def test_concurrent_clients(server: Server) -> None:
                 resp, data = get(server, f"/c{n}/{i}")
                 assert resp.status == 200
                 assert json.loads(data)["PATH_INFO"] == f"/c{n}/{i}"
-        except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
@@ -290,13 +313,15 @@ def test_client_gone_mid_body_does_not_hurt_worker(server: Server) -> None:
 
 
 def test_raw_socket_unix_peer_fields_absent_for_tcp(server: Server) -> None:
-    resp, data = get(server, "/", headers={"X-Forwarded-Proto": "https"})
+    _resp, data = get(server, "/", headers={"X-Forwarded-Proto": "https"})
     # 127.0.0.1 is in the default forwarded_allow_ips, so the proxy's word is taken.
     assert json.loads(data)["wsgi.url_scheme"] == "https"
 
 
 def test_underscore_headers_dropped(server: Server) -> None:
-    resp, data = get(server, "/", headers={"X_Forwarded_For": "6.6.6.6", "X-Forwarded-For": "1.2.3.4"})
+    _resp, data = get(
+        server, "/", headers={"X_Forwarded_For": "6.6.6.6", "X-Forwarded-For": "1.2.3.4"}
+    )
     env = json.loads(data)
     assert env["HTTP_X_FORWARDED_FOR"] == "1.2.3.4"
 

@@ -31,8 +31,9 @@ def _mark_seen(environ: Environ) -> None:
 
 def _json(start_response: StartResponse, payload: object, status: str = "200 OK") -> list[bytes]:
     body = json.dumps(payload, sort_keys=True).encode()
-    start_response(status, [("Content-Type", "application/json"),
-                            ("Content-Length", str(len(body)))])
+    start_response(
+        status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
     return [body]
 
 
@@ -60,8 +61,9 @@ def _echo_body(environ: Environ, start_response: StartResponse) -> list[bytes]:
     while piece := stream.read(65536):
         pieces.append(piece)
     body = b"".join(pieces)
-    start_response("200 OK", [("Content-Type", "application/octet-stream"),
-                              ("Content-Length", str(len(body)))])
+    start_response(
+        "200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))]
+    )
     return [body]
 
 
@@ -96,7 +98,7 @@ def _bad_header(environ: Environ, start_response: StartResponse) -> list[bytes]:
 
 def _file(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     size = int(environ.get("QUERY_STRING") or "100000")
-    fh = tempfile.TemporaryFile()
+    fh = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the server via file_wrapper
     fh.write(bytes(range(256)) * (size // 256) + b"x" * (size % 256))
     fh.seek(0)
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
@@ -162,8 +164,9 @@ def create_app(greeting: str, shout: bool = False) -> Callable[..., Iterable[byt
 
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         text = (greeting.upper() if shout else greeting).encode()
-        start_response("200 OK", [("Content-Type", "text/plain"),
-                                  ("Content-Length", str(len(text)))])
+        start_response(
+            "200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(text)))]
+        )
         return [text]
 
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 
@@ -24,10 +25,8 @@ def exchange(port: int, raw: bytes, timeout: float = 10.0) -> bytes:
     """Send raw bytes, half-close, return all the server sent until it closed."""
     with connect(port, timeout) as sock:
         sock.sendall(raw)
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
         return recv_all(sock)
 
 
@@ -45,8 +44,9 @@ class Response:
         return None
 
 
-def read_response(sock: socket.socket, buf: bytes = b"", head_only: bool = False
-                  ) -> tuple[Response, bytes]:
+def read_response(
+    sock: socket.socket, buf: bytes = b"", head_only: bool = False
+) -> tuple[Response, bytes]:
     """Read one response (Content-Length, chunked or close-delimited); returns it and the rest."""
     while b"\r\n\r\n" not in buf:
         data = sock.recv(65536)

@@ -7,6 +7,7 @@ waits, then KILLs, and the captured stderr is shown when a test fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -51,7 +52,8 @@ class Server:
         self.bind = bind
         self.sock: socket.socket | None = None
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log_file = tempfile.NamedTemporaryFile(prefix="corral-test-", suffix=".log")
+        # Closed in __exit__, after the log has been shown.
+        self.log_file = tempfile.NamedTemporaryFile(prefix="corral-test-", suffix=".log")  # noqa: SIM115
         self.port = 0
 
     def command(self) -> list[str]:
@@ -132,10 +134,8 @@ class Server:
                 pass
         if self.proc is not None:
             # Workers left behind by a killed master belong to our session: end them too.
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -151,8 +151,12 @@ class Server:
         self.log_file.close()
 
 
-def run_corral(args: Sequence[str], cwd: str | None = None, timeout: float = 30.0,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_corral(
+    args: Sequence[str],
+    cwd: str | None = None,
+    timeout: float = 30.0,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run corral to completion (startup errors, --check-config, --version)."""
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = str(ROOT / "src")

@@ -195,6 +195,8 @@ class Response:
             self.send_head(b"")
         if self.chunked:
             self.conn.send(LAST_CHUNK)
-        elif self.content_length is not None and self.sent < self.content_length:
-            if not self.no_body:
-                self.keep_alive = False
+        elif (
+            self.content_length is not None and self.sent < self.content_length and not self.no_body
+        ):
+            # Fewer bytes than announced: the client would wait for the rest forever.
+            self.keep_alive = False

@@ -1,4 +1,4 @@
-"""WSGI (PEP 3333): turns a parsed request into an environ, calls the application, frames its answer.
+"""WSGI (PEP 3333): a parsed request becomes an environ; the app is called; its answer framed.
 
 The adapter never imports socket or selectors: it talks to the connection through the small
 `Transport` protocol the worker implements (recv, send, sendfile). What it must never do: send a
@@ -184,11 +184,15 @@ class WSGIAdapter:
             environ["PATH_INFO"] = path[len(script_name) :]
         return environ
 
-    def handle(self, conn: Transport, req: Request, pending: bytes, keep_alive: bool) -> bytes | None:
+    def handle(
+        self, conn: Transport, req: Request, pending: bytes, keep_alive: bool
+    ) -> bytes | None:
         """Serve one request. Returns the bytes read past its body (the next pipelined request)
         when the connection may be kept alive, or None when it must be closed."""
         started = time.monotonic() if self.access_log is not None else 0.0
-        body = Body(decoder_for(req), pending, conn.recv, conn.send if req.expect_continue else None)
+        body = Body(
+            decoder_for(req), pending, conn.recv, conn.send if req.expect_continue else None
+        )
         resp = Response(conn, req, keep_alive)
         try:
             environ = self.build_environ(req, conn, body)
@@ -273,4 +277,3 @@ class WSGIAdapter:
             if sent < count:
                 resp.keep_alive = False
         return True
-

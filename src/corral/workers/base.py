@@ -10,6 +10,7 @@ connections are kept alive. What a worker must never do: block in the loop on on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -232,10 +233,8 @@ class Worker:
 
     def stop_accepting(self, listening: dict[int, socket.socket]) -> None:
         for fd, sock in list(listening.items()):
-            try:
+            with contextlib.suppress(OSError):
                 self.epoll.unregister(fd)
-            except OSError:
-                pass
             sock.close()
         listening.clear()
 
@@ -328,10 +327,8 @@ class Worker:
     def reject(self, conn: Connection, exc: ProtocolError) -> None:
         """A request we will not serve: answer its status, close, never call the app."""
         log.debug("Invalid request from %s: %s", conn.remote_addr, exc.reason)
-        try:
+        with contextlib.suppress(OSError):
             conn.sock.send(error_response(exc.status))
-        except OSError:
-            pass
         self.close(conn)
 
     def close(self, conn: Connection) -> None:

@@ -7,6 +7,7 @@ common case costs one system call, and a slow client can never hold a worker pas
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -106,7 +107,5 @@ class Connection:
         return total
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
