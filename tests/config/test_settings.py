@@ -5,6 +5,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -426,7 +427,7 @@ def test_python_module_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         "workers = 11\nwokers = 1\ndef on_exit(server):\n    pass\n", encoding="utf-8"
     )
     monkeypatch.syspath_prepend(str(modules))
-    monkeypatch.delitem(__import__("sys").modules, "corral_test_conf_module", raising=False)
+    monkeypatch.delitem(sys.modules, "corral_test_conf_module", raising=False)
     result = load_settings(["-c", "python:corral_test_conf_module"], {}, cwd=str(tmp_path))
     assert result.settings.workers == 11
     assert result.settings.on_exit.__name__ == "on_exit"

@@ -30,7 +30,7 @@ import sys
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NoReturn
+from typing import Any, Literal, NoReturn
 
 from corral import __version__
 from corral.config.settings import (
@@ -88,8 +88,8 @@ class SettingsParser(argparse.ArgumentParser):
     """The generated parser. With a `source` (an environment variable), usage errors raise
     ConfigError naming that variable instead of exiting."""
 
-    def __init__(self, *, source: str | None = None, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, *, source: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.source = source
 
     def error(self, message: str) -> NoReturn:
@@ -119,12 +119,12 @@ def build_parser(prog: str = "corral", source: str | None = None) -> SettingsPar
         if spec.action == "positional":
             parser.add_argument(spec.name, nargs="?", metavar=spec.meta, help=_flag_help(spec))
         elif spec.flags:
-            options: dict[str, object] = {"dest": spec.name, "action": spec.action}
+            options: dict[str, Any] = {"dest": spec.name, "action": spec.action}
             if spec.action in ("store", "append"):
                 options["metavar"] = spec.meta
             if spec.action == "store_const":
                 options["const"] = spec.const
-            groups[spec.section].add_argument(*spec.flags, help=_flag_help(spec), **options)  # type: ignore[arg-type]
+            groups[spec.section].add_argument(*spec.flags, help=_flag_help(spec), **options)
     return parser
 
 

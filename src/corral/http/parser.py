@@ -109,18 +109,23 @@ _ANY_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 # whitespace before the colon, §5.1). The OWS is matched outside the value group, so the value
 # comes out with leading/trailing SP and HTAB (and only those) removed.
 _VCHAR = r"\x21-\x7e\x80-\xff"
-_FIELD_LINE_RE = rf"([{_TCHAR}]+):[\t ]*((?:[{_VCHAR}](?:[\t {_VCHAR}]*[{_VCHAR}])?)?)[\t ]*"
-_FIELD_LINE = re.compile(_FIELD_LINE_RE)
-_FIELD_BLOCK = re.compile(rf"(?:{_FIELD_LINE_RE}\r\n)*")
-_FIELD_LINES = re.compile(rf"{_FIELD_LINE_RE}\r\n")
+_FIELD_LINE = re.compile(
+    rf"([{_TCHAR}]+):[\t ]*((?:[{_VCHAR}](?:[\t {_VCHAR}]*[{_VCHAR}])?)?)[\t ]*"
+)
+# The same grammar for a whole block at once (the hot path): each match is one line, anchored
+# at a line start. The value keeps its trailing OWS here; it is cut off with rstrip(" \t"),
+# which removes exactly SP and HTAB and nothing else.
+_FIELD_LINES = re.compile(rf"(?m)^([{_TCHAR}]+):[\t ]*([\t {_VCHAR}]*)\r\n")
 
 # RFC 9110 §7.2: Host = uri-host [ ":" port ]; RFC 3986 §3.2.2: host = IP-literal /
-# IPv4address / reg-name (IPv4address is a subset of the reg-name syntax), port = *DIGIT.
-# The value may be empty (RFC 9110 §7.2, target without authority); we accept that.
-_SUB_DELIMS_UNRESERVED = r"A-Za-z0-9\-._~!$&'()*+,;="
-_REG_NAME = rf"(?:[{_SUB_DELIMS_UNRESERVED}]|%[0-9A-Fa-f]{{2}})*"
-_IP_LITERAL = rf"\[(?:([0-9A-Fa-f:.]+)|v[0-9A-Fa-f]+\.[{_SUB_DELIMS_UNRESERVED}:]+)\]"
+# IPv4address / reg-name (IPv4address is a subset of the reg-name syntax), port = *DIGIT,
+# reg-name = *( unreserved / pct-encoded / sub-delims ). The value may be empty (RFC 9110
+# §7.2: a target without authority); we accept that. "%" is checked separately (_PCT_BAD) to
+# keep the common pattern a plain character class.
+_REG_NAME = r"[A-Za-z0-9\-._~!$&'()*+,;=%]*"
+_IP_LITERAL = r"\[(?:([0-9A-Fa-f:.]+)|v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
 _HOST = re.compile(rf"(?:{_REG_NAME}|{_IP_LITERAL})(?::[0-9]*)?")
+_PCT_BAD = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # RFC 9112 §3.2.3: authority-form = uri-host ":" port (CONNECT only); we require a port.
 _AUTHORITY_FORM = re.compile(rf"(?:{_REG_NAME}|{_IP_LITERAL}):[0-9]{{1,5}}")
 # RFC 9112 §3.2.2: absolute-form = absolute-URI; RFC 3986 §3.1 scheme. We take the
