@@ -45,13 +45,6 @@ HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2",
 ABORT_GRACE = 2.0
 
 
-def worker_class_name(settings: Settings) -> str:
-    """`sync` with more than one thread means `gthread`, as in Gunicorn."""
-    if settings.worker_class == "sync" and settings.threads > 1:
-        return "gthread"
-    return settings.worker_class
-
-
 class Arbiter:
     def __init__(self, settings: Settings, app: WSGIApp | None = None) -> None:
         self.settings = settings
@@ -64,7 +57,7 @@ class Arbiter:
         self.worker_age = 0
         self.num_workers = settings.workers
         self.pidfile: Pidfile | None = None
-        self.worker_class = WORKER_CLASSES[worker_class_name(settings)]
+        self.worker_class = WORKER_CLASSES[settings.effective_worker_class]
         self.wake_r = self.wake_w = -1
         self.stopping = False
 
@@ -105,7 +98,7 @@ class Arbiter:
         self.listeners = create_listeners(s.bind, s.backlog, s.umask)
         for sock in self.listeners:
             log.info("Listening at: %s (%s)", listener_url(sock), self.pid)
-        log.info("Using worker: %s", worker_class_name(s))
+        log.info("Using worker: %s", s.effective_worker_class)
         set_process_title(f"master [{s.proc_name or s.app_spec}]")
         self.manage_workers()
         self.call_hook("when_ready", self)

@@ -144,14 +144,15 @@ _LIST_SEP = re.compile(r"[\t ]*,[\t ]*")
 # RFC 9110 §8.6: Content-Length = 1*DIGIT. Bounded to 19 digits so the value stays in 64 bits.
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
 
-# Fields that decide framing, routing or connection handling; all others pass straight through.
+# Fields that decide routing, framing or connection handling; all others pass straight through.
 _WATCHED = frozenset(
     {"HOST", "CONTENT-LENGTH", "TRANSFER-ENCODING", "CONNECTION", "EXPECT", "CONTENT-TYPE"}
 )
-# RFC 9112 §3.2: more than one Host is a 400. RFC 9112 §6.3: several Content-Length fields
-# make the length ambiguous; the RFC allows collapsing identical values, we reject them all.
-# RFC 9110 §8.3: Content-Type is a singleton field; two of them are not combinable.
-_SINGLETONS = ("HOST", "CONTENT-LENGTH", "CONTENT-TYPE")
+# RFC 9110 §5.3: lines of a list-based field combine, in order, into one comma-separated list.
+# The other watched fields are singletons, and more than one line of them is a 400:
+# RFC 9112 §3.2 (Host); RFC 9112 §6.3 (Content-Length: the RFC allows collapsing identical
+# values, we reject them all); RFC 9110 §8.3 (Content-Type).
+_LIST_FIELDS = frozenset({"TRANSFER-ENCODING", "CONNECTION", "EXPECT"})
 
 # Per minor version: the default for persistence and the Connection option that flips it.
 # RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
@@ -188,19 +189,17 @@ def parse_head(
         return None
     if end - start > limits.head_cap:
         raise ProtocolError(431, "request head too large")
-    text = buf[start:end].decode("latin-1")
+    # Every line of text, the last one included, ends in CRLF.
+    text = buf[start : end + 2].decode("latin-1")
     eol = text.find("\r\n")
-    if eol < 0:
-        line, block = text, ""
-    else:
-        line, block = text[:eol], text[eol + 2 :] + "\r\n"
-    if len(line) > limits.line_cap:
+    line = text[:eol]
+    if eol > limits.line_cap:
         raise ProtocolError(414, "request line too long")
     match = _REQUEST_LINE.fullmatch(line)
     if match is None:
         _reject_request_line(line)
     method, target, minor = match.groups()
-    headers = _parse_fields(block, limits)
+    headers = _parse_fields(text, eol + 2, limits)
     path, query = _split_target(method, target)
     content_length, chunked, keep_alive, expect_continue = _interpret(minor, headers)
     request = Request(
@@ -241,20 +240,22 @@ def _check_incomplete(buf: bytes | bytearray, start: int, limits: Limits) -> Non
         raise ProtocolError(400, "bare CR or LF in request head")
 
 
-def _parse_fields(block: str, limits: Limits) -> list[tuple[str, str]]:
-    """Validate and split the field lines (each ending in CRLF) of a header section."""
-    # RFC 9112 §5 / RFC 9110 §5.4: a server may refuse field sections that are too large.
-    if block.count("\r\n") > limits.fields_cap:
+def _parse_fields(text: str, pos: int, limits: Limits) -> list[tuple[str, str]]:
+    """Validate and split the field lines of text[pos:], each of which ends in CRLF."""
+    count = text.count("\n", pos)
+    # RFC 9110 §5.4 + RFC 6585 §5: a server may refuse a field section that is too large.
+    if count > limits.fields_cap:
         raise ProtocolError(431, "too many request header fields")
-    if len(block) > limits.field_size_cap and any(
-        len(line) > limits.field_size_cap for line in block.split("\r\n")
-    ):
+    cap = limits.field_size_cap
+    if len(text) - pos > cap and any(len(line) > cap for line in text[pos:].split("\r\n")):
         raise ProtocolError(431, "request header field too large")
-    if _FIELD_BLOCK.fullmatch(block) is None:
-        for line in block.split("\r\n")[:-1]:
+    pairs = _FIELD_LINES.findall(text, pos)
+    # Each match is a whole line: it starts at a line start and ends at the first LF after it,
+    # which it requires to follow a CR. So as many matches as LFs means every line matched.
+    if len(pairs) != count:
+        for line in text[pos:].split("\r\n")[:-1]:
             parse_field_line(line)
-        raise ProtocolError(400, "invalid request header field")  # pragma: no cover
-    return [(name.upper(), value) for name, value in _FIELD_LINES.findall(block)]
+    return [(name.upper(), value.rstrip(" \t")) for name, value in pairs]
 
 
 def parse_field_line(line: str) -> tuple[str, str]:
@@ -266,18 +267,19 @@ def parse_field_line(line: str) -> tuple[str, str]:
     if match is not None:
         return match[1].upper(), match[2]
     # The line is bad; say why. Order matters only for the message, the status is always 400.
+    name = line.partition(":")[0]
     if "\r" in line or "\n" in line:
-        reason = "bare CR or LF in request head"  # RFC 9112 §2.2
+        reason = "bare CR or LF in a field line"  # RFC 9112 §2.2
     elif line[:1] in (" ", "\t"):
         reason = "obsolete line folding"  # RFC 9112 §5.2: obs-fold is rejected with 400
     elif ":" not in line:
-        reason = "header field line without a colon"
-    elif line.partition(":")[0][-1:] in (" ", "\t"):
+        reason = "field line without a colon"
+    elif name[-1:] in (" ", "\t"):
         reason = "whitespace between field name and colon"  # RFC 9112 §5.1
-    elif _TOKEN.fullmatch(line.partition(":")[0]) is None:
-        reason = "invalid header field name"  # RFC 9110 §5.1
+    elif _TOKEN.fullmatch(name) is None:
+        reason = "invalid field name"  # RFC 9110 §5.1
     else:
-        reason = "invalid character in header field value"  # RFC 9110 §5.5
+        reason = "invalid character in field value"  # RFC 9110 §5.5
     raise ProtocolError(400, reason)
 
 
@@ -314,10 +316,7 @@ def _split_target(method: str, target: str) -> tuple[str, str]:
         return "*", ""
     # RFC 9112 §3.2.3: authority-form is used only (and always) for CONNECT.
     if method == "CONNECT":
-        match = _AUTHORITY_FORM.fullmatch(target)
-        if match is None:
-            raise ProtocolError(400, "CONNECT needs an authority-form target (host:port)")
-        _check_ipv6(match[1])
+        _check_host(target, _AUTHORITY_FORM, "CONNECT needs an authority-form target")
         return "", ""
     # RFC 9112 §3.2.2: a server MUST accept absolute-form; the path comes from the URI.
     match = _ABSOLUTE_FORM.fullmatch(target)
@@ -328,21 +327,38 @@ def _split_target(method: str, target: str) -> tuple[str, str]:
     # deprecated and its presence treated as an error (it is also a phishing tool).
     if not authority or "@" in authority:
         raise ProtocolError(400, "invalid authority in request target")
-    host = _HOST.fullmatch(authority)
-    if host is None:
-        raise ProtocolError(400, "invalid authority in request target")
-    _check_ipv6(host[1])
+    _check_host(authority, _HOST, "invalid authority in request target")
     return path or "/", query or ""
 
 
-def _check_ipv6(literal: str | None) -> None:
-    """RFC 3986 §3.2.2: the inside of "[...]" must be a real IPv6 address."""
-    if literal is None:
-        return
-    try:
-        ipaddress.IPv6Address(literal)
-    except ValueError:
-        raise ProtocolError(400, "invalid IPv6 address literal") from None
+def _check_host(value: str, pattern: re.Pattern[str], reason: str) -> None:
+    """Raise 400 with reason unless value is uri-host [":" port] as pattern has it."""
+    match = pattern.fullmatch(value)
+    # RFC 3986 §2.1: pct-encoded = "%" HEXDIG HEXDIG.
+    if match is None or ("%" in value and _PCT_BAD.search(value) is not None):
+        raise ProtocolError(400, reason)
+    # RFC 3986 §3.2.2: the inside of "[...]" must be a real IPv6 address.
+    if match[1] is not None:
+        try:
+            ipaddress.IPv6Address(match[1])
+        except ValueError:
+            raise ProtocolError(400, reason) from None
+
+
+def _combine_repeats(headers: list[tuple[str, str]]) -> dict[str, str]:
+    """The watched fields by name when some field name repeats: list fields are combined,
+    a repeated singleton is a 400."""
+    fields: dict[str, str] = {}
+    for name, value in headers:
+        if name not in _WATCHED:
+            continue
+        if name not in fields:
+            fields[name] = value
+        elif name in _LIST_FIELDS:
+            fields[name] += ", " + value
+        else:
+            raise ProtocolError(400, f"more than one {name.title()} header field")
+    return fields
 
 
 def _interpret(minor: str, headers: list[tuple[str, str]]) -> tuple[int | None, bool, bool, bool]:
@@ -350,55 +366,37 @@ def _interpret(minor: str, headers: list[tuple[str, str]]) -> tuple[int | None, 
 
     Returns (content_length, chunked, keep_alive, expect_continue).
     """
-    seen: dict[str, list[str]] = {}
-    for name, value in headers:
-        if name in _WATCHED:
-            if name in seen:
-                seen[name].append(value)
-            else:
-                seen[name] = [value]
-    for name in _SINGLETONS:
-        if len(seen.get(name, ())) > 1:
-            raise ProtocolError(400, f"more than one {name.title()} header field")
-    hosts = seen.get("HOST")
-    if hosts is None:
-        # RFC 9112 §3.2: an HTTP/1.1 request without Host gets 400.
-        if minor == "1":
-            raise ProtocolError(400, "missing Host header field")
-    else:
-        # RFC 9112 §3.2: ... and so does a Host with an invalid field value.
-        host = _HOST.fullmatch(hosts[0])
-        if host is None:
-            raise ProtocolError(400, "invalid Host header field")
-        _check_ipv6(host[1])
-    content_length = _content_length(seen.get("CONTENT-LENGTH"))
-    chunked = False
-    codings = seen.get("TRANSFER-ENCODING")
-    if codings is not None:
-        chunked = _transfer_encoding(minor, codings, content_length)
+    # Field names rarely repeat; when none does, one C-level dict gives every lookup below.
+    fields = dict(headers)
+    if len(fields) != len(headers):
+        fields = _combine_repeats(headers)
+    host = fields.get("HOST")
+    if host is not None:
+        # RFC 9112 §3.2: a Host with an invalid field value gets 400 ...
+        _check_host(host, _HOST, "invalid Host header field")
+    elif minor == "1":
+        # ... and so does an HTTP/1.1 request without Host.
+        raise ProtocolError(400, "missing Host header field")
+    content_length = None
+    length = fields.get("CONTENT-LENGTH")
+    if length is not None:
+        # RFC 9110 §8.6: Content-Length = 1*DIGIT; no sign, inner space, underscore or list.
+        if _CONTENT_LENGTH.fullmatch(length) is None:
+            raise ProtocolError(400, "invalid Content-Length")
+        content_length = int(length)
+    codings = fields.get("TRANSFER-ENCODING")
+    chunked = codings is not None and _check_transfer_encoding(minor, codings, content_length)
     keep_alive, flip = _PERSISTENCE[minor]
-    options = seen.get("CONNECTION")
-    if options is not None and flip in _list_elements(options):
+    options = fields.get("CONNECTION")
+    if options is not None and _has_element(options, flip):
         keep_alive = not keep_alive
     # RFC 9110 §10.1.1: 100-continue means nothing to an HTTP/1.0 request; ignore it there.
-    expects = seen.get("EXPECT")
-    expect_continue = (
-        expects is not None and minor == "1" and "100-continue" in _list_elements(expects)
-    )
+    expect = fields.get("EXPECT")
+    expect_continue = expect is not None and minor == "1" and _has_element(expect, "100-continue")
     return content_length, chunked, keep_alive, expect_continue
 
 
-def _content_length(values: list[str] | None) -> int | None:
-    if values is None:
-        return None
-    # RFC 9110 §8.6: Content-Length = 1*DIGIT; no sign, inner space, underscore or list.
-    value = values[0]
-    if _CONTENT_LENGTH.fullmatch(value) is None:
-        raise ProtocolError(400, "invalid Content-Length")
-    return int(value)
-
-
-def _transfer_encoding(minor: str, values: list[str], content_length: int | None) -> bool:
+def _check_transfer_encoding(minor: str, codings: str, content_length: int | None) -> bool:
     """Validate Transfer-Encoding; return True (chunked) or raise."""
     # RFC 9112 §6.1: a server MAY reject a request with both Content-Length and
     # Transfer-Encoding, and MUST close after it anyway; we reject (smuggling vector).
@@ -409,14 +407,13 @@ def _transfer_encoding(minor: str, values: list[str], content_length: int | None
     if minor == "0":
         raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
     names = []
-    # RFC 9110 §5.3: several field lines combine into one comma-separated list, in order.
-    for element in _LIST_SEP.split(",".join(values)):
+    for element in _LIST_SEP.split(codings):
         match = _CODING.fullmatch(element)
         if match is None:
             raise ProtocolError(400, "invalid Transfer-Encoding")
         names.append(match[1].lower())
-    # RFC 9112 §6.3 (4): chunked not final -> length unknown -> 400. §7: chunked MUST NOT be
-    # applied more than once.
+    # RFC 9112 §6.3 (4): chunked not final -> length unknown -> 400. RFC 9112 §6.1: chunked
+    # MUST NOT be applied more than once.
     if names[-1] != "chunked" or names.count("chunked") != 1:
         raise ProtocolError(400, "chunked must be the final transfer coding, exactly once")
     # RFC 9112 §6.1: a transfer coding we do not understand gets 501.
@@ -425,6 +422,7 @@ def _transfer_encoding(minor: str, values: list[str], content_length: int | None
     return True
 
 
-def _list_elements(values: list[str]) -> list[str]:
-    """The lower-cased elements of a #list field (RFC 9110 §5.6.1), empty ones kept."""
-    return _LIST_SEP.split(",".join(values).lower())
+def _has_element(value: str, element: str) -> bool:
+    """Whether the #list value (RFC 9110 §5.6.1) has element, compared case-insensitively."""
+    lowered = value.lower()
+    return element in lowered and element in _LIST_SEP.split(lowered)
