@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from corral import __version__
@@ -24,6 +25,7 @@ from corral.errors import (
     EXIT_APP_LOAD_ERROR,
     EXIT_OK,
     EXIT_WORKER_BOOT_ERROR,
+    CorralError,
     HaltServer,
 )
 from corral.heartbeat import Heartbeat
@@ -46,8 +48,16 @@ ABORT_GRACE = 2.0
 
 
 class Arbiter:
-    def __init__(self, settings: Settings, app: WSGIApp | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        app: WSGIApp | None = None,
+        reload_settings: Callable[[], Settings] | None = None,
+    ) -> None:
         self.settings = settings
+        self.reload_settings = reload_settings
+        self.retiring: set[int] = set()  # workers of the previous generation, after HUP
+        self.retire_deadline = 0.0
         self.cfg = settings  # the name Gunicorn's hooks use
         self.app = app
         self.pid = os.getpid()
@@ -120,6 +130,8 @@ class Arbiter:
     def wait_for_signal(self, timeout: float = 1.0) -> None:
         if self.signals:
             return
+        if self.retiring:
+            timeout = 0.05
         try:
             ready, _, _ = select.select([self.wake_r], [], [], timeout)
             if ready:
@@ -148,14 +160,48 @@ class Arbiter:
             self.call_hook("nworkers_changed", self, self.num_workers, self.num_workers + 1)
 
     def handle_hup(self) -> None:
+        """Reload: settings again, logs reopened, listeners re-bound if `bind` changed, then a
+        new generation of workers; the old one is stopped once the new one serves."""
         log.info("Hang up: Master")
+        if self.reload_settings is not None:
+            try:
+                new = self.reload_settings()
+            except CorralError as exc:
+                log.error("Reload failed, keeping the previous settings: %s", exc)
+                return
+            self.apply_settings(new)
         self.call_hook("on_reload", self)
-        # A new generation replaces the old one; reloading settings comes with issue #3.
-        old = list(self.workers)
+        self.retiring.update(pid for pid, w in self.workers.items() if w.alive)
+        self.retire_deadline = time.monotonic() + max(self.settings.timeout, 30)
         for _ in range(self.num_workers):
             self.spawn_worker()
-        for pid in old:
-            self.kill_worker(pid, signal.SIGTERM)
+
+    def apply_settings(self, new: Settings) -> None:
+        from corral.logs import setup_logging
+
+        old = self.settings
+        setup_logging(new.errorlog, new.loglevel, new.accesslog, new.capture_output)
+        if new.bind != old.bind:
+            listeners = create_listeners(new.bind, new.backlog, new.umask)
+            close_listeners(self.listeners, unlink=True)
+            self.listeners = listeners
+            for sock in listeners:
+                log.info("Listening at: %s (%s)", listener_url(sock), self.pid)
+        self.settings = self.cfg = new
+        self.num_workers = new.workers
+        self.worker_class = WORKER_CLASSES[new.effective_worker_class]
+
+    def retire_old_generation(self) -> None:
+        """TERM the previous generation once as many new workers are ready as we want."""
+        if not self.retiring:
+            return
+        self.retiring &= set(self.workers)
+        fresh = [w for pid, w in self.workers.items() if pid not in self.retiring and w.alive]
+        ready = sum(1 for w in fresh if w.heartbeat.ready())
+        if ready >= min(self.num_workers, len(fresh)) or time.monotonic() > self.retire_deadline:
+            for pid in self.retiring:
+                self.kill_worker(pid, signal.SIGTERM)
+            self.retiring.clear()
 
     def handle_usr1(self) -> None:
         from corral.logs import reopen_log_files
@@ -173,7 +219,8 @@ class Arbiter:
     # ---- workers ------------------------------------------------------------------------
 
     def manage_workers(self) -> None:
-        alive = [w for w in self.workers.values() if w.alive]
+        self.retire_old_generation()
+        alive = [w for pid, w in self.workers.items() if w.alive and pid not in self.retiring]
         if len(alive) < self.num_workers:
             for _ in range(self.num_workers - len(alive)):
                 self.spawn_worker()

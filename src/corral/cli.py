@@ -41,8 +41,11 @@ def report_app_error(exc: AppLoadError) -> None:
 
 
 def run(argv: Sequence[str]) -> int:
+    # What a reload on HUP reads again: the same arguments, environment and directory.
+    environ = dict(os.environ)
+    cwd = os.getcwd()
     try:
-        result = load_settings(argv, os.environ)
+        result = load_settings(argv, environ, cwd)
         settings = result.settings
         if result.action == "version":
             print(f"corral (version {__version__})")
@@ -73,7 +76,10 @@ def run(argv: Sequence[str]) -> int:
             return 0
     from corral.arbiter import Arbiter
 
-    return Arbiter(settings, app).run()
+    def reload_settings() -> Settings:
+        return load_settings(argv, environ, cwd).settings
+
+    return Arbiter(settings, app, reload_settings).run()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

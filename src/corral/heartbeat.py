@@ -13,16 +13,18 @@ import struct
 import time
 
 _STAMP = struct.Struct("d")
+_READY_AT = _STAMP.size
 
 
 class Heartbeat:
-    """Eight bytes of shared memory holding the worker's last sign of life (CLOCK_MONOTONIC)."""
+    """Shared memory holding the worker's last sign of life (CLOCK_MONOTONIC) and, once it
+    serves, the time it became ready (0.0 before)."""
 
     __slots__ = ("_mem",)
 
     def __init__(self) -> None:
         # fileno -1: anonymous memory; MAP_SHARED (the default) keeps it shared across fork.
-        self._mem = mmap.mmap(-1, _STAMP.size)
+        self._mem = mmap.mmap(-1, 2 * _STAMP.size)
         self.beat()
 
     def beat(self, now: float | None = None) -> None:
@@ -31,6 +33,13 @@ class Heartbeat:
     def last(self) -> float:
         stamp: float = _STAMP.unpack_from(self._mem, 0)[0]
         return stamp
+
+    def mark_ready(self) -> None:
+        """The worker has loaded the application and is about to accept connections."""
+        _STAMP.pack_into(self._mem, _READY_AT, time.monotonic())
+
+    def ready(self) -> bool:
+        return bool(_STAMP.unpack_from(self._mem, _READY_AT)[0])
 
     def age(self) -> float:
         """Seconds since the last beat."""

@@ -43,6 +43,7 @@ class Server:
         env: dict[str, str] | None = None,
         cwd: str | None = None,
         bind: bool = True,
+        workers_flag: bool = True,
     ) -> None:
         self.app = app
         self.args = list(args)
@@ -50,6 +51,7 @@ class Server:
         self.env = env
         self.cwd = cwd
         self.bind = bind
+        self.workers_flag = workers_flag
         self.sock: socket.socket | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         # Closed in __exit__, after the log has been shown.
@@ -57,7 +59,9 @@ class Server:
         self.port = 0
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "corral", "--pythonpath", str(TESTS), "-w", str(self.workers)]
+        cmd = [sys.executable, "-m", "corral", "--pythonpath", str(TESTS)]
+        if self.workers_flag:
+            cmd += ["-w", str(self.workers)]
         if self.sock is not None:
             cmd += ["--bind", f"fd://{self.sock.fileno()}"]
         cmd += self.args

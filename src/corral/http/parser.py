@@ -154,9 +154,6 @@ _WATCHED = frozenset(
 # values, we reject them all); RFC 9110 §8.3 (Content-Type).
 _LIST_FIELDS = frozenset({"TRANSFER-ENCODING", "CONNECTION", "EXPECT"})
 
-# Per minor version: the default for persistence and the Connection option that flips it.
-# RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".
-_PERSISTENCE = {"0": (False, "keep-alive"), "1": (True, "close")}
 _VERSIONS = {"0": "HTTP/1.0", "1": "HTTP/1.1"}
 
 
@@ -187,14 +184,16 @@ def parse_head(
     if end < 0:
         _check_incomplete(buf, start, limits)
         return None
+    # Limits first, in the order _check_incomplete applies them, so that a head gets the same
+    # answer whether it arrives whole or a byte at a time.
+    if buf.find(b"\r\n", start) - start > limits.line_cap:
+        raise ProtocolError(414, "request line too long")
     if end - start > limits.head_cap:
         raise ProtocolError(431, "request head too large")
     # Every line of text, the last one included, ends in CRLF.
     text = buf[start : end + 2].decode("latin-1")
     eol = text.find("\r\n")
     line = text[:eol]
-    if eol > limits.line_cap:
-        raise ProtocolError(414, "request line too long")
     match = _REQUEST_LINE.fullmatch(line)
     if match is None:
         _reject_request_line(line)
@@ -220,17 +219,16 @@ def parse_head(
 def _check_incomplete(buf: bytes | bytearray, start: int, limits: Limits) -> None:
     """Reject an unfinished head that can already never become a valid one."""
     size = len(buf) - start
-    if size > limits.head_cap:
-        raise ProtocolError(431, "request head too large")
     # A final CR may be the first half of a CRLF still on its way.
     pending_cr = buf.endswith(b"\r")
     first_lf = buf.find(b"\n", start)
-    if first_lf < 0:
-        if size - pending_cr > limits.line_cap:
-            raise ProtocolError(414, "request line too long")
-        return
-    if first_lf - start - 1 > limits.line_cap:
+    line = size - pending_cr if first_lf < 0 else first_lf - start - 1
+    if line > limits.line_cap:
         raise ProtocolError(414, "request line too long")
+    if size > limits.head_cap:
+        raise ProtocolError(431, "request head too large")
+    if first_lf < 0:
+        return
     if len(buf) - buf.rfind(b"\n") - 1 - pending_cr > limits.field_size_cap:
         raise ProtocolError(431, "request header field too large")
     # RFC 9112 §2.2: a bare CR or LF is not a line ending we accept. Counting in C keeps a
@@ -386,10 +384,14 @@ def _interpret(minor: str, headers: list[tuple[str, str]]) -> tuple[int | None, 
         content_length = int(length)
     codings = fields.get("TRANSFER-ENCODING")
     chunked = codings is not None and _check_transfer_encoding(minor, codings, content_length)
-    keep_alive, flip = _PERSISTENCE[minor]
+    # RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive"
+    # (RFC 9112 §C.2.2). RFC 9112 §9.6: "close" always wins.
     options = fields.get("CONNECTION")
-    if options is not None and _has_element(options, flip):
-        keep_alive = not keep_alive
+    if options is None:
+        keep_alive = minor == "1"
+    else:
+        elements = _LIST_SEP.split(options.lower())
+        keep_alive = "close" not in elements and (minor == "1" or "keep-alive" in elements)
     # RFC 9110 §10.1.1: 100-continue means nothing to an HTTP/1.0 request; ignore it there.
     expect = fields.get("EXPECT")
     expect_continue = expect is not None and minor == "1" and _has_element(expect, "100-continue")
@@ -411,7 +413,8 @@ def _check_transfer_encoding(minor: str, codings: str, content_length: int | Non
         match = _CODING.fullmatch(element)
         if match is None:
             raise ProtocolError(400, "invalid Transfer-Encoding")
-        names.append(match[1].lower())
+        # RFC 9112 §7: chunked defines no parameters; "chunked;x=y" is not chunked.
+        names.append(element.lower() if match.end(1) < len(element) else match[1].lower())
     # RFC 9112 §6.3 (4): chunked not final -> length unknown -> 400. RFC 9112 §6.1: chunked
     # MUST NOT be applied more than once.
     if names[-1] != "chunked" or names.count("chunked") != 1:

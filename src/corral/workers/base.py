@@ -190,6 +190,7 @@ class Worker:
         for sock in self.listeners:
             self.server_addrs[sock.fileno()] = _server_address(sock)
         self.start_accepting(listening)
+        self.heartbeat.mark_ready()
         conns = self.conns
         heartbeat = self.heartbeat
         interval = min(1.0, self.settings.timeout / 4) if self.settings.timeout > 0 else 1.0
@@ -200,7 +201,6 @@ class Worker:
                 if deadline == 0.0:
                     deadline = time.monotonic() + self.settings.graceful_timeout
                     self.stop_accepting(listening)
-                    self.close_idle()
                 if (not conns and not self.inflight) or time.monotonic() > deadline:
                     break
             try:
@@ -335,12 +335,6 @@ class Worker:
         # Closing the descriptor also removes it from the epoll set.
         self.conns.pop(conn.fd, None)
         conn.close()
-
-    def close_idle(self) -> None:
-        """On shutdown: drop kept-alive connections that are between requests."""
-        for conn in list(self.conns.values()):
-            if conn.requests and not conn.buf:
-                self.close(conn)
 
     def sweep(self, now: float) -> None:
         keepalive = float(self.settings.keepalive)

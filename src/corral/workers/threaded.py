@@ -71,9 +71,12 @@ class ThreadWorker(Worker):
         while self.done:
             conn, rest = self.done.popleft()
             self.inflight -= 1
-            if rest is None or not self.alive:
+            if rest is None:
                 conn.close()
                 continue
+            # Even while stopping, a kept-alive connection stays until its client sends again
+            # (answered with Connection: close) or it idles out: closing it now could reset a
+            # request already on its way.
             conn.buf = rest
             self.conns[conn.fd] = conn
             self.epoll.register(conn.fd, select.EPOLLIN | select.EPOLLRDHUP)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 DEBUG = False
 SECRET_KEY = "corral-tests-only-not-a-secret-0123456789abcdefghijklmnopqrstuvwxyz"
 ALLOWED_HOSTS = ["*"]
@@ -22,4 +24,10 @@ MIDDLEWARE = [
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 USE_TZ = True
+# Django exports TIME_ZONE as TZ when settings load; keep log timestamps in UTC.
+TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
+
+# get_wsgi_application() loads the settings, so with --preload this is the master's pid (the
+# URLconf and views load lazily, on a worker's first request, so they could not tell).
+LOADED_IN_PID = os.getpid()

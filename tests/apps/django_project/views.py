@@ -6,6 +6,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.http import (
     HttpRequest,
     HttpResponse,
@@ -17,9 +18,6 @@ from django.middleware.csrf import get_token
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.html import format_html
-
-# Recorded at import time: with --preload this is the master's pid, otherwise the worker's.
-LOADED_IN_PID = os.getpid()
 
 FORM_PAGE = """<!doctype html>
 <title>Contact</title>
@@ -37,7 +35,7 @@ def hello(request: HttpRequest) -> HttpResponse:
 
 
 def pid(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"pid": os.getpid(), "loaded_in": LOADED_IN_PID})
+    return JsonResponse({"pid": os.getpid(), "loaded_in": settings.LOADED_IN_PID})
 
 
 def form(request: HttpRequest) -> HttpResponse:
