@@ -110,8 +110,9 @@ class Arbiter:
             log.info("Listening at: %s (%s)", listener_url(sock), self.pid)
         log.info("Using worker: %s", s.effective_worker_class)
         set_process_title(f"master [{s.proc_name or s.app_spec}]")
-        self.manage_workers()
+        # As in Gunicorn: "ready" means the listeners are bound; workers are forked next.
         self.call_hook("when_ready", self)
+        self.manage_workers()
 
     def init_signals(self) -> None:
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

@@ -25,6 +25,11 @@ def load_corpus() -> list[dict[str, Any]]:
     return cases
 
 
+@pytest.fixture(scope="session")
+def corpus_cases() -> list[dict[str, Any]]:
+    return load_corpus()
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "corpus_case" in metafunc.fixturenames:
         cases = load_corpus()

@@ -23,7 +23,7 @@ from corral.adapters.response import Response
 from corral.errors import ClientDisconnected, ProtocolError
 from corral.http.body import decoder_for
 from corral.http.parser import Request
-from corral.http.writer import error_response
+from corral.http.writer import REASONS, error_response
 from corral.logs import AccessLog
 
 log = logging.getLogger("corral.error")
@@ -93,6 +93,8 @@ class WSGIAdapter:
         self.header_map = header_map
         self.keys: dict[str, str | None] = dict(_SPECIAL_KEYS)
         self.hosts: dict[str, tuple[str, str]] = {}
+        # Set by the worker when a post_request hook is configured: (req, environ, resp).
+        self.post_request: Callable[[Request, dict[str, Any], Response], None] | None = None
         self.base: dict[str, Any] = {
             "wsgi.version": (1, 0),
             "wsgi.multithread": multithread,
@@ -205,25 +207,20 @@ class WSGIAdapter:
             return None
         except ProtocolError as exc:
             # The body's framing broke while the application read it.
-            if not resp.head_sent:
-                conn.send(error_response(exc.status))
+            self.answer_error(resp, exc.status)
             return None
         except Exception:
             log.exception("Error handling request %s %s", req.method, req.target)
-            if not resp.head_sent:
-                resp.status = "500 Internal Server Error"
-                resp.sent = 0
-                conn.send(error_response(500))
+            self.answer_error(resp, 500)
             return None
         finally:
             if self.access_log is not None:
                 self.access_log.log(
-                    environ if "environ" in locals() else {},
-                    resp.status or "500",
-                    resp.headers,
-                    resp.sent,
+                    environ, resp.status or "500", resp.headers, resp.sent,
                     time.monotonic() - started,
                 )
+            if self.post_request is not None:
+                self.post_request(req, environ, resp)
         if not resp.keep_alive or body.failed:
             return None
         if not body.done:
@@ -233,6 +230,15 @@ class WSGIAdapter:
             except (ProtocolError, OSError):
                 return None
         return body.leftover
+
+    @staticmethod
+    def answer_error(resp: Response, status: int) -> None:
+        """Answer `status` unless a response head already left (then closing is all we can do)."""
+        if not resp.head_sent:
+            resp.status = f"{status} {REASONS.get(status, 'Error')}"
+            resp.headers = []
+            resp.sent = 0
+            resp.conn.send(error_response(status))
 
     def call_app(self, environ: dict[str, Any], resp: Response, body: Body) -> None:
         result = self.app(environ, resp.start_response)

@@ -25,6 +25,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from corral.adapters.wsgi import WSGIAdapter, WSGIApp
+from corral.config import settings as default_hooks
 from corral.app_loader import load_app
 from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_WORKER_BOOT_ERROR, AppLoadError, ProtocolError
 from corral.http.parser import Limits, Request, parse_head
@@ -84,6 +85,7 @@ class Worker:
         self.fd_handlers: dict[int, Callable[[], None]] = {}
         self.adapter: WSGIAdapter | None = None
         self.server_addrs: dict[int, tuple[str, str]] = {}
+        self.pre_request: Callable[[Worker, Request], object] | None = None
 
     # ---- lifecycle (child side) ---------------------------------------------------------
 
@@ -122,7 +124,23 @@ class Worker:
             access_log=access,
         )
         self.epoll = select.epoll()
+        self.install_request_hooks()
         self.call_hook("post_worker_init", self)
+
+    def install_request_hooks(self) -> None:
+        """pre_request/post_request cost a call per request: only wire them in when set."""
+        s = self.settings
+        self.pre_request = s.pre_request if s.pre_request is not default_hooks.pre_request else None
+        if s.post_request is not default_hooks.post_request and self.adapter is not None:
+            hook = s.post_request
+
+            def post_request(req: Request, environ: dict[str, Any], resp: object) -> None:
+                try:
+                    hook(self, req, environ, resp)
+                except Exception:
+                    log.exception("Exception in post_request hook")
+
+            self.adapter.post_request = post_request
 
     def watch(self, fd: int, handler: Callable[[], None]) -> None:
         """Call `handler` from the loop whenever `fd` is readable (wake-up pipes)."""
@@ -315,6 +333,11 @@ class Worker:
             log.info("Autorestarting worker after current request.")
             self.alive = False
         keep = self.keep_alive_allowed and self.alive
+        if self.pre_request is not None:
+            try:
+                self.pre_request(self, req)
+            except Exception:
+                log.exception("Exception in pre_request hook")
         assert self.adapter is not None
         try:
             rest = self.adapter.handle(conn, req, pending, keep)
