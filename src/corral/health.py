@@ -151,7 +151,7 @@ def limit_warnings(
     total = need * max(workers, 1)
     if file_max is not None and file_max < total:
         warnings.append(
-            f"fs.file-max is {file_max}, below the {total} descriptors {workers} workers may "
-            f"open together: raise it with sysctl -w fs.file-max={total}."
+            f"fs.file-max is {file_max}, below the {total} descriptors the workers may hold "
+            f"together ({workers} x {need}): raise it with sysctl -w fs.file-max={total}."
         )
     return warnings

@@ -216,7 +216,10 @@ class WSGIAdapter:
         finally:
             if self.access_log is not None:
                 self.access_log.log(
-                    environ, resp.status or "500", resp.headers, resp.sent,
+                    environ,
+                    resp.status or "500",
+                    resp.headers,
+                    resp.sent,
                     time.monotonic() - started,
                 )
             if self.post_request is not None:

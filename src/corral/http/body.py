@@ -52,6 +52,7 @@ _QUOTED_STRING = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80
 _CHUNK_EXT = rb"[\t ]*;[\t ]*[%s]+(?:[\t ]*=[\t ]*(?:[%s]+|%s))?" % (_TCHAR, _TCHAR, _QUOTED_STRING)
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:%s)*" % _CHUNK_EXT)
 _HEX_PREFIX = re.compile(rb"[0-9A-Fa-f]*")
+_EXT_START = re.compile(rb"[\t ]*;")
 MAX_CHUNK_SIZE_DIGITS = 16
 
 # RFC 9110 §6.5.1: trailers must not carry fields that frame, route, authenticate or modify
@@ -140,16 +141,18 @@ class ChunkedDecoder:
                 return b"".join(out), data[pos:]
         return b"".join(out), b""
 
-    def _take_line(self, data: bytes, pos: int, cap: int, status: int) -> tuple[bytes | None, int]:
+    def _take_line(
+        self, data: bytes, pos: int, cap: int, status: int, reason: str
+    ) -> tuple[bytes | None, int]:
         """Return (line without CRLF, position after it), or (None, len(data)) when the line
-        is unfinished. A line longer than cap raises ProtocolError(status)."""
+        is unfinished. A line longer than cap raises ProtocolError(status, reason)."""
         partial = self._partial
         # Look no further than where the LF of a line of cap bytes could be.
         lf = data.find(b"\n", pos, pos + cap + 2 - len(partial))
         if lf < 0:
             # Keep one byte of slack for the CR of a CRLF split across two feeds.
             if len(partial) + len(data) - pos > cap + 1:
-                raise ProtocolError(status, "chunk framing line too long")
+                raise ProtocolError(status, reason)
             partial += data[pos:]
             return None, len(data)
         if partial:
@@ -164,7 +167,7 @@ class ChunkedDecoder:
         return line[:-1], lf + 1
 
     def _step_size(self, data: bytes, pos: int, out: list[bytes]) -> int:
-        line, pos = self._take_line(data, pos, self._max_size_line, 400)
+        line, pos = self._take_line(data, pos, self._max_size_line, 400, "chunk size line too long")
         if line is None:
             return pos
         match = _CHUNK_LINE.fullmatch(line)
@@ -205,7 +208,7 @@ class ChunkedDecoder:
         # RFC 9112 §7.1.2: trailer-section = *( field-line CRLF ), then the final CRLF. Its
         # total size is capped like a header section's (431, RFC 6585 §5).
         budget = max(self._max_trailer_size - self._trailer_size - 2, 0)
-        line, pos = self._take_line(data, pos, budget, 431)
+        line, pos = self._take_line(data, pos, budget, 431, "trailer section too large")
         if line is None:
             return pos
         if not line:
@@ -234,10 +237,10 @@ def _reject_size_line(line: bytes) -> NoReturn:
     """Raise the error that explains why a chunk-size line failed its grammar."""
     digits = _HEX_PREFIX.match(line)
     count = 0 if digits is None else digits.end()
-    if count == 0:
-        raise ProtocolError(400, "invalid chunk size")
     if count > MAX_CHUNK_SIZE_DIGITS:
         raise ProtocolError(400, "chunk size too long")
+    if count == 0 or _EXT_START.match(line, count) is None:
+        raise ProtocolError(400, "invalid chunk size")
     raise ProtocolError(400, "invalid chunk extension")
 
 

@@ -86,6 +86,8 @@ class Worker:
         self.adapter: WSGIAdapter | None = None
         self.server_addrs: dict[int, tuple[str, str]] = {}
         self.pre_request: Callable[[Worker, Request], object] | None = None
+        self.accept_wakeups = 0  # listener readiness events (thundering-herd evidence)
+        self.accepted = 0
 
     # ---- lifecycle (child side) ---------------------------------------------------------
 
@@ -244,6 +246,12 @@ class Worker:
         self.finish()
         for conn in list(conns.values()):
             self.close(conn)
+        log.debug(
+            "Worker %s: woken %d times to accept, accepted %d connections",
+            self.pid,
+            self.accept_wakeups,
+            self.accepted,
+        )
 
     def start_accepting(self, listening: dict[int, socket.socket]) -> None:
         for fd in listening:
@@ -260,6 +268,7 @@ class Worker:
         """Subclasses wait here for requests handed to threads."""
 
     def accept(self, listener: socket.socket, now: float) -> None:
+        self.accept_wakeups += 1
         for _ in range(_ACCEPT_BATCH):
             if len(self.conns) + self.inflight >= self.settings.worker_connections:
                 return
@@ -270,6 +279,7 @@ class Worker:
             except OSError as exc:
                 log.debug("accept() failed: %s", exc)
                 return
+            self.accepted += 1
             sock.setblocking(False)
             conn = Connection(
                 sock,
