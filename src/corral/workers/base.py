@@ -25,8 +25,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from corral.adapters.wsgi import WSGIAdapter, WSGIApp
-from corral.config import settings as default_hooks
 from corral.app_loader import load_app
+from corral.config import settings as default_hooks
 from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_WORKER_BOOT_ERROR, AppLoadError, ProtocolError
 from corral.http.parser import Limits, Request, parse_head
 from corral.http.writer import error_response
