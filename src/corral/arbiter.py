@@ -17,10 +17,10 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from corral import __version__
+from corral import __version__, upgrade
 from corral.errors import (
     EXIT_APP_LOAD_ERROR,
     EXIT_OK,
@@ -53,8 +53,14 @@ class Arbiter:
         settings: Settings,
         app: WSGIApp | None = None,
         reload_settings: Callable[[], Settings] | None = None,
+        argv: Sequence[str] = (),
+        cwd: str | None = None,
     ) -> None:
         self.settings = settings
+        self.argv = list(argv)
+        self.cwd = cwd or os.getcwd()
+        self.reexec_pid = 0  # the new master started by USR2, while it runs
+        self.upgrade_parent = upgrade.upgrade_parent(os.environ)
         self.reload_settings = reload_settings
         self.retiring: set[int] = set()  # workers of the previous generation, after HUP
         self.retire_deadline = 0.0
@@ -83,6 +89,7 @@ class Arbiter:
                     handler = getattr(self, "handle_" + signal.Signals(signum).name[3:].lower())
                     handler()
                 self.reap_workers()
+                self.check_upgrade_parent()
                 self.murder_workers()
                 self.manage_workers()
         except StopServer as stop:
@@ -103,9 +110,12 @@ class Arbiter:
         self.call_hook("on_starting", self)
         self.init_signals()
         if s.pidfile:
-            self.pidfile = Pidfile(s.pidfile)
+            # The new master of a USR2 upgrade writes <pidfile>.2 until the old one is gone.
+            self.pidfile = Pidfile(s.pidfile + (".2" if self.upgrade_parent else ""))
             self.pidfile.create(self.pid)
-        self.listeners = create_listeners(s.bind, s.backlog, s.umask)
+        self.listeners = upgrade.inherited_listeners(os.environ) or create_listeners(
+            s.bind, s.backlog, s.umask
+        )
         for sock in self.listeners:
             log.info("Listening at: %s (%s)", listener_url(sock), self.pid)
         log.info("Using worker: %s", s.effective_worker_class)
@@ -171,6 +181,8 @@ class Arbiter:
                 log.error("Reload failed, keeping the previous settings: %s", exc)
                 return
             self.apply_settings(new)
+        else:
+            self.num_workers = self.settings.workers
         self.call_hook("on_reload", self)
         self.retiring.update(pid for pid, w in self.workers.items() if w.alive)
         self.retire_deadline = time.monotonic() + max(self.settings.timeout, 30)
@@ -212,10 +224,40 @@ class Arbiter:
             self.kill_worker(pid, signal.SIGUSR1)
 
     def handle_usr2(self) -> None:
-        log.warning("USR2 (binary upgrade) is not supported yet; ignoring.")
+        """Binary upgrade: a new master on the same sockets; this one keeps serving."""
+        if self.reexec_pid:
+            log.warning("USR2 ignored: a new master (pid %s) is already running", self.reexec_pid)
+            return
+        if self.upgrade_parent:
+            log.warning("USR2 ignored: the upgrade that started this master is not finished")
+            return
+        log.info("Starting a new master (binary upgrade)")
+        self.reexec_pid = upgrade.spawn_new_master(
+            self.argv, self.cwd, self.listeners, lambda: self.call_hook("pre_exec", self)
+        )
 
     def handle_winch(self) -> None:
-        log.info("SIGWINCH ignored. Not daemonized")
+        """Stop this master's workers gracefully, when a new master serves (or daemonized);
+        a terminal sends WINCH on every resize, so it is ignored otherwise."""
+        if not (self.reexec_pid or self.settings.daemon):
+            log.info("SIGWINCH ignored. Not daemonized")
+            return
+        log.info("graceful stop of workers")
+        self.num_workers = 0
+        for pid in list(self.workers):
+            self.kill_worker(pid, signal.SIGTERM)
+
+    def check_upgrade_parent(self) -> None:
+        """The new master becomes the master once the old one has exited."""
+        if self.upgrade_parent and os.getppid() != self.upgrade_parent:
+            log.info("Old master %s is gone; taking over", self.upgrade_parent)
+            self.upgrade_parent = 0
+            if self.pidfile is not None and self.settings.pidfile:
+                old_path = self.pidfile.path
+                self.pidfile = Pidfile(self.settings.pidfile)
+                self.pidfile.create(self.pid)
+                with contextlib.suppress(OSError):
+                    os.unlink(old_path)
 
     # ---- workers ------------------------------------------------------------------------
 
@@ -287,7 +329,10 @@ class Arbiter:
                 return
             worker = self.workers.pop(pid, None)
             if worker is None:
-                continue  # not ours (we may be PID 1 in a container): reaped quietly
+                if pid == self.reexec_pid:
+                    log.info("New master (pid %s) exited; this master stays", pid)
+                    self.reexec_pid = 0
+                continue  # otherwise not ours (we may be PID 1 in a container): reaped quietly
             worker.heartbeat.close()
             self.report_exit(worker, status)
             self.call_hook("child_exit", self, worker)
@@ -336,7 +381,8 @@ class Arbiter:
     def stop(self, graceful: bool = True) -> None:
         """Close the listeners, signal every worker, wait up to graceful_timeout, then KILL."""
         self.stopping = True
-        close_listeners(self.listeners, unlink=True)
+        # Another master may serve from the same unix socket: then leave its path alone.
+        close_listeners(self.listeners, unlink=not (self.reexec_pid or self.upgrade_parent))
         self.listeners = []
         sig = signal.SIGTERM if graceful else signal.SIGQUIT
         for pid in list(self.workers):

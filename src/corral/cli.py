@@ -79,7 +79,7 @@ def run(argv: Sequence[str]) -> int:
     def reload_settings() -> Settings:
         return load_settings(argv, environ, cwd).settings
 
-    return Arbiter(settings, app, reload_settings).run()
+    return Arbiter(settings, app, reload_settings, argv, cwd).run()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -173,6 +173,9 @@ class ChunkedDecoder:
         match = _CHUNK_LINE.fullmatch(line)
         if match is None:
             _reject_size_line(line)
+        # The line cap allows the longest size; the extension alone has its own cap.
+        if len(line) - match.end(1) > self._max_size_line - MAX_CHUNK_SIZE_DIGITS:
+            raise ProtocolError(400, "chunk extension too long")
         size = int(match[1], 16)
         if size:
             self._remaining = size

@@ -1,0 +1,163 @@
+"""Property tests: mutated requests either parse into a well-formed Request or raise
+ProtocolError with a 4xx/5xx status; and what parses survives a serialize/re-parse round trip."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from corral.errors import ProtocolError
+from corral.http.body import ChunkedDecoder, decoder_for
+from corral.http.parser import Request, parse_head
+
+FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+METHODS = ["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "M-SEARCH"]
+TARGETS = ["/", "/a/b?c=d", "/%20x?", "http://example.com/p?q", "http://[::1]:80", "*"]
+FIELDS = [
+    ("Accept", "*/*"),
+    ("User-Agent", "fuzz/1.0 (x)"),
+    ("Connection", "keep-alive"),
+    ("Connection", "close"),
+    ("Cookie", "a=1; b=2"),
+    ("X-Empty", ""),
+    ("X-Obs", "caf\xe9"),
+    ("Expect", "100-continue"),
+    ("Content-Type", "text/plain"),
+]
+SPECIAL = [b"\r", b"\n", b"\x00", b" ", b"\t", b"\x0b", b"\x85", b"\xa0", b":", b",", b"\r\n"]
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> bytes:
+    """A valid request: request line, Host, some fields, and a body framed one of three ways."""
+    method = draw(st.sampled_from(METHODS))
+    target = draw(st.sampled_from(TARGETS))
+    version = draw(st.sampled_from(["HTTP/1.1", "HTTP/1.0"]))
+    if target == "*" and method != "OPTIONS":
+        target = "/"  # RFC 9112 §3.2.4: asterisk-form is for OPTIONS only
+    fields = draw(st.lists(st.sampled_from(FIELDS), unique_by=lambda field: field[0]))
+    lines = [f"{name}: {value}" for name, value in fields] + ["Host: example.com"]
+    body = draw(st.binary(max_size=40))
+    framing = draw(st.sampled_from(["none", "length", "chunked"]))
+    if framing == "chunked" and version == "HTTP/1.1":
+        lines.append("Transfer-Encoding: chunked")
+        payload = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\nX-T: 1\r\n\r\n"
+    elif framing == "length":
+        lines.append(f"Content-Length: {len(body)}")
+        payload = body
+    else:
+        payload = b""
+    lines = [f"{method} {target} {version}", *draw(st.permutations(lines))]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    raw = bytearray(draw(requests()))
+    for _ in range(draw(st.integers(1, 4))):
+        pos = draw(st.integers(0, len(raw)))
+        kind = draw(st.sampled_from(["flip", "insert", "delete", "duplicate", "swap"]))
+        if kind == "flip" and pos < len(raw):
+            raw[pos] ^= draw(st.integers(1, 255))
+        elif kind == "insert":
+            raw[pos:pos] = draw(st.sampled_from(SPECIAL))
+        elif kind == "delete":
+            del raw[pos : pos + draw(st.integers(1, 3))]
+        else:
+            raw = bytearray(_reorder_lines(bytes(raw), kind, draw(st.integers(0, 50))))
+    return bytes(raw)
+
+
+def _reorder_lines(raw: bytes, kind: str, index: int) -> bytes:
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    if len(lines) < 3:
+        return raw
+    i = 1 + index % (len(lines) - 1)
+    if kind == "duplicate":
+        lines.insert(i, lines[i])
+    else:
+        j = 1 + (index * 7) % (len(lines) - 1)
+        lines[i], lines[j] = lines[j], lines[i]
+    return b"\r\n".join(lines) + sep + rest
+
+
+TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Z]+")
+VALUE = re.compile(r"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?")
+
+
+def check_well_formed(request: Request, used: int, buf: bytes) -> None:
+    assert 0 < used <= len(buf)
+    assert buf[:used].endswith(b"\r\n\r\n")
+    assert TOKEN.fullmatch(request.method) and request.method == request.method.upper()
+    assert request.version in ("HTTP/1.0", "HTTP/1.1")
+    assert re.fullmatch(r"[\x21-\x7e]+", request.target) and "#" not in request.target
+    if request.target.startswith("/"):
+        assert request.target == request.path + (
+            "?" + request.query if "?" in request.target else ""
+        )
+    for name, value in request.headers:
+        assert TOKEN.fullmatch(name)
+        assert VALUE.fullmatch(value), value
+    assert request.content_length is None or request.content_length >= 0
+    assert not (request.chunked and request.content_length is not None)
+    assert not (request.chunked and request.version == "HTTP/1.0")
+    names = [name for name, _ in request.headers]
+    assert request.version == "HTTP/1.0" or names.count("HOST") == 1
+
+
+def decode(request: Request, rest: bytes) -> tuple[bytes, list[tuple[str, str]], bool]:
+    decoder = decoder_for(request)
+    body, _ = decoder.feed(rest)
+    trailers = decoder.trailers if isinstance(decoder, ChunkedDecoder) else []
+    return body, trailers, decoder.done
+
+
+def serialize(request: Request, body: bytes, trailers: list[tuple[str, str]]) -> bytes:
+    head = f"{request.method} {request.target} {request.version}\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in request.headers) + "\r\n"
+    if not request.chunked:
+        return head.encode("latin-1") + body
+    chunks = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
+    tail = "".join(f"{name}: {value}\r\n" for name, value in trailers) + "\r\n"
+    return head.encode("latin-1") + chunks + b"0\r\n" + tail.encode("latin-1")
+
+
+def check_round_trip(request: Request, body: bytes, trailers: list[tuple[str, str]]) -> None:
+    again = serialize(request, body, trailers)
+    parsed = parse_head(again)
+    assert parsed is not None
+    assert parsed[0] == request
+    assert decode(parsed[0], again[parsed[1] :]) == (body, trailers, True)
+
+
+@FUZZ
+@given(mutated())
+def test_mutations_parse_or_fail_cleanly(raw: bytes) -> None:
+    try:
+        parsed = parse_head(raw)
+        if parsed is None:
+            return
+        request, used = parsed
+        check_well_formed(request, used, raw)
+        body, trailers, done = decode(request, raw[used:])
+    except ProtocolError as exc:
+        assert 400 <= exc.status < 600
+        return
+    if done:
+        check_round_trip(request, body, trailers)
+
+
+@settings(max_examples=150, deadline=None)
+@given(requests())
+def test_valid_requests_parse_and_round_trip(raw: bytes) -> None:
+    parsed = parse_head(raw)
+    assert parsed is not None
+    request, used = parsed
+    check_well_formed(request, used, raw)
+    body, trailers, done = decode(request, raw[used:])
+    assert done
+    check_round_trip(request, body, trailers)
