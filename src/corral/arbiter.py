@@ -333,8 +333,10 @@ class Arbiter:
                     log.info("New master (pid %s) exited; this master stays", pid)
                     self.reexec_pid = 0
                 continue  # otherwise not ours (we may be PID 1 in a container): reaped quietly
-            worker.heartbeat.close()
-            self.report_exit(worker, status)
+            try:
+                self.report_exit(worker, status)
+            finally:
+                worker.heartbeat.close()
             self.call_hook("child_exit", self, worker)
 
     def report_exit(self, worker: Worker, status: int) -> None:
@@ -354,8 +356,11 @@ class Arbiter:
             raise HaltServer("Worker failed to boot.", EXIT_WORKER_BOOT_ERROR)
         if code == EXIT_APP_LOAD_ERROR and not self.stopping:
             raise HaltServer("App failed to load.", EXIT_APP_LOAD_ERROR)
+        reason = worker.heartbeat.exit_reason()
         if code != 0 and not worker.aborted_at:
             log.error("Worker (pid:%s) exited with code %s", pid, code)
+        elif reason:
+            log.info("Worker exiting (pid: %s): %s", pid, reason)
         else:
             log.info("Worker exiting (pid: %s)", pid)
 

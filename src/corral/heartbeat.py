@@ -14,6 +14,20 @@ import time
 
 _STAMP = struct.Struct("d")
 _READY_AT = _STAMP.size
+_REASON_AT = 2 * _STAMP.size
+
+# Why a worker left on its own, as it tells the master before exiting (index = code).
+EXIT_REASONS = (
+    "",
+    "max_requests reached",
+    "max_worker_memory exceeded",
+    "source files changed (--reload)",
+    "master gone",
+)
+REASON_MAX_REQUESTS = 1
+REASON_MAX_MEMORY = 2
+REASON_RELOAD = 3
+REASON_ORPHANED = 4
 
 
 class Heartbeat:
@@ -24,7 +38,7 @@ class Heartbeat:
 
     def __init__(self) -> None:
         # fileno -1: anonymous memory; MAP_SHARED (the default) keeps it shared across fork.
-        self._mem = mmap.mmap(-1, 2 * _STAMP.size)
+        self._mem = mmap.mmap(-1, 3 * _STAMP.size)
         self.beat()
 
     def beat(self, now: float | None = None) -> None:
@@ -40,6 +54,13 @@ class Heartbeat:
 
     def ready(self) -> bool:
         return bool(_STAMP.unpack_from(self._mem, _READY_AT)[0])
+
+    def set_exit_reason(self, code: int) -> None:
+        _STAMP.pack_into(self._mem, _REASON_AT, float(code))
+
+    def exit_reason(self) -> str:
+        code = int(_STAMP.unpack_from(self._mem, _REASON_AT)[0])
+        return EXIT_REASONS[code] if 0 <= code < len(EXIT_REASONS) else ""
 
     def age(self) -> float:
         """Seconds since the last beat."""

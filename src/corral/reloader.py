@@ -95,6 +95,15 @@ class Watchlist:
         return added
 
 
+def _first_changed(signatures: dict[str, Signature | None], watchlist: Watchlist) -> str | None:
+    """The first file (as named) whose signature differs from the one recorded, if any."""
+    for path, old in signatures.items():
+        new = _signature(path)
+        if new is not None and new != old:
+            return watchlist.files[path]
+    return None
+
+
 class Engine(Protocol):
     def add(self, paths: list[str]) -> None: ...
     def wait(self, timeout: float) -> str | None: ...
@@ -117,11 +126,7 @@ class PollEngine:
     def wait(self, timeout: float) -> str | None:
         if self._woken.wait(timeout):
             return None
-        for path, old in self._signatures.items():
-            new = _signature(path)
-            if new is not None and new != old:
-                return self._watchlist.files[path]
-        return None
+        return _first_changed(self._signatures, self._watchlist)
 
     def wake(self) -> None:
         self._woken.set()
@@ -164,7 +169,9 @@ class InotifyEngine:
             if directory in self._watched_directories:
                 continue
             wd = self._libc.inotify_add_watch(self._fd, os.fsencode(directory), _WATCH_MASK)
-            if wd >= 0:  # a missing directory or the user's watch limit: not watched
+            # Below 0: the directory is missing or the user's watch limit is reached; the
+            # files there stay unwatched by this engine.
+            if wd >= 0:
                 self._directories[wd] = directory
                 self._watched_directories.add(directory)
 
@@ -185,8 +192,8 @@ class InotifyEngine:
             wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
             name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0")
             offset += _EVENT.size + length
-            if mask & IN_Q_OVERFLOW:
-                changed = self._changed_since_added()
+            if mask & IN_Q_OVERFLOW:  # events were lost: compare the files themselves
+                changed = _first_changed(self._signatures, self._watchlist)
                 if changed is not None:
                     return changed
                 continue
@@ -199,13 +206,6 @@ class InotifyEngine:
             path = os.path.join(directory, os.fsdecode(name))
             if path in files:
                 return files[path]
-        return None
-
-    def _changed_since_added(self) -> str | None:
-        for path, old in self._signatures.items():
-            new = _signature(path)
-            if new is not None and new != old:
-                return self._watchlist.files[path]
         return None
 
     def wake(self) -> None:

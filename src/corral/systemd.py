@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 # The first descriptor systemd passes (SD_LISTEN_FDS_START in sd-daemon.h).
 LISTEN_FDS_START = 3
@@ -37,7 +37,7 @@ def listen_fds(
     The descriptors are only for us when LISTEN_PID is our pid: a LISTEN_PID naming another
     process means the variables were inherited from a parent that was activated, and the
     descriptors (if still open) are not ours to use. With `unset`, LISTEN_PID, LISTEN_FDS and
-    LISTEN_FDNAMES are removed from `environ` in every case, as sd_listen_fds(1) does.
+    LISTEN_FDNAMES are removed from `environ` in every case, as sd_listen_fds(3) does.
     """
     if pid is None:
         pid = os.getpid()
@@ -56,7 +56,7 @@ def _int(text: str | None) -> int | None:
         return None
 
 
-def notify_address(environ: MutableMapping[str, str]) -> bytes | None:
+def notify_address(environ: Mapping[str, str]) -> bytes | None:
     """The NOTIFY_SOCKET address as sendto() wants it, or None when absent or unsupported.
 
     `@name` is a Linux abstract socket (the `@` becomes a NUL byte); otherwise the value must be

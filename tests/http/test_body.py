@@ -75,7 +75,10 @@ def test_content_length_returns_the_same_object_when_possible() -> None:
 # ---------------------------------------------------------------------------------------------
 # Chunked
 
-CHUNKED = b'4;a=b;c="q;\\"x"\r\nWiki\r\n6\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nX-Sum: 1\r\n\r\nNEXT'
+CHUNKED = (
+    b'4;a=b;c="q;\\"x"\r\nWiki\r\n6\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n'
+    b"0\r\nX-Sum: 1\r\n\r\nNEXT"
+)
 
 
 @pytest.mark.parametrize("pieces", two_way_splits(CHUNKED))

@@ -4,8 +4,10 @@ ProtocolError with a 4xx/5xx status; and what parses survives a serialize/re-par
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from corral.errors import ProtocolError
@@ -140,13 +142,16 @@ def test_mutations_parse_or_fail_cleanly(raw: bytes) -> None:
     try:
         parsed = parse_head(raw)
         if parsed is None:
+            event("incomplete head")
             return
         request, used = parsed
         check_well_formed(request, used, raw)
         body, trailers, done = decode(request, raw[used:])
     except ProtocolError as exc:
+        event(f"rejected: {exc.status}")
         assert 400 <= exc.status < 600
         return
+    event("accepted" if done else "accepted, body incomplete")
     if done:
         check_round_trip(request, body, trailers)
 
@@ -161,3 +166,17 @@ def test_valid_requests_parse_and_round_trip(raw: bytes) -> None:
     body, trailers, done = decode(request, raw[used:])
     assert done
     check_round_trip(request, body, trailers)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=mutated())
+def test_mutations_get_one_answer_however_split(
+    raw: bytes,
+    splits: dict[str, Callable[[bytes], list[bytes]]],
+    run_request: Callable[..., dict[str, Any]],
+) -> None:
+    # Whole, line by line, byte by byte or in random pieces: the same request, the same body,
+    # or the same status. (Fixtures from conftest.py, session-scoped.)
+    whole = run_request([raw])
+    for name in ("lines", "bytes", "random0"):
+        assert run_request(splits[name](raw)) == whole, name

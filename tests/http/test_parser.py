@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,84 +22,21 @@ from corral.http.parser import (
 )
 
 # ---------------------------------------------------------------------------------------------
-# Corpus
+# Corpus (fixtures in conftest.py)
 
-
-def _lines(raw: bytes) -> list[bytes]:
-    return raw.splitlines(keepends=True) if raw else [raw]
-
-
-def _random_pieces(seed: int) -> Callable[[bytes], list[bytes]]:
-    def split(raw: bytes) -> list[bytes]:
-        rng = random.Random(seed)
-        pieces, pos = [], 0
-        while pos < len(raw):
-            # Empty pieces on purpose: feeding b"" must be harmless.
-            size = rng.choice((0, 1, 2, 3, 5, 8, 13, 64))
-            pieces.append(raw[pos : pos + size])
-            pos += size
-        return pieces
-
-    return split
-
-
-SPLITS: dict[str, Callable[[bytes], list[bytes]]] = {
-    "whole": lambda raw: [raw],
-    "lines": _lines,
-    "bytes": lambda raw: [raw[i : i + 1] for i in range(len(raw))],
-    **{f"random{seed}": _random_pieces(seed) for seed in range(3)},
-}
-
-
-def run(pieces: Iterable[bytes], limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
-    """Parse a head from pieces arriving one by one, then decode the body from the rest, the
-    way a worker does. Returns the outcome as a dict (or {"status": n} on ProtocolError)."""
-    stream = iter(pieces)
-    buf = bytearray()
-    try:
-        parsed = None
-        for piece in stream:
-            buf += piece
-            parsed = parse_head(buf, limits)
-            if parsed is not None:
-                break
-        if parsed is None:
-            return {"head_complete": False}
-        request, used = parsed
-        decoder = decoder_for(request)
-        body, leftover = bytearray(), bytearray()
-        for piece in (bytes(buf[used:]), *stream):
-            data, rest = decoder.feed(piece)
-            body += data
-            leftover += rest
-    except ProtocolError as exc:
-        assert 400 <= exc.status < 600
-        return {"status": exc.status}
-    return {
-        "method": request.method,
-        "target": request.target,
-        "path": request.path,
-        "query": request.query,
-        "version": request.version,
-        "headers": [list(pair) for pair in request.headers],
-        "content_length": request.content_length,
-        "chunked": request.chunked,
-        "keep_alive": request.keep_alive,
-        "expect_continue": request.expect_continue,
-        "body": body.decode("latin-1"),
-        "trailers": [list(pair) for pair in getattr(decoder, "trailers", [])],
-        "leftover": leftover.decode("latin-1"),
-        "body_complete": decoder.done,
-    }
+Splitter = Callable[[bytes], list[bytes]]
+Runner = Callable[..., dict[str, Any]]
 
 
 DEFAULT_EXPECT = {"body": "", "leftover": "", "trailers": [], "body_complete": True}
 
 
-def test_corpus_case(corpus_case: dict[str, Any]) -> None:
+def test_corpus_case(
+    corpus_case: dict[str, Any], splits: dict[str, Splitter], run_request: Runner
+) -> None:
     limits = Limits(**corpus_case.get("limits", {}))
     raw = corpus_case["raw"]
-    results = {name: run(split(raw), limits) for name, split in SPLITS.items()}
+    results = {name: run_request(split(raw), limits) for name, split in splits.items()}
     first = results["whole"]
     for name, result in results.items():
         assert result == first, f"{name} split disagrees with whole feed"

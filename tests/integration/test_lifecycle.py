@@ -183,3 +183,12 @@ def test_pidfile(tmp_path: Path) -> None:
         srv.signal(signal.SIGTERM)
         srv.wait_exit()
     assert not pidfile.exists()
+
+
+def test_max_worker_memory_recycles_worker() -> None:
+    with Server("support.apps:echo", "--max-worker-memory", "150") as srv:
+        first = json.loads(get(srv.port, "/grow?200")[1])["pid"]
+        srv.wait_log("over max_worker_memory", timeout=10)
+        srv.wait_log("max_worker_memory exceeded", timeout=10)
+        srv.wait_booted(2)
+        assert json.loads(get(srv.port, "/pid")[1])["pid"] != first

@@ -118,6 +118,20 @@ def _status(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return []
 
 
+_HOARD: list[bytearray] = []
+
+
+def _grow(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Keep N MiB alive in this worker (for max_worker_memory and OOM tests)."""
+    mib = int(environ.get("QUERY_STRING") or "10")
+    block = bytearray(mib << 20)
+    block[::4096] = b"x" * len(block[::4096])  # touch every page so it is resident
+    _HOARD.append(block)
+    return _json(
+        start_response, {"pid": os.getpid(), "held_mib": sum(len(b) for b in _HOARD) >> 20}
+    )
+
+
 def _pid(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _json(start_response, {"pid": os.getpid()})
 
@@ -134,6 +148,7 @@ ROUTES: dict[str, Callable[[Environ, StartResponse], Iterable[bytes]]] = {
     "/write": _write_callable,
     "/status": _status,
     "/pid": _pid,
+    "/grow": _grow,
 }
 
 

@@ -28,6 +28,8 @@ from corral.adapters.wsgi import WSGIAdapter, WSGIApp
 from corral.app_loader import load_app
 from corral.config import settings as default_hooks
 from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_WORKER_BOOT_ERROR, AppLoadError, ProtocolError
+from corral.health import rss_bytes
+from corral.heartbeat import REASON_MAX_MEMORY, REASON_MAX_REQUESTS, REASON_ORPHANED
 from corral.http.parser import Limits, Request, parse_head
 from corral.http.writer import error_response
 from corral.logs import AccessLog, reopen_log_files
@@ -242,7 +244,7 @@ class Worker:
                 self.sweep(now)
                 if os.getppid() != self.ppid:
                     log.info("Parent changed, shutting down: %s", self.pid)
-                    self.alive = False
+                    self.retire(REASON_ORPHANED)
         self.finish()
         for conn in list(conns.values()):
             self.close(conn)
@@ -341,7 +343,7 @@ class Worker:
         self.handled += 1
         if self.handled >= self.max_requests and self.alive:
             log.info("Autorestarting worker after current request.")
-            self.alive = False
+            self.retire(REASON_MAX_REQUESTS)
         keep = self.keep_alive_allowed and self.alive
         if self.pre_request is not None:
             try:
@@ -369,7 +371,27 @@ class Worker:
         self.conns.pop(conn.fd, None)
         conn.close()
 
+    def retire(self, reason: int) -> None:
+        """Finish what is in flight, then exit; the master learns why from the heartbeat."""
+        self.heartbeat.set_exit_reason(reason)
+        self.alive = False
+
+    def check_memory(self) -> None:
+        limit = self.settings.max_worker_memory
+        if limit and self.alive:
+            rss = rss_bytes()
+            if rss > limit * 1024 * 1024:
+                log.warning(
+                    "Worker (pid:%s) uses %d MiB, over max_worker_memory (%d MiB): "
+                    "restarting after the current requests",
+                    self.pid,
+                    rss >> 20,
+                    limit,
+                )
+                self.retire(REASON_MAX_MEMORY)
+
     def sweep(self, now: float) -> None:
+        self.check_memory()
         keepalive = float(self.settings.keepalive)
         for conn in list(self.conns.values()):
             limit = keepalive if conn.requests and not conn.buf else self.timeout
