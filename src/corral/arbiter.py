@@ -28,6 +28,7 @@ from corral.errors import (
     CorralError,
     HaltServer,
 )
+from corral.health import OomCounter, limit_warnings
 from corral.heartbeat import Heartbeat
 from corral.listeners import close_listeners, create_listeners, listener_url
 from corral.process import Pidfile, set_process_title
@@ -61,6 +62,8 @@ class Arbiter:
         self.cwd = cwd or os.getcwd()
         self.reexec_pid = 0  # the new master started by USR2, while it runs
         self.upgrade_parent = upgrade.upgrade_parent(os.environ)
+        self.oom = OomCounter()
+        self.oom_baseline = self.oom.read()
         self.reload_settings = reload_settings
         self.retiring: set[int] = set()  # workers of the previous generation, after HUP
         self.retire_deadline = 0.0
@@ -88,7 +91,11 @@ class Arbiter:
                     signum = self.signals.pop(0)
                     handler = getattr(self, "handle_" + signal.Signals(signum).name[3:].lower())
                     handler()
+                # Read before reaping: a SIGKILL seen below is compared with the count from
+                # before it (see report_sigkill).
+                oom_mark = self.oom.read()
                 self.reap_workers()
+                self.oom_baseline = max_known(self.oom_baseline, oom_mark)
                 self.check_upgrade_parent()
                 self.murder_workers()
                 self.manage_workers()
@@ -119,6 +126,8 @@ class Arbiter:
         for sock in self.listeners:
             log.info("Listening at: %s (%s)", listener_url(sock), self.pid)
         log.info("Using worker: %s", s.effective_worker_class)
+        for warning in limit_warnings(s.backlog, s.worker_connections, s.workers):
+            log.warning("%s", warning)
         set_process_title(f"master [{s.proc_name or s.app_spec}]")
         # As in Gunicorn: "ready" means the listeners are bound; workers are forked next.
         self.call_hook("when_ready", self)
@@ -347,7 +356,7 @@ class Arbiter:
             if worker.aborted_at:
                 log.error("Worker (pid:%s) was killed after timing out (%s)", pid, name)
             elif sig == signal.SIGKILL:
-                log.error("Worker (pid:%s) was sent SIGKILL! Perhaps out of memory?", pid)
+                self.report_sigkill(pid)
             elif sig != signal.SIGTERM or worker.alive:
                 log.error("Worker (pid:%s) was sent %s!", pid, name)
             return
@@ -363,6 +372,35 @@ class Arbiter:
             log.info("Worker exiting (pid: %s): %s", pid, reason)
         else:
             log.info("Worker exiting (pid: %s)", pid)
+
+    def report_sigkill(self, pid: int) -> None:
+        """Say whether the kernel's OOM killer did it, from its kill counter, not a guess."""
+        now = self.oom.read()
+        before = self.oom_baseline
+        if now is None or before is None:
+            log.error(
+                "Worker (pid:%s) was sent SIGKILL! (no OOM-kill counter is readable here, "
+                "so whether the OOM killer did it is unknown)",
+                pid,
+            )
+        elif now > before:
+            log.error(
+                "Worker (pid:%s) was killed by the kernel's OOM killer "
+                "(oom_kill in %s went from %d to %d)",
+                pid,
+                self.oom.source,
+                before,
+                now,
+            )
+            self.oom_baseline = now
+        else:
+            log.error(
+                "Worker (pid:%s) was sent SIGKILL by another process; not the OOM killer "
+                "(oom_kill in %s unchanged at %d)",
+                pid,
+                self.oom.source,
+                now,
+            )
 
     def murder_workers(self) -> None:
         timeout = self.settings.timeout
@@ -419,6 +457,12 @@ class Arbiter:
             hook(*args)
         except Exception:
             log.exception("Exception in %s hook", name)
+
+
+def max_known(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    return a if b is None else max(a, b)
 
 
 class StopServer(Exception):

@@ -44,6 +44,7 @@ class Server:
         cwd: str | None = None,
         bind: bool = True,
         workers_flag: bool = True,
+        wrapper: Sequence[str] = (),
     ) -> None:
         self.app = app
         self.args = list(args)
@@ -52,6 +53,7 @@ class Server:
         self.cwd = cwd
         self.bind = bind
         self.workers_flag = workers_flag
+        self.wrapper = list(wrapper)  # a command prefix, e.g. to start inside a cgroup
         self.sock: socket.socket | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         # Closed in __exit__, after the log has been shown.
@@ -59,7 +61,7 @@ class Server:
         self.port = 0
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "corral", "--pythonpath", str(TESTS)]
+        cmd = [*self.wrapper, sys.executable, "-m", "corral", "--pythonpath", str(TESTS)]
         if self.workers_flag:
             cmd += ["-w", str(self.workers)]
         if self.sock is not None:

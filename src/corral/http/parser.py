@@ -86,6 +86,8 @@ class Request:
 # Grammar. Patterns are str patterns applied to the latin-1 decoding of the head, so each
 # character stands for exactly one wire byte.
 
+_EMPTY_LINES = re.compile(rb"(?:\r\n)*")
+
 # RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" /
 # "_" / "`" / "|" / "~" / DIGIT / ALPHA; token = 1*tchar
 _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
@@ -122,12 +124,13 @@ _FIELD_LINES = re.compile(rf"(?m)^([{_TCHAR}]+):[\t ]*([\t {_VCHAR}]*)\r\n")
 # reg-name = *( unreserved / pct-encoded / sub-delims ). The value may be empty (RFC 9110
 # §7.2: a target without authority); we accept that. "%" is checked separately (_PCT_BAD) to
 # keep the common pattern a plain character class.
-_REG_NAME = r"[A-Za-z0-9\-._~!$&'()*+,;=%]*"
+_REG_NAME = r"A-Za-z0-9\-._~!$&'()*+,;=%"  # the characters of a reg-name
 _IP_LITERAL = r"\[(?:([0-9A-Fa-f:.]+)|v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
-_HOST = re.compile(rf"(?:{_REG_NAME}|{_IP_LITERAL})(?::[0-9]*)?")
+_HOST = re.compile(rf"(?:[{_REG_NAME}]*|{_IP_LITERAL})(?::[0-9]*)?")
 _PCT_BAD = re.compile(r"%(?![0-9A-Fa-f]{2})")
-# RFC 9112 §3.2.3: authority-form = uri-host ":" port (CONNECT only); we require a port.
-_AUTHORITY_FORM = re.compile(rf"(?:{_REG_NAME}|{_IP_LITERAL}):[0-9]{{1,5}}")
+# RFC 9112 §3.2.3: authority-form = uri-host ":" port (CONNECT only); we require a host
+# and a port: a tunnel to nowhere is not a request we can serve.
+_AUTHORITY_FORM = re.compile(rf"(?:[{_REG_NAME}]+|{_IP_LITERAL}):[0-9]{{1,5}}")
 # RFC 9112 §3.2.2: absolute-form = absolute-URI; RFC 3986 §3.1 scheme. We take the
 # hierarchical "scheme://authority path?query" shape that http(s) URIs have (RFC 9110 §4.2).
 _ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*://([^/?]*)([^?]*)(?:\?(.*))?")
@@ -175,8 +178,8 @@ def parse_head(
     # RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF) received before the
     # request-line. We skip any number, bounded by the request-line limit.
     if buf.startswith(b"\r\n"):
-        while buf.startswith(b"\r\n", start):
-            start += 2
+        empty = _EMPTY_LINES.match(buf)
+        start = empty.end() if empty else 0
         if start > limits.line_cap:
             raise ProtocolError(400, "too many empty lines before the request line")
     # RFC 9112 §2.1: the head ends with the empty line that ends the header section.
