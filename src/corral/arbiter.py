@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from corral import __version__, upgrade
+from corral import __version__, systemd, upgrade
 from corral.errors import (
     EXIT_APP_LOAD_ERROR,
     EXIT_OK,
@@ -30,7 +30,12 @@ from corral.errors import (
 )
 from corral.health import OomCounter, limit_warnings
 from corral.heartbeat import Heartbeat
-from corral.listeners import close_listeners, create_listeners, listener_url
+from corral.listeners import (
+    activated_listeners,
+    close_listeners,
+    create_listeners,
+    listener_url,
+)
 from corral.process import Pidfile, set_process_title
 from corral.workers.base import Worker
 from corral.workers.sync import SyncWorker
@@ -62,6 +67,8 @@ class Arbiter:
         self.cwd = cwd or os.getcwd()
         self.reexec_pid = 0  # the new master started by USR2, while it runs
         self.upgrade_parent = upgrade.upgrade_parent(os.environ)
+        self.notifier = systemd.Notifier(os.environ, unset=True)
+        self.announced_ready = False
         self.oom = OomCounter()
         self.oom_baseline = self.oom.read()
         self.reload_settings = reload_settings
@@ -120,8 +127,10 @@ class Arbiter:
             # The new master of a USR2 upgrade writes <pidfile>.2 until the old one is gone.
             self.pidfile = Pidfile(s.pidfile + (".2" if self.upgrade_parent else ""))
             self.pidfile.create(self.pid)
-        self.listeners = upgrade.inherited_listeners(os.environ) or create_listeners(
-            s.bind, s.backlog, s.umask
+        self.listeners = (
+            upgrade.inherited_listeners(os.environ)
+            or activated_listeners(systemd.listen_fds(os.environ), s.backlog)
+            or create_listeners(s.bind, s.backlog, s.umask)
         )
         for sock in self.listeners:
             log.info("Listening at: %s (%s)", listener_url(sock), self.pid)
@@ -150,7 +159,7 @@ class Arbiter:
     def wait_for_signal(self, timeout: float = 1.0) -> None:
         if self.signals:
             return
-        if self.retiring:
+        if self.retiring or not self.announced_ready:
             timeout = 0.05
         try:
             ready, _, _ = select.select([self.wake_r], [], [], timeout)
@@ -183,6 +192,8 @@ class Arbiter:
         """Reload: settings again, logs reopened, listeners re-bound if `bind` changed, then a
         new generation of workers; the old one is stopped once the new one serves."""
         log.info("Hang up: Master")
+        self.notifier.reloading()
+        self.announced_ready = False
         if self.reload_settings is not None:
             try:
                 new = self.reload_settings()
@@ -212,6 +223,15 @@ class Arbiter:
         self.settings = self.cfg = new
         self.num_workers = new.workers
         self.worker_class = WORKER_CLASSES[new.effective_worker_class]
+
+    def announce_ready(self) -> None:
+        """sd_notify READY=1 once every worker of the current generation serves (not before)."""
+        if self.announced_ready or self.retiring:
+            return
+        workers = [w for w in self.workers.values() if w.alive]
+        if len(workers) >= self.num_workers and all(w.heartbeat.ready() for w in workers):
+            self.announced_ready = True
+            self.notifier.ready(f"Serving with {len(workers)} workers")
 
     def retire_old_generation(self) -> None:
         """TERM the previous generation once as many new workers are ready as we want."""
@@ -272,6 +292,7 @@ class Arbiter:
 
     def manage_workers(self) -> None:
         self.retire_old_generation()
+        self.announce_ready()
         alive = [w for pid, w in self.workers.items() if w.alive and pid not in self.retiring]
         if len(alive) < self.num_workers:
             for _ in range(self.num_workers - len(alive)):
@@ -424,6 +445,7 @@ class Arbiter:
     def stop(self, graceful: bool = True) -> None:
         """Close the listeners, signal every worker, wait up to graceful_timeout, then KILL."""
         self.stopping = True
+        self.notifier.stopping()
         # Another master may serve from the same unix socket: then leave its path alone.
         close_listeners(self.listeners, unlink=not (self.reexec_pid or self.upgrade_parent))
         self.listeners = []

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from corral import __version__
 from corral.app_loader import load_app
 from corral.config import Settings, format_settings, load_settings
+from corral.daemon import daemonize
 from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_USAGE, AppLoadError, ConfigError
 from corral.logs import setup_logging
 
@@ -64,6 +65,8 @@ def run(argv: Sequence[str]) -> int:
     if not settings.app_spec:
         sys.stderr.write("Error: No application module specified.\n")
         return EXIT_USAGE
+    if settings.daemon:
+        daemonize(settings.umask)
     prepare_environment(settings)
     app = None
     if result.action == "check_config" or settings.preload_app:

@@ -119,6 +119,18 @@ def create_listeners(
     return listeners
 
 
+def activated_listeners(fds: list[int], backlog: int) -> list[socket.socket]:
+    """Sockets passed by systemd socket activation (already bound and listening)."""
+    listeners = []
+    for fd in fds:
+        sock = _from_fd(fd, backlog)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        listeners.append(sock)
+    return listeners
+
+
 def listener_url(sock: socket.socket) -> str:
     """How the lifecycle log names a listener: http://HOST:PORT or unix:PATH."""
     if sock.family == socket.AF_UNIX:

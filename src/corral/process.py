@@ -57,11 +57,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def drop_privileges(uid: int, gid: int) -> None:
-    """Switch to the configured user and group when they differ from ours (as root)."""
-    if gid != os.getegid():
-        os.setgid(gid)
-    if uid != os.geteuid():
-        os.setuid(uid)

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.server import Server, wait_for
 
 from corral.health import OomCounter
+from support.server import Server, wait_for
 
 
 def _memory_cgroup_dir() -> Path | None:

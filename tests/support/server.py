@@ -54,6 +54,7 @@ class Server:
         self.bind = bind
         self.workers_flag = workers_flag
         self.wrapper = list(wrapper)  # a command prefix, e.g. to start inside a cgroup
+        self.extra_fds: list[int] = []  # further descriptors to pass to the server
         self.sock: socket.socket | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         # Closed in __exit__, after the log has been shown.
@@ -90,7 +91,7 @@ class Server:
             self.command(),
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
-            pass_fds=[self.sock.fileno()] if self.sock is not None else [],
+            pass_fds=[self.sock.fileno()] if self.sock is not None else self.extra_fds,
             start_new_session=True,
             env=env,
             cwd=self.cwd or str(ROOT),

@@ -24,6 +24,8 @@ from typing import Any, Literal
 WorkerClassName = Literal["sync", "gthread"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 HeaderMapMode = Literal["drop", "refuse", "dangerous"]
+ReloadEngine = Literal["auto", "poll", "inotify"]
+RELOAD_ENGINES: dict[str, ReloadEngine] = {"auto": "auto", "poll": "poll", "inotify": "inotify"}
 
 # Gunicorn spellings of the two worker classes corral provides.
 WORKER_CLASSES: dict[str, WorkerClassName] = {
@@ -166,6 +168,12 @@ def header_map(value: object) -> HeaderMapMode:
     """One of drop, refuse, dangerous (any case)."""
     mode: HeaderMapMode = _choice(HEADER_MAP_MODES, value, "the mode")
     return mode
+
+
+def reload_engine(value: object) -> ReloadEngine:
+    """auto, poll or inotify (any case)."""
+    engine: ReloadEngine = _choice(RELOAD_ENGINES, value, "the engine")
+    return engine
 
 
 # --- users and groups ----------------------------------------------------------------------

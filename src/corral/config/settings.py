@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from corral.config import converters as conv
-from corral.config.converters import HeaderMapMode, LogLevel, WorkerClassName
+from corral.config.converters import HeaderMapMode, LogLevel, ReloadEngine, WorkerClassName
 
 T = TypeVar("T")
 
@@ -462,6 +462,18 @@ Gunicorn spells the flag with an underscore; both spellings are accepted.""",
 Restart the workers when the application's source files change.
 
 Meant for development: watching files costs time and a change restarts every worker.""",
+    )
+    reload_engine: ReloadEngine = setting(
+        "auto",
+        "--reload-engine",
+        section=_DEBUG,
+        convert=conv.reload_engine,
+        meta="STRING",
+        help="""
+How reload notices changes: `inotify` (the kernel tells us; no polling), `poll` (file times
+checked every second), or `auto` (inotify when the system has it, polling otherwise).
+
+corral's inotify support needs no extra package: it calls the C library directly.""",
     )
     reload_extra_files: list[str] = setting(
         [],

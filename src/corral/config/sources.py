@@ -64,7 +64,7 @@ GUNICORN_ONLY = frozenset(
     http2_cleartext http2_initial_window_size http2_max_concurrent_streams
     http2_max_frame_size http2_max_header_list_size http_parser http_protocols keyfile
     logconfig logconfig_dict logconfig_json logger_class on_dirty_starting paste protocol
-    proxy_allow_ips proxy_protocol raw_paste_global_conf reload_engine root_path spew
+    proxy_allow_ips proxy_protocol raw_paste_global_conf root_path spew
     ssl_context ssl_version statsd_host statsd_prefix suppress_ragged_eofs syslog
     syslog_addr syslog_facility syslog_prefix tmp_upload_dir uwsgi_allow_ips
     websocket_max_message_size

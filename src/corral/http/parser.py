@@ -11,8 +11,10 @@ validate and extract all field lines at once. Python-level loops run only over t
 that decide framing, and the slow diagnostics run only once a request is already rejected.
 
 The grammar is strict on purpose: where a lenient reading could let two HTTP implementations
-disagree on where a message ends (request smuggling), we reject. Nothing is ever "cleaned up"
-with int(), str.strip() or str.split() before a strict regex has accepted the wire bytes.
+disagree on where a message ends (request smuggling), we reject. Python's lenient helpers never
+judge wire bytes: int() only sees what a strict regex accepted (int(" 1_0") is 10), and split
+and strip are only called with explicit separators (bare str.strip() would eat "\x0b").
+Every pattern is written so that it cannot backtrack more than linearly on hostile input.
 """
 
 from __future__ import annotations
@@ -111,13 +113,16 @@ _ANY_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 # whitespace before the colon, §5.1). The OWS is matched outside the value group, so the value
 # comes out with leading/trailing SP and HTAB (and only those) removed.
 _VCHAR = r"\x21-\x7e\x80-\xff"
+# Trailing OWS is only tried after a non-empty value, or it would compete with the leading OWS.
 _FIELD_LINE = re.compile(
-    rf"([{_TCHAR}]+):[\t ]*((?:[{_VCHAR}](?:[\t {_VCHAR}]*[{_VCHAR}])?)?)[\t ]*"
+    rf"([{_TCHAR}]+):[\t ]*(?:([{_VCHAR}](?:[\t {_VCHAR}]*[{_VCHAR}])?)[\t ]*)?"
 )
 # The same grammar for a whole block at once (the hot path): each match is one line, anchored
 # at a line start. The value keeps its trailing OWS here; it is cut off with rstrip(" \t"),
-# which removes exactly SP and HTAB and nothing else.
-_FIELD_LINES = re.compile(rf"(?m)^([{_TCHAR}]+):[\t ]*([\t {_VCHAR}]*)\r\n")
+# which removes exactly SP and HTAB and nothing else. The value must start with a field-vchar
+# so that the leading OWS and the value can never trade characters: that would make a failing
+# line cost quadratic time in its length.
+_FIELD_LINES = re.compile(rf"(?m)^([{_TCHAR}]+):[\t ]*((?:[{_VCHAR}][\t {_VCHAR}]*)?)\r\n")
 
 # RFC 9110 §7.2: Host = uri-host [ ":" port ]; RFC 3986 §3.2.2: host = IP-literal /
 # IPv4address / reg-name (IPv4address is a subset of the reg-name syntax), port = *DIGIT,
@@ -141,8 +146,6 @@ _ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*://([^/?]*)([^?]*)(?:\?(.*
 _QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 _PARAM = rf"[\t ]*;[\t ]*[{_TCHAR}]+=(?:[{_TCHAR}]+|{_QUOTED_STRING})"
 _CODING = re.compile(rf"([{_TCHAR}]+)(?:{_PARAM})*")
-# RFC 9110 §5.6.1: list elements are separated by OWS "," OWS.
-_LIST_SEP = re.compile(r"[\t ]*,[\t ]*")
 
 # RFC 9110 §8.6: Content-Length = 1*DIGIT. Bounded to 19 digits so the value stays in 64 bits.
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
@@ -256,6 +259,7 @@ def _parse_fields(text: str, pos: int, limits: Limits) -> list[tuple[str, str]]:
     if len(pairs) != count:
         for line in text[pos:].split("\r\n")[:-1]:
             parse_field_line(line)
+        raise ProtocolError(400, "invalid header section")  # pragma: no cover (unreachable)
     return [(name.upper(), value.rstrip(" \t")) for name, value in pairs]
 
 
@@ -266,7 +270,7 @@ def parse_field_line(line: str) -> tuple[str, str]:
     """
     match = _FIELD_LINE.fullmatch(line)
     if match is not None:
-        return match[1].upper(), match[2]
+        return match[1].upper(), match[2] or ""
     # The line is bad; say why. Order matters only for the message, the status is always 400.
     name = line.partition(":")[0]
     if "\r" in line or "\n" in line:
@@ -393,7 +397,9 @@ def _interpret(minor: str, headers: list[tuple[str, str]]) -> tuple[int | None, 
     if options is None:
         keep_alive = minor == "1"
     else:
-        elements = _LIST_SEP.split(options.lower())
+        lowered = options.lower()
+        # One element needs no splitting: the field value has no OWS around it.
+        elements = _list_elements(lowered) if "," in lowered else [lowered]
         keep_alive = "close" not in elements and (minor == "1" or "keep-alive" in elements)
     # RFC 9110 §10.1.1: 100-continue means nothing to an HTTP/1.0 request; ignore it there.
     expect = fields.get("EXPECT")
@@ -412,7 +418,7 @@ def _check_transfer_encoding(minor: str, codings: str, content_length: int | Non
     if minor == "0":
         raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
     names = []
-    for element in _LIST_SEP.split(codings):
+    for element in _list_elements(codings):
         match = _CODING.fullmatch(element)
         if match is None:
             raise ProtocolError(400, "invalid Transfer-Encoding")
@@ -428,7 +434,17 @@ def _check_transfer_encoding(minor: str, codings: str, content_length: int | Non
     return True
 
 
+def _list_elements(value: str) -> list[str]:
+    """The elements of a #list value (RFC 9110 §5.6.1: elements separated by OWS "," OWS).
+
+    Empty elements are kept; the callers decide about them. split and strip get explicit
+    separators, so nothing but "," splits and nothing but SP and HTAB is stripped. (A regex
+    split on OWS "," OWS would rescan long runs of spaces: quadratic time.)
+    """
+    return [element.strip(" \t") for element in value.split(",")]
+
+
 def _has_element(value: str, element: str) -> bool:
-    """Whether the #list value (RFC 9110 §5.6.1) has element, compared case-insensitively."""
+    """Whether the #list value has element, compared case-insensitively."""
     lowered = value.lower()
-    return element in lowered and element in _LIST_SEP.split(lowered)
+    return lowered == element or (element in lowered and element in _list_elements(lowered))

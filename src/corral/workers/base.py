@@ -29,11 +29,18 @@ from corral.app_loader import load_app
 from corral.config import settings as default_hooks
 from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_WORKER_BOOT_ERROR, AppLoadError, ProtocolError
 from corral.health import rss_bytes
-from corral.heartbeat import REASON_MAX_MEMORY, REASON_MAX_REQUESTS, REASON_ORPHANED
+from corral.heartbeat import (
+    REASON_MAX_MEMORY,
+    REASON_MAX_REQUESTS,
+    REASON_ORPHANED,
+    REASON_RELOAD,
+)
 from corral.http.parser import Limits, Request, parse_head
 from corral.http.writer import error_response
 from corral.logs import AccessLog, reopen_log_files
+from corral.privileges import drop_privileges
 from corral.process import set_process_title
+from corral.reloader import Reloader
 from corral.trust import is_trusted
 from corral.workers.connection import RECV_SIZE, Connection
 
@@ -111,6 +118,8 @@ class Worker:
         return 0
 
     def init_process(self) -> None:
+        s = self.settings
+        drop_privileges(s.user, s.group, s.initgroups)
         self.init_signals()
         set_process_title(f"worker [{self.settings.proc_name or self.settings.app_spec}]")
         if self.app is None:
@@ -128,7 +137,13 @@ class Worker:
             access_log=access,
         )
         self.epoll = select.epoll()
+        # Signals and other threads wake the loop through this pipe.
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        self.watch(self.wake_r, lambda: drain_pipe(self.wake_r))
         self.install_request_hooks()
+        if s.reload:
+            self.start_reloader()
         self.call_hook("post_worker_init", self)
 
     def install_request_hooks(self) -> None:
@@ -145,6 +160,17 @@ class Worker:
                     log.exception("Exception in post_request hook")
 
             self.adapter.post_request = post_request
+
+    def start_reloader(self) -> None:
+        def on_change(path: str) -> None:
+            log.info("Worker reloading: %s modified", path)
+            self.retire(REASON_RELOAD)
+            with contextlib.suppress(OSError):
+                os.write(self.wake_w, b"\0")  # wake the loop now rather than at its next turn
+
+        Reloader(
+            on_change, self.settings.reload_extra_files, engine=self.settings.reload_engine
+        ).start()
 
     def watch(self, fd: int, handler: Callable[[], None]) -> None:
         """Call `handler` from the loop whenever `fd` is readable (wake-up pipes)."""
@@ -204,9 +230,6 @@ class Worker:
 
     def serve(self) -> None:
         epoll = self.epoll
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-        self.watch(wake_r, lambda: drain_pipe(wake_r))
         handlers = self.fd_handlers
         listening = {sock.fileno(): sock for sock in self.listeners}
         for sock in self.listeners:
