@@ -6,12 +6,21 @@ setproctitle is an optional extra (`corral[setproctitle]`); without it titles ar
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
+from collections.abc import Callable
 
-try:
-    from setproctitle import setproctitle as _setproctitle
-except ImportError:  # the optional extra is not installed
-    _setproctitle = None
+
+def _find_setproctitle() -> Callable[[str], None] | None:
+    try:
+        module = importlib.import_module("setproctitle")
+    except ImportError:  # the optional extra is not installed
+        return None
+    func: Callable[[str], None] = module.setproctitle
+    return func
+
+
+_setproctitle = _find_setproctitle()
 
 
 def set_process_title(title: str) -> None:
