@@ -45,6 +45,7 @@ class Server:
         bind: bool = True,
         workers_flag: bool = True,
         wrapper: Sequence[str] = (),
+        error_log: Path | None = None,
     ) -> None:
         self.app = app
         self.args = list(args)
@@ -55,6 +56,7 @@ class Server:
         self.workers_flag = workers_flag
         self.wrapper = list(wrapper)  # a command prefix, e.g. to start inside a cgroup
         self.extra_fds: list[int] = []  # further descriptors to pass to the server
+        self.error_log = error_log  # when the server logs to a file instead of stderr
         self.sock: socket.socket | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         # Closed in __exit__, after the log has been shown.
@@ -101,7 +103,10 @@ class Server:
         return self
 
     def log(self) -> str:
-        return Path(self.log_file.name).read_text(errors="replace")
+        text = Path(self.log_file.name).read_text(errors="replace")
+        if self.error_log is not None and self.error_log.exists():
+            text += self.error_log.read_text(errors="replace")
+        return text
 
     def wait_log(self, text: str, count: int = 1, timeout: float = 10.0) -> None:
         def seen() -> bool:

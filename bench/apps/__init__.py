@@ -1,0 +1,1 @@
+"""The applications every server in the benchmark serves, importable as `apps.<module>`."""
