@@ -1,1 +1,3 @@
-"""The applications every server in the benchmark serves, importable as `apps.<module>`."""
+"""The applications the servers serve. Servers import them with bench/apps on PYTHONPATH
+(`wsgi_app:application`); the benchmark itself imports them as `apps.<module>`.
+"""

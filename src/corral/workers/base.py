@@ -332,7 +332,6 @@ class Worker:
         if not data:
             self.close(conn)
             return
-        conn.last_active = now
         self.process(conn, conn.buf + data if conn.buf else data)
 
     def process(self, conn: Connection, buf: bytes) -> None:
@@ -379,7 +378,7 @@ class Worker:
         except OSError:
             rest = None
         conn.requests += 1
-        conn.last_active = time.monotonic()
+        conn.since = time.monotonic()
         return rest
 
     def reject(self, conn: Connection, exc: ProtocolError) -> None:
@@ -414,12 +413,19 @@ class Worker:
                 self.retire(REASON_MAX_MEMORY)
 
     def sweep(self, now: float) -> None:
+        """Close connections past their deadline: `timeout` to send a complete head (counted
+        from the connection or the previous response, however slowly bytes trickle in, and
+        answered 408), `keepalive` when idle between requests."""
         self.check_memory()
         keepalive = float(self.settings.keepalive)
         for conn in list(self.conns.values()):
-            limit = keepalive if conn.requests and not conn.buf else self.timeout
-            if now - conn.last_active > limit:
-                self.close(conn)
+            waiting_for_head = bool(conn.buf) or not conn.requests
+            if now - conn.since <= (self.timeout if waiting_for_head else keepalive):
+                continue
+            if conn.buf:
+                with contextlib.suppress(OSError):
+                    conn.sock.send(error_response(408))
+            self.close(conn)
 
 
 def drain_pipe(fd: int) -> None:

@@ -30,12 +30,12 @@ class Connection:
     __slots__ = (
         "buf",
         "fd",
-        "last_active",
-        "remote_addr",
+                "remote_addr",
         "remote_port",
         "requests",
         "server_name",
         "server_port",
+        "since",
         "sock",
         "timeout",
         "trusted",
@@ -57,7 +57,7 @@ class Connection:
         self.trusted = trusted
         self.timeout = timeout
         self.buf = b""
-        self.last_active = now
+        self.since = now  # when waiting for the current request began
         self.requests = 0
 
     def _wait(self, events: int) -> None:

@@ -1,0 +1,101 @@
+"""The load generator: building wrk's command line and reading its report.
+
+wrk runs with one thread and 64 connections; when the scenario pins the server to core 0,
+wrk is pinned to core 1 so the two never share a core. Only 127.0.0.1 is ever targeted.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+CONNECTIONS = 64
+SERVER_CORE = "0"
+CLIENT_CORE = "1"
+# Generous, so a slow 1 MiB echo is counted as slow rather than as an error.
+TIMEOUT = "5s"
+
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+REQUESTS = re.compile(r"(\d+) requests in ([\d.]+)(us|ms|s|m),")
+PERCENTILE = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s|m)\s*$", re.MULTILINE)
+SOCKET_ERRORS = re.compile(
+    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
+)
+NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
+
+
+@dataclass(frozen=True)
+class Load:
+    """What wrk sends: the URL, and how."""
+
+    url: str
+    pinned: bool
+    close: bool = False  # a new connection for every request
+    script: Path | None = None  # a wrk Lua script (method, body, headers)
+    connections: int = CONNECTIONS
+
+
+@dataclass(frozen=True)
+class WrkReport:
+    requests: int
+    seconds: float
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int  # non-2xx/3xx responses plus socket errors of every kind
+
+
+def command(load: Load, seconds: int) -> list[str]:
+    argv = ["wrk", "-t1", f"-c{load.connections}", f"-d{seconds}s", "--latency"]
+    argv += ["--timeout", TIMEOUT]
+    if load.close:
+        argv += ["-H", "Connection: close"]
+    if load.script is not None:
+        argv += ["-s", str(load.script)]
+    argv.append(load.url)
+    return ["taskset", "-c", CLIENT_CORE, *argv] if load.pinned else argv
+
+
+def run(load: Load, seconds: int) -> WrkReport:
+    """Run wrk for `seconds` and read its report; raises RuntimeError if it has none."""
+    done = subprocess.run(
+        command(load, seconds), capture_output=True, text=True, timeout=seconds + 60
+    )
+    return parse(done.stdout + done.stderr)
+
+
+def start(load: Load, seconds: int) -> subprocess.Popen[str]:
+    """Start wrk in the background (the starvation check probes while it runs)."""
+    return subprocess.Popen(
+        command(load, seconds),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def parse(output: str) -> WrkReport:
+    total = REQUESTS.search(output)
+    if total is None:
+        raise RuntimeError(f"wrk printed no report: {output.strip()[-500:]!r}")
+    seconds = float(total.group(2)) * UNIT_MS[total.group(3)] / 1000.0
+    requests = int(total.group(1))
+    percentiles = {
+        match.group(1): float(match.group(2)) * UNIT_MS[match.group(3)]
+        for match in PERCENTILE.finditer(output)
+    }
+    socket_errors = SOCKET_ERRORS.search(output)
+    non_2xx = NON_2XX.search(output)
+    errors = sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
+    errors += int(non_2xx.group(1)) if non_2xx else 0
+    return WrkReport(
+        requests=requests,
+        seconds=seconds,
+        requests_per_s=requests / seconds if seconds else 0.0,
+        p50_ms=percentiles.get("50", 0.0),
+        p99_ms=percentiles.get("99", 0.0),
+        errors=errors,
+    )

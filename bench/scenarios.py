@@ -1,0 +1,90 @@
+"""The scenarios: what load, on which application, with how many workers, pinned or not.
+
+Each is a row in SCENARIOS, run with a fresh server start. Access logs are off everywhere
+except in `access-log`, which repeats `keepalive` with `--access-logfile /dev/null` for the
+servers that take the flag, so its cost reads off the two rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from apps.wsgi_app import json_body
+from servers import Server
+
+HERE = Path(__file__).resolve().parent
+WSGI_APP = "wsgi_app:application"
+FLASK_APP = "flask_app:app"
+STATIC_SIZE = 100 * 1024
+ECHO_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    path: str
+    app: str = WSGI_APP
+    workers: int = 1
+    pinned: bool = True  # server on core 0, wrk on core 1
+    close: bool = False  # a new connection for every request
+    method: str = "GET"
+    body_size: int = 0  # request body size (the Lua script sends the same)
+    script: Path | None = None
+    expect_size: int | None = None  # response body size the check request must see
+    access_log: bool = False
+    nginx: bool = False  # nginx can serve it, as the ceiling
+
+    def admits(self, server: Server) -> bool:
+        """Whether `server` takes part in this scenario."""
+        if self.access_log and not server.takes_access_log:
+            return False
+        if not server.runs_python and not self.nginx:
+            return False
+        return server.max_workers is None or self.workers <= server.max_workers
+
+
+def hello(name: str, title: str, **options: bool | int) -> Scenario:
+    """A scenario on the 13-byte hello route, which nginx also serves."""
+    return Scenario(name, title, "/", expect_size=13, nginx=True, **options)  # type: ignore[arg-type]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    scenario.name: scenario
+    for scenario in (
+        hello("keepalive", "hello, keep-alive, 1 worker pinned"),
+        hello("close", "hello, new connection per request, 1 worker pinned", close=True),
+        hello("keepalive-2w", "hello, keep-alive, 2 workers unpinned", workers=2, pinned=False),
+        Scenario(
+            "json",
+            "1 KB JSON, keep-alive, 1 worker pinned",
+            "/json",
+            expect_size=len(json_body()),
+            nginx=True,
+        ),
+        Scenario(
+            "static",
+            "100 KB file via wsgi.file_wrapper, keep-alive, 1 worker pinned",
+            "/static",
+            expect_size=STATIC_SIZE,
+            nginx=True,
+        ),
+        Scenario(
+            "echo",
+            "1 MB POST echoed back, keep-alive, 1 worker pinned",
+            "/echo",
+            method="POST",
+            body_size=ECHO_SIZE,
+            script=HERE / "conf" / "post_1mb.lua",
+            expect_size=ECHO_SIZE,
+        ),
+        Scenario(
+            "flask", "small Flask app, keep-alive, 1 worker pinned", "/users/42", app=FLASK_APP
+        ),
+        hello("access-log", "hello, keep-alive, 1 worker pinned, access log on", access_log=True),
+    )
+}
+
+# The scenario that `access-log` is compared with, server by server.
+ACCESS_LOG_REFERENCE = "keepalive"

@@ -1,0 +1,183 @@
+"""The servers under test: for each, how to start it with N workers on a port.
+
+Every Python server runs on the same interpreter, from the peer venv, with the same
+applications. corral runs from this working tree (`python -m corral` with src/ on
+PYTHONPATH): it is pure Python with no dependencies, so this is the code `.venv/bin/corral`
+runs, and the Flask scenario finds Flask in the same venv as every peer does.
+
+A server is a row in SERVERS; nothing here starts a process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+NGINX_TEMPLATE = HERE / "conf" / "nginx.conf"
+HOST = "127.0.0.1"
+BASELINE = "gunicorn-sync"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every run shares: the peer interpreter and the files made for this benchmark."""
+
+    python: Path
+    workdir: Path
+    static_file: Path
+    json_body: str
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One start of one server."""
+
+    port: int
+    workers: int
+    app: str  # MODULE:ATTRIBUTE
+    access_log: bool = False
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+
+Argv = Callable[[Context, Launch], list[str]]
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    argv: Argv
+    # Peer distributions or commands it cannot run without.
+    needs: tuple[str, ...]
+    # How many processes it runs for N workers: the start waits until all are up.
+    processes: Callable[[int], int]
+    python_path: tuple[Path, ...] = ()
+    max_workers: int | None = None
+    takes_access_log: bool = False
+    # False for nginx: it answers fixed strings and the static file, runs no application.
+    runs_python: bool = True
+
+
+def prefork(module: str, *worker_args: str) -> Argv:
+    """corral and Gunicorn: the same command line, only the module differs."""
+
+    def argv(ctx: Context, launch: Launch) -> list[str]:
+        command = [str(ctx.python), "-m", module, "-w", str(launch.workers)]
+        command += ["-b", launch.address, *worker_args]
+        if launch.access_log:
+            command += ["--access-logfile", "/dev/null"]
+        return [*command, launch.app]
+
+    return argv
+
+
+def uvicorn_argv(ctx: Context, launch: Launch) -> list[str]:
+    return [
+        *(str(ctx.python), "-m", "uvicorn", "--interface", "wsgi"),
+        *("--loop", "uvloop", "--http", "httptools", "--no-access-log"),
+        *("--log-level", "warning", "--host", HOST, "--port", str(launch.port)),
+        *("--workers", str(launch.workers), launch.app),
+    ]
+
+
+def granian_argv(ctx: Context, launch: Launch) -> list[str]:
+    return [
+        *(str(ctx.python), "-m", "granian", "--interface", "wsgi", "--blocking-threads", "1"),
+        *("--workers", str(launch.workers), "--no-access-log", "--log-level", "warning"),
+        *("--host", HOST, "--port", str(launch.port), launch.app),
+    ]
+
+
+def waitress_argv(ctx: Context, launch: Launch) -> list[str]:
+    return [str(ctx.python), "-m", "waitress", f"--listen={launch.address}", launch.app]
+
+
+def bjoern_argv(ctx: Context, launch: Launch) -> list[str]:
+    launcher = str(HERE / "bjoern_prefork.py")
+    return [str(ctx.python), launcher, launch.app, HOST, str(launch.port), str(launch.workers)]
+
+
+def nginx_argv(ctx: Context, launch: Launch) -> list[str]:
+    """Writes this start's configuration under the workdir, then returns the command."""
+    prefix = ctx.workdir / f"nginx-{launch.port}"
+    prefix.mkdir(exist_ok=True)
+    conf = Template(NGINX_TEMPLATE.read_text()).substitute(
+        workers=launch.workers,
+        prefix=prefix,
+        port=launch.port,
+        json=ctx.json_body,
+        static_file=ctx.static_file,
+    )
+    (prefix / "nginx.conf").write_text(conf)
+    return ["nginx", "-e", "stderr", "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+
+
+def master_and(workers: int) -> int:
+    return workers + 1
+
+
+def one(workers: int) -> int:
+    return 1
+
+
+def same(workers: int) -> int:
+    return workers
+
+
+def uvicorn_processes(workers: int) -> int:
+    # One worker runs in the main process; more are supervised by it.
+    return 1 if workers == 1 else workers + 1
+
+
+def corral(name: str, *worker_args: str) -> Server:
+    return Server(
+        name,
+        prefork("corral", *worker_args),
+        needs=(),
+        processes=master_and,
+        python_path=(ROOT / "src",),
+        takes_access_log=True,
+    )
+
+
+def gunicorn(name: str, *worker_args: str) -> Server:
+    return Server(
+        name,
+        prefork("gunicorn", *worker_args),
+        needs=("gunicorn",),
+        processes=master_and,
+        takes_access_log=True,
+    )
+
+
+SERVERS: dict[str, Server] = {
+    server.name: server
+    for server in (
+        corral("corral-sync", "-k", "sync"),
+        corral("corral-gthread-1", "-k", "gthread", "--threads", "1"),
+        corral("corral-gthread-4", "-k", "gthread", "--threads", "4"),
+        gunicorn(BASELINE, "-k", "sync"),
+        gunicorn("gunicorn-gthread-4", "-k", "gthread", "--threads", "4"),
+        Server(
+            "uvicorn",
+            uvicorn_argv,
+            needs=("uvicorn", "uvloop", "httptools", "a2wsgi"),
+            processes=uvicorn_processes,
+        ),
+        Server("granian", granian_argv, needs=("granian",), processes=master_and),
+        # One process (4 threads by default): it takes no part in the 2-worker scenario.
+        Server(
+            "waitress", waitress_argv, needs=("waitress",), processes=one, max_workers=1
+        ),
+        Server("bjoern", bjoern_argv, needs=("bjoern",), processes=same),
+        Server(
+            "nginx", nginx_argv, needs=("nginx",), processes=master_and, runs_python=False
+        ),
+    )
+}
