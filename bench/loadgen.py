@@ -20,9 +20,7 @@ TIMEOUT = "5s"
 UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 REQUESTS = re.compile(r"(\d+) requests in ([\d.]+)(us|ms|s|m),")
 PERCENTILE = re.compile(r"^\s+(50|99)(?:\.000)?%\s+([\d.]+)(us|ms|s|m)\s*$", re.MULTILINE)
-SOCKET_ERRORS = re.compile(
-    r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
-)
+SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 
 

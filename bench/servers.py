@@ -172,12 +172,8 @@ SERVERS: dict[str, Server] = {
         ),
         Server("granian", granian_argv, needs=("granian",), processes=master_and),
         # One process (4 threads by default): it takes no part in the 2-worker scenario.
-        Server(
-            "waitress", waitress_argv, needs=("waitress",), processes=one, max_workers=1
-        ),
+        Server("waitress", waitress_argv, needs=("waitress",), processes=one, max_workers=1),
         Server("bjoern", bjoern_argv, needs=("bjoern",), processes=same),
-        Server(
-            "nginx", nginx_argv, needs=("nginx",), processes=master_and, runs_python=False
-        ),
+        Server("nginx", nginx_argv, needs=("nginx",), processes=master_and, runs_python=False),
     )
 }

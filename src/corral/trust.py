@@ -8,7 +8,6 @@ file permissions, and are trusted.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
 from functools import lru_cache
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -35,7 +34,7 @@ def _address_trusted(host: str, allowed: tuple[str, ...]) -> bool:
     return any(addr in net or (mapped is not None and mapped in net) for net in nets)
 
 
-def is_trusted(peer: object, allowed: Sequence[str]) -> bool:
+def is_trusted(peer: object, allowed: tuple[str, ...]) -> bool:
     if not isinstance(peer, tuple):
         return True  # unix socket
-    return _address_trusted(str(peer[0]), tuple(allowed))
+    return _address_trusted(str(peer[0]), allowed)

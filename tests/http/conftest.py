@@ -26,7 +26,7 @@ def load_corpus() -> list[dict[str, Any]]:
     """Every case of every corpus file, with `raw` turned into bytes and `file` added."""
     cases = []
     for path in sorted(CORPUS.glob("*.json")):
-        for case in json.loads(path.read_text(encoding="ascii")):
+        for case in json.loads(path.read_text(encoding="utf-8")):
             case["raw"] = case["raw"].encode("latin-1")
             case["file"] = path.stem
             cases.append(case)

@@ -88,13 +88,14 @@ def _reorder_lines(raw: bytes, kind: str, index: int) -> bytes:
 
 
 TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Z]+")
+METHOD = re.compile(r"[$%&'*+\-.^_0-9A-Z]{3,20}")
 VALUE = re.compile(r"(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?")
 
 
 def check_well_formed(request: Request, used: int, buf: bytes) -> None:
     assert 0 < used <= len(buf)
     assert buf[:used].endswith(b"\r\n\r\n")
-    assert TOKEN.fullmatch(request.method) and request.method == request.method.upper()
+    assert METHOD.fullmatch(request.method)
     assert request.version in ("HTTP/1.0", "HTTP/1.1")
     assert re.fullmatch(r"[\x21-\x7e]+", request.target) and "#" not in request.target
     if request.target.startswith("/"):

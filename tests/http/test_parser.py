@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -322,3 +324,16 @@ def test_parse_field_line() -> None:
     with pytest.raises(ProtocolError) as info:
         parse_field_line("no colon here")
     assert info.value.status == 400
+
+
+def test_sans_io_imports_nothing_that_does_io() -> None:
+    # STYLE.md: the http package never imports socket, select, selectors, ssl, threading or
+    # asyncio. A fresh interpreter shows what importing the parser and decoders pulls in.
+    code = (
+        "import sys, corral.http.parser, corral.http.body; "
+        "print(sorted({'socket', 'select', 'selectors', 'ssl', 'threading', 'asyncio'}"
+        " & set(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -153,7 +153,12 @@ class Server:
             self.sock = None
 
     def __enter__(self) -> Server:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # __exit__ does not run when __enter__ fails
+            sys.stderr.write(f"--- server log ---\n{self.log()}\n")
+            raise
 
     def __exit__(self, *exc: object) -> None:
         failed = exc[0] is not None

@@ -6,9 +6,10 @@ head used, or raises `ProtocolError` carrying the status to answer with (400, 41
 selectors, ssl, threading or asyncio.
 
 It is the hot path of every worker, so the work is done by C code: one `find` for the end of the
-head, one decode, one split into request line and field block, and precompiled regexes that
-validate and extract all field lines at once. Python-level loops run only over the few fields
-that decide framing, and the slow diagnostics run only once a request is already rejected.
+head, one latin-1 decode, one regex for the request line and one `findall` that validates and
+extracts every field line at once. Python-level work is one comprehension over the fields and a
+few dict lookups for the fields that decide framing; the slow, line-by-line diagnostics run
+only once a request is already known to be bad.
 
 The grammar is strict on purpose: where a lenient reading could let two HTTP implementations
 disagree on where a message ends (request smuggling), we reject. Python's lenient helpers never
@@ -95,9 +96,10 @@ _EMPTY_LINES = re.compile(rb"(?:\r\n)*")
 _TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
 _TOKEN = re.compile(rf"[{_TCHAR}]+")
 
-# RFC 9112 §3.1: method = token. Like Gunicorn's default we further require upper case and
-# 3 to 20 characters; anything else is almost always garbage or an attack.
-_METHOD_RE = r"[!#$%&'*+\-.^_`|~0-9A-Z]{3,20}"
+# RFC 9112 §3.1: method = token. Like Gunicorn's default we further require 3 to 20 of the
+# tchars that Gunicorn allows (upper case letters, digits, "$%&'*+-.^_"); anything else is
+# almost always garbage or an attack.
+_METHOD_RE = r"[$%&'*+\-.^_0-9A-Z]{3,20}"
 _METHOD = re.compile(_METHOD_RE)
 
 # RFC 9112 §3.1 + §3.2: request-line = method SP request-target SP HTTP-version; the target

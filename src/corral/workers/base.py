@@ -10,6 +10,7 @@ connections are kept alive. What a worker must never do: block in the loop on on
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import logging
 import os
@@ -93,7 +94,8 @@ class Worker:
         self.epoll: Any = None
         self.fd_handlers: dict[int, Callable[[], None]] = {}
         self.adapter: WSGIAdapter | None = None
-        self.server_addrs: dict[int, tuple[str, str]] = {}
+        self.server_addrs: dict[int, tuple[int, tuple[str, str]]] = {}
+        self.forwarded_allow_ips = tuple(settings.forwarded_allow_ips)
         self.pre_request: Callable[[Worker, Request], object] | None = None
         self.accept_wakeups = 0  # listener readiness events (thundering-herd evidence)
         self.accepted = 0
@@ -233,7 +235,7 @@ class Worker:
         handlers = self.fd_handlers
         listening = {sock.fileno(): sock for sock in self.listeners}
         for sock in self.listeners:
-            self.server_addrs[sock.fileno()] = _server_address(sock)
+            self.server_addrs[sock.fileno()] = (sock.family.value, _server_address(sock))
         self.start_accepting(listening)
         self.heartbeat.mark_ready()
         conns = self.conns
@@ -292,32 +294,36 @@ class Worker:
     def finish(self) -> None:
         """Subclasses wait here for requests handed to threads."""
 
+    def trusted(self, peer: object) -> bool:
+        return is_trusted(peer, self.forwarded_allow_ips)
+
     def accept(self, listener: socket.socket, now: float) -> None:
         self.accept_wakeups += 1
+        family, server_addr = self.server_addrs[listener.fileno()]
         for _ in range(_ACCEPT_BATCH):
             if len(self.conns) + self.inflight >= self.settings.worker_connections:
                 return
             try:
-                sock, peer = listener.accept()
+                # The C-level accept and socket type: no per-connection enum conversions or
+                # Python wrapper, which cost more than the system calls around them.
+                fd, peer = listener._accept()  # type: ignore[attr-defined]
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 log.debug("accept() failed: %s", exc)
                 return
             self.accepted += 1
+            sock = _socket.socket(family, socket.SOCK_STREAM, 0, fd)
             sock.setblocking(False)
-            conn = Connection(
-                sock,
-                peer,
-                self.server_addrs[listener.fileno()],
-                is_trusted(peer, self.settings.forwarded_allow_ips),
-                self.timeout,
-                now,
-            )
-            self.conns[conn.fd] = conn
-            self.epoll.register(conn.fd, select.EPOLLIN | select.EPOLLRDHUP)
-            # Clients send right after connecting: try now instead of waiting for epoll.
+            conn = Connection(sock, peer, server_addr, self.trusted(peer), self.timeout, now)
+            fd = conn.fd
+            self.conns[fd] = conn
+            # Clients send right after connecting: read now instead of waiting for epoll, and
+            # register only a connection that still waits (saves a system call per request
+            # when the connection is answered and closed at once).
             self.on_readable(conn, now)
+            if self.conns.get(fd) is conn:
+                self.epoll.register(fd, select.EPOLLIN | select.EPOLLRDHUP)
             if not self.keep_alive_allowed:
                 return  # one connection at a time: let the other workers take the rest
 

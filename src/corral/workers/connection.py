@@ -7,10 +7,10 @@ common case costs one system call, and a slow client can never hold a worker pas
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import os
 import select
-import socket
 
 from corral.errors import ClientDisconnected
 
@@ -30,7 +30,7 @@ class Connection:
     __slots__ = (
         "buf",
         "fd",
-                "remote_addr",
+        "remote_addr",
         "remote_port",
         "requests",
         "server_name",
@@ -43,7 +43,7 @@ class Connection:
 
     def __init__(
         self,
-        sock: socket.socket,
+        sock: _socket.socket,
         peer: object,
         server: tuple[str, str],
         trusted: bool,

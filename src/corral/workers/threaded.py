@@ -9,6 +9,7 @@ so the application runs inline in the loop, like `sync` but with keep-alive.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import select
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,8 @@ class ThreadWorker(Worker):
             return super().dispatch(conn, req, pending)
         # The connection leaves the loop until its thread hands it back.
         self.conns.pop(conn.fd, None)
-        self.epoll.unregister(conn.fd)
+        with contextlib.suppress(FileNotFoundError):  # not registered yet: a new connection
+            self.epoll.unregister(conn.fd)
         self.inflight += 1
         self.pool.submit(self.work, conn, req, pending)
         return None

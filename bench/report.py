@@ -1,0 +1,131 @@
+"""From runs to results: medians over rounds, ratios to the baseline, Markdown and JSON.
+
+Every figure is the median of the rounds that succeeded, and its ratio is that median divided
+by the baseline's (gunicorn-sync) median in the same scenario of the same run. Nothing here
+measures anything.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from scenarios import ACCESS_LOG_REFERENCE
+from servers import BASELINE
+from session import RunResult
+from starvation import TARGET_MS, StarvationResult
+
+ACCESS_LOG_TARGET = 0.15
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str
+    fmt: str
+    higher_is_better: bool
+
+
+METRICS = {
+    "requests_per_s": Metric("req/s", "{:,.0f}", True),
+    "requests_per_cpu_s": Metric("req/CPU-s", "{:,.0f}", True),
+    "p50_ms": Metric("p50 ms", "{:.2f}", False),
+    "p99_ms": Metric("p99 ms", "{:.2f}", False),
+    "errors": Metric("errors", "{:,.0f}", False),
+    "worker_rss_mib": Metric("idle worker RSS MiB", "{:.1f}", False),
+    "worker_pss_mib": Metric("idle worker PSS MiB", "{:.1f}", False),
+    "start_ms": Metric("start → 1st response ms", "{:.0f}", False),
+}
+
+Summary = dict[str, dict[str, dict[str, Any]]]  # scenario → server → figures
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def ratio(value: float | None, base: float | None) -> float | None:
+    return value / base if value is not None and base else None
+
+
+def summarize(runs: list[RunResult]) -> Summary:
+    summary: Summary = {}
+    for run in runs:
+        cell = summary.setdefault(run.scenario, {}).setdefault(run.server, {"runs": []})
+        cell["runs"].append(run)
+    for servers in summary.values():
+        for cell in servers.values():
+            ok = [run for run in cell.pop("runs") if run.ok]
+            cell["rounds_ok"] = len(ok)
+            cell["median"] = {m: median(getattr(run, m) for run in ok) for m in METRICS}
+            cell["notes"] = sorted({run.note for run in ok if run.note})
+        base = servers.get(BASELINE, {}).get("median", {})
+        for cell in servers.values():
+            cell["ratio"] = {m: ratio(cell["median"][m], base.get(m)) for m in METRICS}
+    return summary
+
+
+def access_log_cost(summary: Summary) -> list[dict[str, Any]]:
+    rows = []
+    for server, on in summary.get("access-log", {}).items():
+        off = summary.get(ACCESS_LOG_REFERENCE, {}).get(server)
+        if off is None:
+            continue
+        row: dict[str, Any] = {"server": server}
+        for metric in ("requests_per_s", "requests_per_cpu_s"):
+            before, after = off["median"][metric], on["median"][metric]
+            row[metric] = {"off": before, "on": after, "cost": cost(before, after)}
+        rows.append(row)
+    return rows
+
+
+def cost(before: float | None, after: float | None) -> float | None:
+    return 1.0 - after / before if before and after is not None else None
+
+
+def starvation_summary(results: list[StarvationResult]) -> list[dict[str, Any]]:
+    by_server: dict[str, list[StarvationResult]] = {}
+    for result in results:
+        by_server.setdefault(result.server, []).append(result)
+    rows = []
+    for server, checks in by_server.items():
+        probes = [ms for check in checks for ms in check.probes_ms]
+        worst = max(probes) if probes else None
+        rows.append(
+            {
+                "server": server,
+                "probes": len(probes),
+                "median_ms": median(probes),
+                "worst_ms": worst,
+                "over_target": sum(ms >= TARGET_MS for ms in probes),
+                "load_requests_per_s": median(c.load_requests_per_s for c in checks),
+                "errors": [c.error for c in checks if c.error],
+                "passed": worst is not None and worst < TARGET_MS,
+            }
+        )
+    return rows
+
+
+def document(
+    meta: dict[str, Any], runs: list[RunResult], starvation: list[StarvationResult]
+) -> dict[str, Any]:
+    """Everything the JSON file holds; the Markdown is rendered from this alone."""
+    return {
+        "meta": meta,
+        "summary": summarize(runs),
+        "access_log": access_log_cost(summarize(runs)),
+        "starvation": starvation_summary(starvation),
+        "failures": [
+            f"{r.scenario} / {r.server} / round {r.round}: {r.error}" for r in runs if r.error
+        ],
+        "runs": [asdict(run) for run in runs],
+        "starvation_runs": [asdict(s) for s in starvation],
+    }
+
+
+def write_json(doc: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(doc, indent=2) + "\n")

@@ -1,0 +1,264 @@
+"""corral against its peers: `make bench`, or `python bench/run.py --help`.
+
+Installs what is missing (peers.py), then for each round runs every scenario on every server,
+round-robin, a fresh server start each time, and the starvation check; finally writes
+results.md, results.json and ratios.png to bench/results/<YYYY-MM-DD>/. Never part of
+`make test`. Only processes this benchmark started are ever signalled, and only 127.0.0.1
+is ever loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import peers
+import report
+import session
+import starvation
+import tables
+from apps.wsgi_app import json_body
+from scenarios import SCENARIOS, STATIC_SIZE, Scenario
+from servers import BASELINE, ROOT, SERVERS, Context, Server
+
+HERE = Path(__file__).resolve().parent
+STARVATION = "starvation"
+STARVATION_SERVERS = ("corral-gthread-1", "corral-gthread-4", "gunicorn-gthread-4")
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds of load per run [5]")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, medians reported [3]")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds of unmeasured load [1]")
+    parser.add_argument(
+        "--servers", default=",".join(SERVERS), help=f"comma-separated, from: {', '.join(SERVERS)}"
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join([*SCENARIOS, STARVATION]),
+        help=f"comma-separated, from: {', '.join([*SCENARIOS, STARVATION])}",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 3 s")
+    parser.add_argument("--out", type=Path, help="results folder [bench/results/<date>]")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration = 1, 3
+    args.servers = choose(args.servers, SERVERS, parser)
+    args.scenarios = choose(args.scenarios, [*SCENARIOS, STARVATION], parser)
+    return args
+
+
+def choose(value: str, known: Any, parser: argparse.ArgumentParser) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        parser.error(f"unknown: {', '.join(unknown)}")
+    return [name for name in known if name in names]  # the table's order, not the flag's
+
+
+def usable(names: list[str], toolbox: peers.Toolbox, skipped: list[str]) -> list[Server]:
+    servers = []
+    for name in names:
+        lacking = [
+            need
+            for need in SERVERS[name].needs
+            if need not in toolbox.versions and need not in toolbox.commands
+        ]
+        if lacking:
+            skipped.append(f"{name}: not installed ({', '.join(lacking)})")
+        else:
+            servers.append(SERVERS[name])
+    return servers
+
+
+def make_context(toolbox: peers.Toolbox) -> Context:
+    workdir = Path(tempfile.mkdtemp(prefix="corral-bench-"))
+    # nginx's workers may run as another user: they must be able to read the static file.
+    workdir.chmod(0o755)
+    static_file = workdir / "static-100k.bin"
+    static_file.write_bytes(bytes(range(256)) * (STATIC_SIZE // 256))
+    static_file.chmod(0o644)
+    return Context(toolbox.python, workdir, static_file, json_body().decode())
+
+
+def prime(ctx: Context, servers: list[Server], scenarios: list[Scenario]) -> None:
+    """Start each server once per application and throw the figures away.
+
+    The first start of a Python server compiles and caches its bytecode and pulls its files
+    into the page cache; priming makes every measured start a warm start, for all alike.
+    """
+    apps = {s.app: s for s in scenarios}
+    for server in servers:
+        for scenario in apps.values():
+            if scenario.admits(server):
+                port = session.free_port()
+                with session.start(ctx, server, scenario, port) as proc:
+                    try:
+                        proc.wait_first_response(port)
+                    except session.RunFailed as exc:
+                        log(f"  priming {server.name} ({scenario.app}) failed: {exc}")
+
+
+def describe(run: session.RunResult) -> str:
+    if not run.ok:
+        return f"FAILED: {run.error}"
+    return (
+        f"{run.requests_per_s:,.0f} req/s, {run.requests_per_cpu_s or 0:,.0f} req/CPU-s, "
+        f"p99 {run.p99_ms:.2f} ms, {run.errors} errors, start {run.start_ms:.0f} ms"
+    )
+
+
+def run_rounds(
+    args: argparse.Namespace, ctx: Context, servers: list[Server], scenarios: list[Scenario]
+) -> tuple[list[session.RunResult], list[starvation.StarvationResult]]:
+    runs: list[session.RunResult] = []
+    checks: list[starvation.StarvationResult] = []
+    broken: set[tuple[str, str]] = set()  # (server, app) that could not start: not retried
+    for round_no in range(1, args.rounds + 1):
+        # Rotate the order each round, so no server always follows the same neighbour.
+        shift = (round_no - 1) % max(len(servers), 1)
+        order = servers[shift:] + servers[:shift]
+        for scenario in scenarios:
+            for server in order:
+                if not scenario.admits(server) or (server.name, scenario.app) in broken:
+                    continue
+                result = session.measure(
+                    ctx, server, scenario, round_no, args.duration, args.warmup
+                )
+                if result.start_ms is None:
+                    broken.add((server.name, scenario.app))
+                runs.append(result)
+                log(
+                    f"[{round_no}/{args.rounds}] {scenario.name:13} {server.name:19} "
+                    + describe(result)
+                )
+        if STARVATION in args.scenarios:
+            for server in (s for s in servers if s.name in STARVATION_SERVERS):
+                check = starvation.check(ctx, server, round_no)
+                checks.append(check)
+                worst = f"{check.worst_ms:.1f} ms" if check.worst_ms is not None else "-"
+                log(
+                    f"[{round_no}/{args.rounds}] {STARVATION:13} {server.name:19} "
+                    + (f"worst probe {worst}" if check.ok else f"FAILED: {check.error}")
+                )
+    return runs, checks
+
+
+def command_version(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0] if lines else "?"
+
+
+def versions(toolbox: peers.Toolbox) -> dict[str, str]:
+    corral = command_version(
+        [
+            str(toolbox.python),
+            "-c",
+            f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r}); "
+            "import corral; print(corral.__version__)",
+        ]
+    )
+    found = {"corral": f"{corral} (working tree)", **toolbox.versions}
+    found["wrk"] = command_version(["wrk", "-v"])
+    found["nginx"] = command_version(["nginx", "-v"])
+    return found
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def loadavg() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    toolbox = peers.provision(log)
+    for failure in toolbox.failures:
+        log(f"install failed: {failure}")
+    skipped = [f"install failed: {failure}" for failure in toolbox.failures]
+    servers = usable(args.servers, toolbox, skipped)
+    scenarios = [SCENARIOS[name] for name in args.scenarios if name in SCENARIOS]
+    if "flask" not in toolbox.versions and any(s.name == "flask" for s in scenarios):
+        skipped.append("scenario flask: Flask is not installed")
+        scenarios = [s for s in scenarios if s.name != "flask"]
+    out = args.out or HERE / "results" / started.date().isoformat()
+    meta: dict[str, Any] = {
+        "date": started.date().isoformat(),
+        "started": started.isoformat(timespec="seconds"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "cpu": cpu_model(),
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+        },
+        "loadavg_start": loadavg(),
+        "rounds": args.rounds,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "baseline": BASELINE,
+        "servers": [s.name for s in servers],
+        "scenarios": [s.name for s in scenarios],
+        "skipped": skipped,
+        "versions": versions(toolbox),
+    }
+    for line in skipped:
+        log(f"skipped: {line}")
+    ctx = make_context(toolbox)
+    try:
+        log("priming: one unmeasured start of each server and application")
+        prime(ctx, servers, scenarios)
+        began = time.monotonic()
+        runs, checks = run_rounds(args, ctx, servers, scenarios)
+        meta["elapsed_s"] = round(time.monotonic() - began)
+    finally:
+        shutil.rmtree(ctx.workdir, ignore_errors=True)
+    meta["loadavg_end"] = loadavg()
+    write(out, report.document(meta, runs, checks), toolbox)
+
+
+def write(out: Path, doc: dict[str, Any], toolbox: peers.Toolbox) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_json(doc, out / "results.json")
+    (out / "results.md").write_text(tables.render(doc))
+    chart = subprocess.run(
+        [
+            str(toolbox.python),
+            str(HERE / "chart.py"),
+            str(out / "results.json"),
+            str(out / "ratios.png"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if chart.returncode != 0:
+        log(f"chart failed (matplotlib missing?): {peers.last_line(chart.stderr)}")
+    log(f"wrote {out}/results.md, results.json" + (", ratios.png" if not chart.returncode else ""))
+    sys.stdout.write("\n" + (out / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""The Markdown report, rendered from the results document (the JSON file) and nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from report import ACCESS_LOG_TARGET, METRICS
+from scenarios import SCENARIOS
+from servers import BASELINE, SERVERS
+from starvation import TARGET_MS
+
+MISSING = "-"
+
+
+def row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    align = ["---"] + ["--:"] * (len(head) - 1)
+    return "\n".join([row(head), row(align), *(row(r) for r in rows)])
+
+
+def number(value: float | None, fmt: str) -> str:
+    return MISSING if value is None else fmt.format(value)
+
+
+def times(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.2f}x"
+
+
+def percent(value: float | None) -> str:
+    return MISSING if value is None else f"{value * 100:+.1f}%"
+
+
+def ordered(names: Any, order: Any) -> list[str]:
+    return [name for name in order if name in names]
+
+
+def header(meta: dict[str, Any]) -> str:
+    machine = meta["machine"]
+    return "\n".join(
+        [
+            f"# corral benchmark, {meta['date']}",
+            "",
+            f"{machine['cores']} cores ({machine['cpu']}), Linux {machine['kernel']}, "
+            f"Python {machine['python']}; load average {meta['loadavg_start']} at the start, "
+            f"{meta['loadavg_end']} at the end (the machine is shared).",
+            f"{meta['rounds']} round(s) of {meta['duration_s']} s per server and scenario "
+            f"(after {meta['warmup_s']} s of warm-up), servers interleaved round-robin; "
+            "every figure is the median of the rounds.",
+            f"`N.NNx` is the ratio to **{BASELINE}** in the same scenario of the same run. "
+            "For req/s and req/CPU-s higher is better; for everything else lower is better.",
+            "Pinned scenarios: server on core 0, `wrk -t1 -c64` on core 1.",
+        ]
+    )
+
+
+def ratio_matrix(doc: dict[str, Any], metric: str, title: str) -> str:
+    summary = doc["summary"]
+    scenarios = ordered(summary, SCENARIOS)
+    servers = ordered({s for cells in summary.values() for s in cells}, SERVERS)
+    rows = []
+    for server in servers:
+        cells = [summary[sc].get(server, {}).get("ratio", {}).get(metric) for sc in scenarios]
+        rows.append([server, *(times(c) for c in cells)])
+    return f"## {title}\n\n" + table(["server", *scenarios], rows)
+
+
+def scenario_table(doc: dict[str, Any], scenario: str) -> str:
+    cells = doc["summary"][scenario]
+    head = ["server", *(m.label for m in METRICS.values()), "rounds"]
+    rows = []
+    for server in ordered(cells, SERVERS):
+        cell = cells[server]
+        figures = [
+            f"{number(cell['median'][key], m.fmt)} ({times(cell['ratio'][key])})"
+            if cell["ratio"][key] is not None
+            else number(cell["median"][key], m.fmt)
+            for key, m in METRICS.items()
+        ]
+        rows.append([server, *figures, str(cell["rounds_ok"])])
+    notes = [f"- {server}: {note}" for server in cells for note in cells[server]["notes"]]
+    title = f"### {scenario}: {SCENARIOS[scenario].title}\n\n"
+    return title + table(head, rows) + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def access_log_table(doc: dict[str, Any]) -> str:
+    rows = []
+    for entry in doc["access_log"]:
+        rps, per_cpu = entry["requests_per_s"], entry["requests_per_cpu_s"]
+        verdict = MISSING
+        if per_cpu["cost"] is not None and entry["server"].startswith("corral"):
+            verdict = "ok" if per_cpu["cost"] < ACCESS_LOG_TARGET else "OVER TARGET"
+        rows.append(
+            [
+                entry["server"],
+                *(number(rps[k], "{:,.0f}") for k in ("off", "on")),
+                percent(rps["cost"]),
+                *(number(per_cpu[k], "{:,.0f}") for k in ("off", "on")),
+                percent(per_cpu["cost"]),
+                verdict,
+            ]
+        )
+    head = ["server", "req/s off", "req/s on", "cost", "req/CPU-s off", "req/CPU-s on", "cost"]
+    return (
+        "## Access log cost\n\n"
+        "`--access-logfile /dev/null` (scenario access-log) against no access log (scenario "
+        f"keepalive). corral's target: a cost under {ACCESS_LOG_TARGET:.0%} of req/CPU-s.\n\n"
+        + table([*head, "verdict"], rows)
+    )
+
+
+def starvation_table(doc: dict[str, Any]) -> str:
+    rows = [
+        [
+            entry["server"],
+            str(entry["probes"]),
+            number(entry["median_ms"], "{:.1f}"),
+            number(entry["worst_ms"], "{:.1f}"),
+            str(entry["over_target"]),
+            number(entry["load_requests_per_s"], "{:,.0f}"),
+            "pass" if entry["passed"] else "FAIL",
+        ]
+        for entry in doc["starvation"]
+    ]
+    head = ["server", "probes", "median ms", "worst ms", f"≥ {TARGET_MS:.0f} ms", "load req/s"]
+    return (
+        "## Starvation check\n\n"
+        "One worker (pinned) serves 64 keep-alive wrk clients; meanwhile a new connection is "
+        "opened every 0.2 s and its first response timed. Target: every probe under "
+        f"{TARGET_MS:.0f} ms.\n\n" + table([*head, "verdict"], rows)
+    )
+
+
+def listing(title: str, lines: list[str]) -> str:
+    return f"## {title}\n\n" + "\n".join(f"- {line}" for line in lines) if lines else ""
+
+
+def render(doc: dict[str, Any]) -> str:
+    meta = doc["meta"]
+    versions = [f"{name} {version}" for name, version in meta["versions"].items()]
+    parts = [
+        header(meta),
+        ratio_matrix(doc, "requests_per_cpu_s", "Requests per CPU-second, ratio to baseline"),
+        ratio_matrix(doc, "requests_per_s", "Requests per second, ratio to baseline"),
+        "## Scenarios",
+        *(scenario_table(doc, name) for name in ordered(doc["summary"], SCENARIOS)),
+        access_log_table(doc) if doc["access_log"] else "",
+        starvation_table(doc) if doc["starvation"] else "",
+        listing("Skipped", meta["skipped"]),
+        listing("Failed runs", doc["failures"]),
+        listing("Versions", versions),
+    ]
+    return "\n\n".join(part for part in parts if part) + "\n"
