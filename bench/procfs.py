@@ -1,5 +1,5 @@
-"""What /proc says about the processes of one server: its process group, their CPU time and
-the memory of its workers.
+"""What /proc says about the processes of one server (its process group, their CPU time, the
+memory of its workers) and about the machine (how busy it is).
 
 A server runs in a session of its own (start_new_session=True), so its process group id is
 the pid of the process we started, and every process it forks (workers, helpers) is in that
@@ -84,6 +84,15 @@ def workers(pgid: int) -> list[int]:
     members = group(pgid)
     parents = {stat.ppid for stat in members.values()}
     return sorted(pid for pid in members if pid not in parents)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the machine's processes have used, all cores, since boot, plus the time the
+    hypervisor stole. Interrupt time is left out: it is mostly our own loopback traffic, which
+    no process is charged for."""
+    fields = (PROC / "stat").read_text().split("\n", 1)[0].split()
+    user, nice, system, steal = (int(fields[i]) for i in (1, 2, 3, 8))
+    return (user + nice + system + steal) / CLOCK_TICKS
 
 
 def memory(pid: int) -> Memory | None:

@@ -27,6 +27,7 @@ class Metric:
     label: str
     fmt: str
     higher_is_better: bool
+    has_ratio: bool = True
 
 
 METRICS = {
@@ -38,6 +39,8 @@ METRICS = {
     "worker_rss_mib": Metric("idle worker RSS MiB", "{:.1f}", False),
     "worker_pss_mib": Metric("idle worker PSS MiB", "{:.1f}", False),
     "start_ms": Metric("start → 1st response ms", "{:.0f}", False),
+    # Not the server's figure but the run's noise: how much else the machine was doing.
+    "other_load": Metric("other load (cores)", "{:.2f}", False, has_ratio=False),
 }
 
 Summary = dict[str, dict[str, dict[str, Any]]]  # scenario → server → figures
@@ -65,7 +68,11 @@ def summarize(runs: list[RunResult]) -> Summary:
             cell["notes"] = sorted({run.note for run in ok if run.note})
         base = servers.get(BASELINE, {}).get("median", {})
         for cell in servers.values():
-            cell["ratio"] = {m: ratio(cell["median"][m], base.get(m)) for m in METRICS}
+            cell["ratio"] = {
+                m: ratio(cell["median"][m], base.get(m))
+                for m, metric in METRICS.items()
+                if metric.has_ratio
+            }
     return summary
 
 

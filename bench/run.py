@@ -118,7 +118,8 @@ def describe(run: session.RunResult) -> str:
         return f"FAILED: {run.error}"
     return (
         f"{run.requests_per_s:,.0f} req/s, {run.requests_per_cpu_s or 0:,.0f} req/CPU-s, "
-        f"p99 {run.p99_ms:.2f} ms, {run.errors} errors, start {run.start_ms:.0f} ms"
+        f"p99 {run.p99_ms:.2f} ms, {run.errors} errors, start {run.start_ms:.0f} ms, "
+        f"other load {run.other_load or 0:.2f} cores"
     )
 
 

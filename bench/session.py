@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -61,6 +62,7 @@ class RunResult:
     errors: int | None = None
     cpu_s: float | None = None
     requests_per_cpu_s: float | None = None
+    other_load: float | None = None  # cores the rest of the machine kept busy meanwhile
 
 
 class ServerProcess:
@@ -220,6 +222,26 @@ def record_memory(result: RunResult, pgid: int) -> None:
     result.total_pss_mib = sum(m.pss_kib for m in everyone) / MIB
 
 
+def own_cpu_seconds() -> float:
+    """CPU time of this benchmark process and of its reaped children (wrk)."""
+    usages = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return sum(usage.ru_utime + usage.ru_stime for usage in usages)
+
+
+def measured_load(
+    load: loadgen.Load, duration: int, pgid: int
+) -> tuple[loadgen.WrkReport, float, float]:
+    """wrk's report, the server group's CPU seconds, and the other load in cores."""
+    server_before = procfs.cpu_ticks(pgid)
+    machine_before, ours_before = procfs.machine_busy_seconds(), own_cpu_seconds()
+    report = loadgen.run(load, duration)
+    server = procfs.cpu_seconds_between(server_before, procfs.cpu_ticks(pgid))
+    machine = procfs.machine_busy_seconds() - machine_before
+    ours = own_cpu_seconds() - ours_before
+    other = max(0.0, machine - server - ours) / report.seconds if report.seconds else 0.0
+    return report, server, other
+
+
 def measure(
     ctx: Context, server: Server, scenario: Scenario, round_no: int, duration: int, warmup: int
 ) -> RunResult:
@@ -235,9 +257,7 @@ def measure(
             result.note = check(scenario, port)
             if warmup:
                 loadgen.run(load, warmup)
-            before = procfs.cpu_ticks(proc.pgid)
-            report = loadgen.run(load, duration)
-            result.cpu_s = procfs.cpu_seconds_between(before, procfs.cpu_ticks(proc.pgid))
+            report, result.cpu_s, result.other_load = measured_load(load, duration, proc.pgid)
         except (RunFailed, RuntimeError, OSError, subprocess.SubprocessError) as exc:
             result.error = f"{exc} [log: {proc.log_tail()}]"
             return result

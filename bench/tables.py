@@ -75,7 +75,7 @@ def scenario_table(doc: dict[str, Any], scenario: str) -> str:
         cell = cells[server]
         figures = [
             f"{number(cell['median'][key], m.fmt)} ({times(cell['ratio'][key])})"
-            if cell["ratio"][key] is not None
+            if cell["ratio"].get(key) is not None
             else number(cell["median"][key], m.fmt)
             for key, m in METRICS.items()
         ]

@@ -151,6 +151,27 @@ class Body:
         return False
 
 
+class EmptyBody:
+    """wsgi.input of a request without a body (most of them): stateless, so one is shared."""
+
+    __slots__ = ()
+
+    def read(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+
+EMPTY_BODY = EmptyBody()
+
+
 class FileWrapper:
     """wsgi.file_wrapper (PEP 3333 "Optional Platform-Specific File Handling").
 

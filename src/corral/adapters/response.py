@@ -38,6 +38,53 @@ _DIGITS = re.compile(r"[0-9]{1,18}\Z")
 _COALESCE = 65536
 
 
+# What start_response learns from a status and header list, cached: most applications send
+# the same few combinations over and over. (code, status line, header block, length, closes)
+ParsedHead = tuple[int, bytes, bytes, "int | None", bool]
+_PARSED: dict[tuple[object, ...], ParsedHead] = {}
+_PARSED_MAX = 512
+
+
+def _parse_response_head(status: str, headers: list[tuple[str, str]]) -> ParsedHead:
+    """Validate an application's status and headers (RFC 9110 §5.5, §15) and digest them."""
+    code = check_status(status)
+    if type(headers) is not list:
+        raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
+    lines = []
+    content_length = None
+    closes = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
+            # The server owns framing and connection management; `Connection: close` from
+            # the application is honoured by closing after the response.
+            closes = closes or (lower == "connection" and "close" in value.lower())
+            continue
+        if lower == "content-length":
+            if type(value) is not str or _DIGITS.match(value) is None:
+                raise ValueError(f"invalid Content-Length from the application: {value!r}")
+            content_length = int(value)
+            continue
+        lines.append(f"{name}: {value}\r\n")
+    block = "".join(lines)
+    if _HEADER_BLOCK.match(block) is None:
+        for name, value in headers:
+            check_header(name, value)
+        raise ValueError("invalid response header")
+    parsed = (
+        code,
+        b"HTTP/1.1 " + status.encode("latin-1") + b"\r\n",
+        block.encode("latin-1"),
+        content_length,
+        closes,
+    )
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    key = (status, *headers)
+    _PARSED[key] = parsed
+    return parsed
+
+
 class Response:
     """State of one response; `start_response` and `write` are handed to the application."""
 
@@ -54,6 +101,7 @@ class Response:
         "no_body",
         "sent",
         "status",
+        "status_line",
         "version",
     )
 
@@ -65,7 +113,8 @@ class Response:
         self.status: str | None = None
         self.code = 0
         self.headers: list[tuple[str, str]] = []
-        self.block = ""
+        self.block = b""
+        self.status_line = b""
         self.content_length: int | None = None
         self.chunked = False
         self.no_body = False
@@ -86,68 +135,45 @@ class Response:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response called a second time without exc_info")
-        code = check_status(status)
-        if type(headers) is not list:
-            raise TypeError(f"response headers must be a list, not {type(headers).__name__}")
-        lines = []
-        content_length = None
-        for name, value in headers:
-            lower = name.lower()
-            if lower in HOP_BY_HOP:
-                if lower == "connection" and "close" in value.lower():
-                    self.keep_alive = False
-                continue
-            if lower == "content-length":
-                if type(value) is not str or _DIGITS.match(value) is None:
-                    raise ValueError(f"invalid Content-Length from the application: {value!r}")
-                content_length = int(value)
-                continue
-            lines.append(f"{name}: {value}\r\n")
-        block = "".join(lines)
-        if _HEADER_BLOCK.match(block) is None:
-            for name, value in headers:
-                check_header(name, value)
-            raise ValueError("invalid response header")
+        try:
+            key = (status, *headers)
+            parsed = _PARSED.get(key)
+        except TypeError:  # unhashable items: the full check below names the problem
+            parsed = None
+        if parsed is None:
+            parsed = _parse_response_head(status, headers)
+        self.code, self.status_line, self.block, self.content_length, closes = parsed
+        if closes:
+            self.keep_alive = False
         self.status = status
-        self.code = code
         self.headers = headers
-        self.block = block
-        self.content_length = content_length
         return self.write
 
     def _head(self) -> bytes:
         """Decide the framing and build the head (RFC 9112 §6.1-6.3)."""
         if self.status is None:
             raise AssertionError("the application returned without calling start_response")
-        framing = ""
+        framing = b""
         if self.code in NO_BODY_STATUSES:
             self.no_body = True
             self.content_length = None
         elif self.content_length is not None:
-            framing = f"Content-Length: {self.content_length}\r\n"
+            framing = b"Content-Length: %d\r\n" % self.content_length
         elif self.is_head:
             pass
         elif self.version == "HTTP/1.1":
             self.chunked = True
-            framing = "Transfer-Encoding: chunked\r\n"
+            framing = b"Transfer-Encoding: chunked\r\n"
         else:
             self.keep_alive = False  # close-delimited (RFC 9112 §6.3, rule 8)
         if self.is_head:
             self.no_body = True
         if not self.keep_alive:
-            framing += "Connection: close\r\n"
+            framing += b"Connection: close\r\n"
         elif self.version == "HTTP/1.0":
-            framing += "Connection: keep-alive\r\n"
+            framing += b"Connection: keep-alive\r\n"
         return b"".join(
-            (
-                b"HTTP/1.1 ",
-                self.status.encode("latin-1"),
-                b"\r\n",
-                SERVER_HEADER,
-                date_header.line(),
-                (self.block + framing).encode("latin-1"),
-                b"\r\n",
-            )
+            (self.status_line, SERVER_HEADER, date_header.line(), self.block, framing, b"\r\n")
         )
 
     def send_head(self, data: bytes) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from corral import SERVER_SOFTWARE
-from corral.adapters.body import Body, FileWrapper
+from corral.adapters.body import EMPTY_BODY, Body, EmptyBody, FileWrapper
 from corral.adapters.response import Response
 from corral.errors import ClientDisconnected, ProtocolError
 from corral.http.body import decoder_for
@@ -88,7 +88,10 @@ class WSGIAdapter:
         self.sendfile = sendfile
         self.access_log = access_log if access_log is not None and access_log.enabled else None
         self.script_name = env.get("SCRIPT_NAME", "").rstrip("/")
-        self.secure_headers = {k.upper(): v for k, v in secure_scheme_headers.items()}
+        self.secure_keys = [
+            ("HTTP_" + name.upper().replace("-", "_"), value.lower())
+            for name, value in secure_scheme_headers.items()
+        ]
         self.forwarder_headers = {h.strip().upper().replace("-", "_") for h in forwarder_headers}
         self.header_map = header_map
         self.keys: dict[str, str | None] = dict(_SPECIAL_KEYS)
@@ -127,6 +130,19 @@ class WSGIAdapter:
             self.keys[name] = key
         return key
 
+    def apply_scheme_headers(self, environ: dict[str, Any]) -> None:
+        """wsgi.url_scheme from a trusted proxy's `secure_scheme_headers`; a proxy that says
+        both https and http is refused rather than guessed."""
+        schemes = set()
+        for key, secure_value in self.secure_keys:
+            value = environ.get(key)
+            if value is not None:
+                schemes.add("https" if value.lower() == secure_value else "http")
+        if len(schemes) > 1:
+            raise ProtocolError(400, "conflicting secure scheme headers")
+        if schemes:
+            environ["wsgi.url_scheme"] = schemes.pop()
+
     def server_address(self, host: str, conn: Transport) -> tuple[str, str]:
         cached = self.hosts.get(host)
         if cached is not None:
@@ -142,7 +158,9 @@ class WSGIAdapter:
             self.hosts[host] = result
         return result
 
-    def build_environ(self, req: Request, conn: Transport, body: Body) -> dict[str, Any]:
+    def build_environ(
+        self, req: Request, conn: Transport, body: Body | EmptyBody
+    ) -> dict[str, Any]:
         path = req.path
         if "%" in path:
             path = unquote_to_bytes(path).decode("latin-1")
@@ -161,21 +179,17 @@ class WSGIAdapter:
             "wsgi.input": body,
         }
         trusted = conn.trusted
-        schemes: set[str] = set()
+        keys = self.keys
         for name, value in req.headers:
-            key = self.keys.get(name) or self.header_key(name, trusted)
+            key = keys.get(name) or self.header_key(name, trusted)
             if key is None:
                 continue
             if key in environ:
                 environ[key] += ("; " if key == "HTTP_COOKIE" else ",") + value
             else:
                 environ[key] = value
-            if trusted and name in self.secure_headers:
-                schemes.add("https" if value == self.secure_headers[name] else "http")
-        if schemes:
-            if len(schemes) > 1:
-                raise ProtocolError(400, "conflicting secure scheme headers")
-            environ["wsgi.url_scheme"] = schemes.pop()
+        if trusted:
+            self.apply_scheme_headers(environ)
         host = environ.get("HTTP_HOST")
         if host:
             environ["SERVER_NAME"], environ["SERVER_PORT"] = self.server_address(host, conn)
@@ -192,9 +206,12 @@ class WSGIAdapter:
         """Serve one request. Returns the bytes read past its body (the next pipelined request)
         when the connection may be kept alive, or None when it must be closed."""
         started = time.monotonic() if self.access_log is not None else 0.0
-        body = Body(
-            decoder_for(req), pending, conn.recv, conn.send if req.expect_continue else None
-        )
+        if req.chunked or req.content_length:
+            body: Body | EmptyBody = Body(
+                decoder_for(req), pending, conn.recv, conn.send if req.expect_continue else None
+            )
+        else:
+            body = EMPTY_BODY
         resp = Response(conn, req, keep_alive)
         try:
             environ = self.build_environ(req, conn, body)
@@ -202,7 +219,7 @@ class WSGIAdapter:
             conn.send(error_response(exc.status))
             return None
         try:
-            self.call_app(environ, resp, body)
+            self.call_app(environ, resp)
         except (ClientDisconnected, ConnectionError, TimeoutError):
             return None
         except ProtocolError as exc:
@@ -224,7 +241,12 @@ class WSGIAdapter:
                 )
             if self.post_request is not None:
                 self.post_request(req, environ, resp)
-        if not resp.keep_alive or body.failed:
+        if not resp.keep_alive:
+            return None
+        if body is EMPTY_BODY:
+            return pending
+        assert isinstance(body, Body)
+        if body.failed:
             return None
         if not body.done:
             try:
@@ -243,7 +265,7 @@ class WSGIAdapter:
             resp.sent = 0
             resp.conn.send(error_response(status))
 
-    def call_app(self, environ: dict[str, Any], resp: Response, body: Body) -> None:
+    def call_app(self, environ: dict[str, Any], resp: Response) -> None:
         result = self.app(environ, resp.start_response)
         try:
             if type(result) is FileWrapper and self.sendfile and self.send_file(result, resp):

@@ -25,6 +25,16 @@ WorkerClassName = Literal["sync", "gthread"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 HeaderMapMode = Literal["drop", "refuse", "dangerous"]
 ReloadEngine = Literal["auto", "poll", "inotify"]
+ProxyProtocolMode = Literal["off", "v1", "v2", "auto"]
+PROXY_PROTOCOL_MODES: dict[str, ProxyProtocolMode] = {
+    "off": "off",
+    "v1": "v1",
+    "v2": "v2",
+    "auto": "auto",
+    # Gunicorn's setting is a boolean: true meant "expect a (v1) header".
+    "true": "auto",
+    "false": "off",
+}
 RELOAD_ENGINES: dict[str, ReloadEngine] = {"auto": "auto", "poll": "poll", "inotify": "inotify"}
 
 # Gunicorn spellings of the two worker classes corral provides.
@@ -167,6 +177,14 @@ def log_level(value: object) -> LogLevel:
 def header_map(value: object) -> HeaderMapMode:
     """One of drop, refuse, dangerous (any case)."""
     mode: HeaderMapMode = _choice(HEADER_MAP_MODES, value, "the mode")
+    return mode
+
+
+def proxy_protocol(value: object) -> ProxyProtocolMode:
+    """off, v1, v2 or auto; Gunicorn's True/False mean auto/off."""
+    if isinstance(value, bool):
+        return "auto" if value else "off"
+    mode: ProxyProtocolMode = _choice(PROXY_PROTOCOL_MODES, value, "the mode")
     return mode
 
 

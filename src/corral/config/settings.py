@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from corral.config import converters as conv
-from corral.config.converters import HeaderMapMode, LogLevel, ReloadEngine, WorkerClassName
+from corral.config.converters import (
+    HeaderMapMode,
+    LogLevel,
+    ProxyProtocolMode,
+    ReloadEngine,
+    WorkerClassName,
+)
 
 T = TypeVar("T")
 
@@ -679,6 +685,33 @@ The proxies whose secure_scheme_headers and forwarder_headers are believed.
 A comma-separated list (or, in a config file, a list) of IP addresses and networks, or `*`
 to trust every peer, which is only safe when nothing but the proxy can reach the server.
 When the `FORWARDED_ALLOW_IPS` environment variable is set, it replaces the default.""",
+    )
+    proxy_protocol: ProxyProtocolMode = setting(
+        "off",
+        "--proxy-protocol",
+        section=_MECHANICS,
+        convert=conv.proxy_protocol,
+        meta="MODE",
+        const="auto",
+        help="""
+Expect a PROXY protocol header (HAProxy's, versions 1 and 2) at the start of every connection
+from an address in `proxy_allow_ips`: `off`, `v1`, `v2`, or `auto` (either version).
+
+REMOTE_ADDR and REMOTE_PORT then come from the header, for every request on the connection. A
+connection from an allowed address that does not start with a valid header is closed. Given
+without a value, `--proxy-protocol` means `auto`; Gunicorn's `proxy_protocol = True` in a
+config file means `auto` too. See docs/proxy-protocol.md.""",
+    )
+    proxy_allow_ips: list[str] = setting(
+        ["127.0.0.1", "::1"],
+        "--proxy-allow-from",
+        section=_MECHANICS,
+        convert=conv.forwarded_ips,
+        meta="STRING",
+        help="""
+The proxies allowed to send a PROXY protocol header: a comma-separated list of addresses and
+networks, or `*` for any peer. From other addresses a PROXY header is not interpreted (the
+bytes are read as HTTP, and refused).""",
     )
     pythonpath: str | None = setting(
         None,

@@ -64,7 +64,7 @@ GUNICORN_ONLY = frozenset(
     http2_cleartext http2_initial_window_size http2_max_concurrent_streams
     http2_max_frame_size http2_max_header_list_size http_parser http_protocols keyfile
     logconfig logconfig_dict logconfig_json logger_class on_dirty_starting paste protocol
-    proxy_allow_ips proxy_protocol raw_paste_global_conf root_path spew
+    raw_paste_global_conf root_path spew
     ssl_context ssl_version statsd_host statsd_prefix suppress_ragged_eofs syslog
     syslog_addr syslog_facility syslog_prefix tmp_upload_dir uwsgi_allow_ips
     websocket_max_message_size
@@ -103,6 +103,34 @@ def _flag_help(spec: SettingSpec) -> str:
     return text.replace("%", "%%")
 
 
+def fill_optional_values(argv: Sequence[str]) -> list[str]:
+    """Flags whose value may be left out (`--proxy-protocol` alone means `auto`): when the next
+    word is not a value the setting accepts, write the implied one in, so the word stays what
+    it was (often the application spec, which a plain optional argument would swallow)."""
+    words = list(argv)
+    for index, word in enumerate(words):
+        spec = _OPTIONAL_VALUE_FLAGS.get(word)
+        if spec is None:
+            continue
+        following = words[index + 1] if index + 1 < len(words) else None
+        try:
+            accepted = following is not None and not following.startswith("-")
+            accepted = accepted and spec.convert(following) is not None
+        except ValueError:
+            accepted = False
+        if not accepted:
+            words[index] = f"{word}={spec.const}"
+    return words
+
+
+_OPTIONAL_VALUE_FLAGS = {
+    flag: spec
+    for spec in SPECS
+    if spec.action == "store" and spec.const is not None
+    for flag in spec.flags
+}
+
+
 def build_parser(prog: str = "corral", source: str | None = None) -> SettingsParser:
     """The argparse parser for every setting that has flags, grouped by section."""
     parser = SettingsParser(
@@ -124,6 +152,7 @@ def build_parser(prog: str = "corral", source: str | None = None) -> SettingsPar
                 options["metavar"] = spec.meta
             if spec.action == "store_const":
                 options["const"] = spec.const
+
             groups[spec.section].add_argument(*spec.flags, help=_flag_help(spec), **options)
     return parser
 
@@ -173,7 +202,8 @@ def _env_args(environ: Mapping[str, str]) -> tuple[str, dict[str, object]]:
                 words = shlex.split(environ[variable])
             except ValueError as exc:
                 raise ConfigError(f"{variable}: {exc}") from None
-            return variable, vars(build_parser(source=variable).parse_args(words))
+            parser = build_parser(source=variable)
+            return variable, vars(parser.parse_args(fill_optional_values(words)))
     return "", {}
 
 
@@ -308,7 +338,7 @@ def load_settings(
     value raises ConfigError.
     """
     cwd = os.path.abspath(cwd if cwd is not None else os.getcwd())
-    cli_args = vars(build_parser().parse_args(list(argv)))
+    cli_args = vars(build_parser().parse_args(fill_optional_values(argv)))
     settings = Settings(chdir=cwd)
     if cli_args.get("version"):
         return LoadResult(settings, [], "version")

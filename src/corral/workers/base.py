@@ -37,6 +37,7 @@ from corral.heartbeat import (
     REASON_RELOAD,
 )
 from corral.http.parser import Limits, Request, parse_head
+from corral.http.proxy import parse_proxy_header
 from corral.http.writer import error_response
 from corral.logs import AccessLog, reopen_log_files
 from corral.privileges import drop_privileges
@@ -96,6 +97,8 @@ class Worker:
         self.adapter: WSGIAdapter | None = None
         self.server_addrs: dict[int, tuple[int, tuple[str, str]]] = {}
         self.forwarded_allow_ips = tuple(settings.forwarded_allow_ips)
+        self.proxy_mode = "" if settings.proxy_protocol == "off" else settings.proxy_protocol
+        self.proxy_allow_ips = tuple(settings.proxy_allow_ips)
         self.pre_request: Callable[[Worker, Request], object] | None = None
         self.accept_wakeups = 0  # listener readiness events (thundering-herd evidence)
         self.accepted = 0
@@ -316,6 +319,8 @@ class Worker:
             sock = _socket.socket(family, socket.SOCK_STREAM, 0, fd)
             sock.setblocking(False)
             conn = Connection(sock, peer, server_addr, self.trusted(peer), self.timeout, now)
+            if self.proxy_mode and is_trusted(peer, self.proxy_allow_ips):
+                conn.proxy_mode = self.proxy_mode
             fd = conn.fd
             self.conns[fd] = conn
             # Clients send right after connecting: read now instead of waiting for epoll, and
@@ -342,6 +347,10 @@ class Worker:
 
     def process(self, conn: Connection, buf: bytes) -> None:
         """Parse what the connection has sent and serve each complete request."""
+        if conn.proxy_mode:
+            buf = self.read_proxy_header(conn, buf)
+            if conn.proxy_mode:
+                return
         while True:
             try:
                 parsed = parse_head(buf, self.limits)
@@ -359,6 +368,24 @@ class Worker:
             if not rest:
                 return
             buf = rest
+
+    def read_proxy_header(self, conn: Connection, buf: bytes) -> bytes:
+        """Consume the PROXY protocol header a trusted proxy sends first (or close)."""
+        try:
+            parsed = parse_proxy_header(buf, conn.proxy_mode)
+        except ProtocolError as exc:
+            log.info("Closing connection from %s: %s", conn.remote_addr, exc.reason)
+            self.close(conn)
+            return b""
+        if parsed is None:
+            conn.buf = buf
+            return b""
+        info, used = parsed
+        conn.proxy_mode = ""
+        if info.client_addr is not None:
+            conn.remote_addr = info.client_addr
+            conn.remote_port = str(info.client_port)
+        return buf[used:]
 
     def dispatch(self, conn: Connection, req: Request, pending: bytes) -> bytes | None:
         """Serve one request inline; returns the pipelined bytes, or None once closed."""

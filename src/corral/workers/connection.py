@@ -30,6 +30,7 @@ class Connection:
     __slots__ = (
         "buf",
         "fd",
+        "proxy_mode",
         "remote_addr",
         "remote_port",
         "requests",
@@ -59,6 +60,7 @@ class Connection:
         self.buf = b""
         self.since = now  # when waiting for the current request began
         self.requests = 0
+        self.proxy_mode = ""  # "v1", "v2" or "auto" while a PROXY header is still expected
 
     def _wait(self, events: int) -> None:
         poller = select.poll()
