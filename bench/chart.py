@@ -32,7 +32,7 @@ def minor_label(value: float, _: object) -> str:
 
 def draw(doc: dict[str, Any], out: Path) -> None:
     summary = doc["summary"]
-    scenarios = list(summary)
+    scenarios = [name for name in doc["meta"]["scenarios"] if name in summary]
     servers = [s for s in doc["meta"]["servers"] if any(s in summary[sc] for sc in scenarios)]
     width = 0.8 / max(len(servers), 1)
     colours = plt.get_cmap("tab10")
@@ -55,9 +55,11 @@ def draw(doc: dict[str, Any], out: Path) -> None:
         ax.set_ylabel(f"{label}\nratio to {doc['meta']['baseline']}")
         ax.grid(axis="y", which="both", alpha=0.3)
     axes[-1].set_xticks(range(len(scenarios)), scenarios)
-    axes[0].legend(ncol=5, fontsize="small", loc="upper left")
+    handles, labels = axes[0].get_legend_handles_labels()
+    labels = [f"{name} (= 1x)" if name == doc["meta"]["baseline"] else name for name in labels]
+    fig.legend(handles, labels, ncol=len(labels), fontsize="small", loc="lower center")
     fig.suptitle(f"corral benchmark {doc['meta']['date']}: medians, ratio to the baseline")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(out, dpi=100)
 
 

@@ -123,40 +123,61 @@ def describe(run: session.RunResult) -> str:
     )
 
 
-def run_rounds(
-    args: argparse.Namespace, ctx: Context, servers: list[Server], scenarios: list[Scenario]
-) -> tuple[list[session.RunResult], list[starvation.StarvationResult]]:
-    runs: list[session.RunResult] = []
-    checks: list[starvation.StarvationResult] = []
-    broken: set[tuple[str, str]] = set()  # (server, app) that could not start: not retried
-    for round_no in range(1, args.rounds + 1):
-        # Rotate the order each round, so no server always follows the same neighbour.
-        shift = (round_no - 1) % max(len(servers), 1)
-        order = servers[shift:] + servers[:shift]
-        for scenario in scenarios:
-            for server in order:
-                if not scenario.admits(server) or (server.name, scenario.app) in broken:
-                    continue
-                result = session.measure(
-                    ctx, server, scenario, round_no, args.duration, args.warmup
-                )
-                if result.start_ms is None:
-                    broken.add((server.name, scenario.app))
-                runs.append(result)
-                log(
-                    f"[{round_no}/{args.rounds}] {scenario.name:13} {server.name:19} "
-                    + describe(result)
-                )
-        if STARVATION in args.scenarios:
-            for server in (s for s in servers if s.name in STARVATION_SERVERS):
-                check = starvation.check(ctx, server, round_no)
-                checks.append(check)
-                worst = f"{check.worst_ms:.1f} ms" if check.worst_ms is not None else "-"
-                log(
-                    f"[{round_no}/{args.rounds}] {STARVATION:13} {server.name:19} "
-                    + (f"worst probe {worst}" if check.ok else f"FAILED: {check.error}")
-                )
-    return runs, checks
+def passes(scenarios: list[Scenario]) -> list[list[Scenario]]:
+    """The scenarios grouped for running. A scenario that is compared with another
+    (`right_after`) runs on each server straight after it, so both see the same machine."""
+    groups: list[list[Scenario]] = []
+    group_of: dict[str, list[Scenario]] = {}
+    for scenario in scenarios:
+        group = group_of.get(scenario.right_after or "")
+        if group is None:
+            group = []
+            groups.append(group)
+        group.append(scenario)
+        group_of[scenario.name] = group
+    return groups
+
+
+class Rounds:
+    """Every round: each scenario on each server, then the starvation check."""
+
+    def __init__(self, args: argparse.Namespace, ctx: Context, servers: list[Server]) -> None:
+        self.args = args
+        self.ctx = ctx
+        self.servers = servers
+        self.runs: list[session.RunResult] = []
+        self.checks: list[starvation.StarvationResult] = []
+        self.broken: set[tuple[str, str]] = set()  # (server, app) that did not start
+
+    def run(self, scenarios: list[Scenario]) -> None:
+        for round_no in range(1, self.args.rounds + 1):
+            # Rotate the order each round, so no server always follows the same neighbour.
+            shift = (round_no - 1) % max(len(self.servers), 1)
+            order = self.servers[shift:] + self.servers[:shift]
+            for group in passes(scenarios):
+                for server in order:
+                    for scenario in group:
+                        self.measure(server, scenario, round_no)
+            if STARVATION in self.args.scenarios:
+                for server in (s for s in order if s.name in STARVATION_SERVERS):
+                    self.check_starvation(server, round_no)
+
+    def measure(self, server: Server, scenario: Scenario, round_no: int) -> None:
+        if not scenario.admits(server) or (server.name, scenario.app) in self.broken:
+            return
+        args = self.args
+        result = session.measure(self.ctx, server, scenario, round_no, args.duration, args.warmup)
+        if result.start_ms is None:
+            self.broken.add((server.name, scenario.app))  # not retried: it would fail again
+        self.runs.append(result)
+        log(f"[{round_no}/{args.rounds}] {scenario.name:13} {server.name:19} {describe(result)}")
+
+    def check_starvation(self, server: Server, round_no: int) -> None:
+        check = starvation.check(self.ctx, server, round_no)
+        self.checks.append(check)
+        worst = f"{check.worst_ms:.1f} ms" if check.worst_ms is not None else "-"
+        outcome = f"worst probe {worst}" if check.ok else f"FAILED: {check.error}"
+        log(f"[{round_no}/{self.args.rounds}] {STARVATION:13} {server.name:19} {outcome}")
 
 
 def command_version(argv: list[str]) -> str:
@@ -233,12 +254,13 @@ def main(argv: list[str] | None = None) -> None:
         log("priming: one unmeasured start of each server and application")
         prime(ctx, servers, scenarios)
         began = time.monotonic()
-        runs, checks = run_rounds(args, ctx, servers, scenarios)
+        rounds = Rounds(args, ctx, servers)
+        rounds.run(scenarios)
         meta["elapsed_s"] = round(time.monotonic() - began)
     finally:
         shutil.rmtree(ctx.workdir, ignore_errors=True)
     meta["loadavg_end"] = loadavg()
-    write(out, report.document(meta, runs, checks), toolbox)
+    write(out, report.document(meta, rounds.runs, rounds.checks), toolbox)
 
 
 def write(out: Path, doc: dict[str, Any], toolbox: peers.Toolbox) -> None:

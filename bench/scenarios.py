@@ -18,6 +18,8 @@ WSGI_APP = "wsgi_app:application"
 FLASK_APP = "flask_app:app"
 STATIC_SIZE = 100 * 1024
 ECHO_SIZE = 1024 * 1024
+# The scenario that `access-log` is compared with, server by server.
+ACCESS_LOG_REFERENCE = "keepalive"
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class Scenario:
     expect_size: int | None = None  # response body size the check request must see
     access_log: bool = False
     nginx: bool = False  # nginx can serve it, as the ceiling
+    # The scenario this one is compared with: it runs right after it on each server.
+    right_after: str | None = None
 
     def admits(self, server: Server) -> bool:
         """Whether `server` takes part in this scenario."""
@@ -45,7 +49,7 @@ class Scenario:
         return server.max_workers is None or self.workers <= server.max_workers
 
 
-def hello(name: str, title: str, **options: bool | int) -> Scenario:
+def hello(name: str, title: str, **options: bool | int | str) -> Scenario:
     """A scenario on the 13-byte hello route, which nginx also serves."""
     return Scenario(name, title, "/", expect_size=13, nginx=True, **options)  # type: ignore[arg-type]
 
@@ -82,9 +86,11 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "flask", "small Flask app, keep-alive, 1 worker pinned", "/users/42", app=FLASK_APP
         ),
-        hello("access-log", "hello, keep-alive, 1 worker pinned, access log on", access_log=True),
+        hello(
+            "access-log",
+            "hello, keep-alive, 1 worker pinned, access log on",
+            access_log=True,
+            right_after=ACCESS_LOG_REFERENCE,
+        ),
     )
 }
-
-# The scenario that `access-log` is compared with, server by server.
-ACCESS_LOG_REFERENCE = "keepalive"

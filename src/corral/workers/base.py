@@ -90,6 +90,7 @@ class Worker:
             field_size=settings.limit_request_field_size,
         )
         self.timeout = float(settings.timeout) if settings.timeout > 0 else 30.0
+        self.longest_line = max(self.limits.line_cap, self.limits.field_size_cap) + 2
         self.conns: dict[int, Connection] = {}
         self.inflight = 0
         self.epoll: Any = None
@@ -343,7 +344,19 @@ class Worker:
         if not data:
             self.close(conn)
             return
-        self.process(conn, conn.buf + data if conn.buf else data)
+        buf = conn.buf
+        if not buf:
+            self.process(conn, data)
+            return
+        # Part of a head is waiting. A head can only end at a line end, so until one arrives
+        # just collect (in place): re-parsing on every tiny read would cost quadratic time.
+        if type(buf) is not bytearray:
+            buf = bytearray(buf)
+        buf += data
+        if b"\n" not in data and len(buf) <= self.longest_line:
+            conn.buf = buf
+            return
+        self.process(conn, bytes(buf))
 
     def process(self, conn: Connection, buf: bytes) -> None:
         """Parse what the connection has sent and serve each complete request."""

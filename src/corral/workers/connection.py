@@ -57,7 +57,7 @@ class Connection:
         self.server_name, self.server_port = server
         self.trusted = trusted
         self.timeout = timeout
-        self.buf = b""
+        self.buf: bytes | bytearray = b""
         self.since = now  # when waiting for the current request began
         self.requests = 0
         self.proxy_mode = ""  # "v1", "v2" or "auto" while a PROXY header is still expected
