@@ -54,10 +54,12 @@ def test_500_trickling_connections_do_not_starve_others(kind: str) -> None:
 @pytest.mark.parametrize("kind", sorted(WORKERS))
 def test_head_sent_one_byte_at_a_time(kind: str) -> None:
     head = b"GET /bytewise HTTP/1.1\r\nHost: a\r\nX-Long: " + b"v" * 3000 + b"\r\n\r\n"
-    with Server("support.apps:echo", *WORKERS[kind]) as srv:
-        with socket.create_connection(("127.0.0.1", srv.port)) as sock:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for i in range(len(head)):
-                sock.send(head[i : i + 1])
-            sock.settimeout(10)
-            assert sock.recv(100).startswith(b"HTTP/1.1 200 ")
+    with (
+        Server("support.apps:echo", *WORKERS[kind]) as srv,
+        socket.create_connection(("127.0.0.1", srv.port)) as sock,
+    ):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for i in range(len(head)):
+            sock.send(head[i : i + 1])
+        sock.settimeout(10)
+        assert sock.recv(100).startswith(b"HTTP/1.1 200 ")
