@@ -130,7 +130,7 @@ class Arbiter:
         self.listeners = (
             upgrade.inherited_listeners(os.environ)
             or activated_listeners(systemd.listen_fds(os.environ), s.backlog)
-            or create_listeners(s.bind, s.backlog, s.umask)
+            or create_listeners(s.bind, s.backlog, s.umask, s.reuse_port)
         )
         for sock in self.listeners:
             log.info("Listening at: %s (%s)", listener_url(sock), self.pid)
@@ -215,7 +215,7 @@ class Arbiter:
         old = self.settings
         setup_logging(new.errorlog, new.loglevel, new.accesslog, new.capture_output)
         if new.bind != old.bind:
-            listeners = create_listeners(new.bind, new.backlog, new.umask)
+            listeners = create_listeners(new.bind, new.backlog, new.umask, new.reuse_port)
             close_listeners(self.listeners, unlink=True)
             self.listeners = listeners
             for sock in listeners:
