@@ -121,10 +121,11 @@ def document(
     meta: dict[str, Any], runs: list[RunResult], starvation: list[StarvationResult]
 ) -> dict[str, Any]:
     """Everything the JSON file holds; the Markdown is rendered from this alone."""
+    summary = summarize(runs)
     return {
         "meta": meta,
-        "summary": summarize(runs),
-        "access_log": access_log_cost(summarize(runs)),
+        "summary": summary,
+        "access_log": access_log_cost(summary),
         "starvation": starvation_summary(starvation),
         "failures": [
             f"{r.scenario} / {r.server} / round {r.round}: {r.error}" for r in runs if r.error

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 3 s")
     parser.add_argument("--out", type=Path, help="results folder [bench/results/<date>]")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="DIR",
+        help="measure nothing: redo results.md and ratios.png from DIR/results.json",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.duration = 1, 3
@@ -101,16 +107,17 @@ def prime(ctx: Context, servers: list[Server], scenarios: list[Scenario]) -> Non
     The first start of a Python server compiles and caches its bytecode and pulls its files
     into the page cache; priming makes every measured start a warm start, for all alike.
     """
-    apps = {s.app: s for s in scenarios}
     for server in servers:
-        for scenario in apps.values():
-            if scenario.admits(server):
-                port = session.free_port()
-                with session.start(ctx, server, scenario, port) as proc:
-                    try:
-                        proc.wait_first_response(port)
-                    except session.RunFailed as exc:
-                        log(f"  priming {server.name} ({scenario.app}) failed: {exc}")
+        for app in dict.fromkeys(s.app for s in scenarios):
+            scenario = next((s for s in scenarios if s.app == app and s.admits(server)), None)
+            if scenario is None:
+                continue
+            port = session.free_port()
+            with session.start(ctx, server, scenario, port) as proc:
+                try:
+                    proc.wait_first_response(port)
+                except session.RunFailed as exc:
+                    log(f"  priming {server.name} ({app}) failed: {exc}")
 
 
 def describe(run: session.RunResult) -> str:
@@ -215,20 +222,14 @@ def loadavg() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    started = datetime.datetime.now(datetime.timezone.utc)
-    toolbox = peers.provision(log)
-    for failure in toolbox.failures:
-        log(f"install failed: {failure}")
-    skipped = [f"install failed: {failure}" for failure in toolbox.failures]
-    servers = usable(args.servers, toolbox, skipped)
-    scenarios = [SCENARIOS[name] for name in args.scenarios if name in SCENARIOS]
-    if "flask" not in toolbox.versions and any(s.name == "flask" for s in scenarios):
-        skipped.append("scenario flask: Flask is not installed")
-        scenarios = [s for s in scenarios if s.name != "flask"]
-    out = args.out or HERE / "results" / started.date().isoformat()
-    meta: dict[str, Any] = {
+def metadata(
+    args: argparse.Namespace,
+    started: datetime.datetime,
+    toolbox: peers.Toolbox,
+    servers: list[Server],
+    scenarios: list[Scenario],
+) -> dict[str, Any]:
+    return {
         "date": started.date().isoformat(),
         "started": started.isoformat(timespec="seconds"),
         "machine": {
@@ -244,42 +245,61 @@ def main(argv: list[str] | None = None) -> None:
         "baseline": BASELINE,
         "servers": [s.name for s in servers],
         "scenarios": [s.name for s in scenarios],
-        "skipped": skipped,
         "versions": versions(toolbox),
     }
+
+
+def runnable(
+    args: argparse.Namespace, toolbox: peers.Toolbox, skipped: list[str]
+) -> tuple[list[Server], list[Scenario]]:
+    """The servers and scenarios that can run with what got installed."""
+    servers = usable(args.servers, toolbox, skipped)
+    scenarios = [SCENARIOS[name] for name in args.scenarios if name in SCENARIOS]
+    if "flask" not in toolbox.versions and any(s.name == "flask" for s in scenarios):
+        skipped.append("scenario flask: Flask is not installed")
+        scenarios = [s for s in scenarios if s.name != "flask"]
+    return servers, scenarios
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.render:
+        doc = json.loads((args.render / "results.json").read_text())
+        write(args.render, doc, peers.VENV / "bin" / "python", with_json=False)
+        return
+    started = datetime.datetime.now(datetime.timezone.utc)
+    toolbox = peers.provision(log)
+    skipped = [f"install failed: {failure}" for failure in toolbox.failures]
+    servers, scenarios = runnable(args, toolbox, skipped)
     for line in skipped:
         log(f"skipped: {line}")
+    meta = metadata(args, started, toolbox, servers, scenarios)
     ctx = make_context(toolbox)
+    rounds = Rounds(args, ctx, servers)
     try:
         log("priming: one unmeasured start of each server and application")
         prime(ctx, servers, scenarios)
-        began = time.monotonic()
-        rounds = Rounds(args, ctx, servers)
         rounds.run(scenarios)
-        meta["elapsed_s"] = round(time.monotonic() - began)
     finally:
         shutil.rmtree(ctx.workdir, ignore_errors=True)
+    meta["skipped"] = skipped
     meta["loadavg_end"] = loadavg()
-    write(out, report.document(meta, rounds.runs, rounds.checks), toolbox)
+    meta["elapsed_s"] = round((datetime.datetime.now(datetime.timezone.utc) - started).seconds)
+    out = args.out or HERE / "results" / meta["date"]
+    write(out, report.document(meta, rounds.runs, rounds.checks), toolbox.python)
 
 
-def write(out: Path, doc: dict[str, Any], toolbox: peers.Toolbox) -> None:
+def write(out: Path, doc: dict[str, Any], python: Path, with_json: bool = True) -> None:
+    """results.json (unless re-rendering from it), results.md and ratios.png in `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    report.write_json(doc, out / "results.json")
+    if with_json:
+        report.write_json(doc, out / "results.json")
     (out / "results.md").write_text(tables.render(doc))
-    chart = subprocess.run(
-        [
-            str(toolbox.python),
-            str(HERE / "chart.py"),
-            str(out / "results.json"),
-            str(out / "ratios.png"),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    if chart.returncode != 0:
-        log(f"chart failed (matplotlib missing?): {peers.last_line(chart.stderr)}")
-    log(f"wrote {out}/results.md, results.json" + (", ratios.png" if not chart.returncode else ""))
+    chart = [str(python), str(HERE / "chart.py"), str(out / "results.json")]
+    drawn = subprocess.run([*chart, str(out / "ratios.png")], capture_output=True, text=True)
+    if drawn.returncode != 0:
+        log(f"chart failed (matplotlib missing?): {peers.last_line(drawn.stderr)}")
+    log(f"wrote {out}: results.md, results.json" + ("" if drawn.returncode else ", ratios.png"))
     sys.stdout.write("\n" + (out / "results.md").read_text())
 
 

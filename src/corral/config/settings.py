@@ -41,6 +41,9 @@ WorkerHook = Callable[[Any], object]
 PreRequestHook = Callable[[Any, Any], object]
 PostRequestHook = Callable[[Any, Any, Any, Any], object]
 NworkersChangedHook = Callable[[Any, int, int | None], object]
+# ssl_context(config, default_factory): the factory returns an ssl.SSLContext and so must the
+# hook; corral.tls checks that at run time, so this module need not import ssl.
+SSLContextHook = Callable[[Any, Callable[[], Any]], object]
 Hook = Callable[..., object]
 
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
@@ -49,6 +52,7 @@ SECTIONS = (
     "Server Socket",
     "Worker Processes",
     "Security",
+    "SSL",
     "Debugging",
     "Server Mechanics",
     "Logging",
@@ -216,10 +220,16 @@ def on_exit(server: Any) -> None:
     """Default on_exit hook: does nothing."""
 
 
+def ssl_context(config: Any, default_factory: Callable[[], Any]) -> Any:
+    """Default ssl_context hook: the context corral builds from the SSL settings."""
+    return default_factory()
+
+
 _CONFIG = "Config File"
 _SOCKET = "Server Socket"
 _WORKERS = "Worker Processes"
 _SECURITY = "Security"
+_SSL = "SSL"
 _DEBUG = "Debugging"
 _MECHANICS = "Server Mechanics"
 _LOGGING = "Logging"
@@ -456,6 +466,91 @@ The largest size of one header field (name and value), in bytes.
 
 Larger fields are answered with 431. 0 removes the limit, which a hostile client can abuse.
 Gunicorn spells the flag with an underscore; both spellings are accepted.""",
+    )
+
+    # --- SSL -----------------------------------------------------------------------------------
+    certfile: str | None = setting(
+        None,
+        "--certfile",
+        section=_SSL,
+        convert=conv.optional_str,
+        meta="FILE",
+        help="""
+The server's certificate in PEM form, followed by any intermediate certificates. Setting it
+turns on TLS: every listener then speaks HTTPS.
+
+A relative path is taken from `chdir`. The file is read by each worker as it starts, so a HUP,
+which starts new workers, picks up a renewed certificate. See docs/tls.md.""",
+    )
+    keyfile: str | None = setting(
+        None,
+        "--keyfile",
+        section=_SSL,
+        convert=conv.optional_str,
+        meta="FILE",
+        help="""
+The private key of the certificate in certfile, in PEM form, without a passphrase.
+
+When unset, the key is read from certfile itself.""",
+    )
+    ca_certs: str | None = setting(
+        None,
+        "--ca-certs",
+        section=_SSL,
+        convert=conv.optional_str,
+        meta="FILE",
+        help="""
+The certificate authorities, in one PEM file, that client certificates are checked against.
+
+Only used when cert_reqs asks clients for a certificate.""",
+    )
+    cert_reqs: int = setting(
+        0,
+        "--cert-reqs",
+        section=_SSL,
+        convert=conv.int_between(0, 2),
+        meta="INT",
+        help="""
+Whether clients must present a certificate: 0 never asks for one (ssl.CERT_NONE), 1 asks and
+checks one if it is sent (ssl.CERT_OPTIONAL), 2 refuses clients without a valid one
+(ssl.CERT_REQUIRED).""",
+    )
+    ciphers: str | None = setting(
+        None,
+        "--ciphers",
+        section=_SSL,
+        convert=conv.optional_str,
+        meta="CIPHERS",
+        help="""
+The TLS 1.2 cipher suites to allow, as an OpenSSL cipher list such as
+`ECDHE+AESGCM:ECDHE+CHACHA20`.
+
+None keeps Python's defaults. TLS 1.3 suites are not affected by this list.""",
+    )
+    do_handshake_on_connect: bool = setting(
+        False,
+        "--do-handshake-on-connect",
+        section=_SSL,
+        convert=conv.to_bool,
+        help="""
+Accepted so that Gunicorn command lines and config files keep working; it changes nothing.
+
+In Gunicorn it chooses whether the TLS handshake runs as soon as a connection is accepted.
+corral's workers always run the handshake in their event loop, a step each time the client
+sends something, starting right after the accept; no worker ever waits for a handshake.""",
+    )
+    suppress_ragged_eofs: bool = setting(
+        True,
+        "--suppress-ragged-eofs",
+        section=_SSL,
+        convert=conv.to_bool,
+        help="""
+Treat a client that closes the connection without a TLS close_notify alert as having simply
+reached the end of its stream, rather than as an error.
+
+Most clients close this way. When False, such a close in the middle of a request body is
+reported to the application as a lost connection. As in Gunicorn, the flag can only turn it
+on; set `suppress_ragged_eofs = False` in a config file to turn it off.""",
     )
 
     # --- Debugging -----------------------------------------------------------------------------
@@ -964,6 +1059,17 @@ old_value is None the first time.""",
         on_exit,
         "server",
         help="Called in the master just before the server exits.",
+    )
+    ssl_context: SSLContextHook = server_hook(
+        ssl_context,
+        "config",
+        "default_factory",
+        help="""
+Called in each worker, when certfile is set, to make the ssl.SSLContext its connections use.
+
+`default_factory()` returns the context corral builds from the SSL settings; the hook returns
+the context to use, typically that one adjusted (a minimum TLS version, ALPN protocols, a
+passphrase-protected key). `config` is the resolved settings.""",
     )
 
     @property

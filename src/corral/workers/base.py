@@ -61,6 +61,10 @@ class Worker:
 
     keep_alive_allowed = True
     multithread = False
+    # How connections sit in the epoll set. With EPOLLONESHOT (thread pools) a connection is
+    # disarmed by each event and re-armed only when it is ready for the next one.
+    conn_events = select.EPOLLIN | select.EPOLLRDHUP
+    oneshot = False
 
     def __init__(
         self,
@@ -92,7 +96,7 @@ class Worker:
         self.timeout = float(settings.timeout) if settings.timeout > 0 else 30.0
         self.longest_line = max(self.limits.line_cap, self.limits.field_size_cap) + 2
         self.conns: dict[int, Connection] = {}
-        self.inflight = 0
+        self.busy: set[int] = set()  # connections whose request a thread is serving
         self.epoll: Any = None
         self.fd_handlers: dict[int, Callable[[], None]] = {}
         self.adapter: WSGIAdapter | None = None
@@ -252,7 +256,7 @@ class Worker:
                 if deadline == 0.0:
                     deadline = time.monotonic() + self.settings.graceful_timeout
                     self.stop_accepting(listening)
-                if (not conns and not self.inflight) or time.monotonic() > deadline:
+                if not conns or time.monotonic() > deadline:
                     break
             try:
                 events = epoll.poll(interval)
@@ -305,7 +309,7 @@ class Worker:
         self.accept_wakeups += 1
         family, server_addr = self.server_addrs[listener.fileno()]
         for _ in range(_ACCEPT_BATCH):
-            if len(self.conns) + self.inflight >= self.settings.worker_connections:
+            if len(self.conns) >= self.settings.worker_connections:
                 return
             try:
                 # The C-level accept and socket type: no per-connection enum conversions or
@@ -328,15 +332,30 @@ class Worker:
             # register only a connection that still waits (saves a system call per request
             # when the connection is answered and closed at once).
             self.on_readable(conn, now)
-            if self.conns.get(fd) is conn:
-                self.epoll.register(fd, select.EPOLLIN | select.EPOLLRDHUP)
+            if self.conns.get(fd) is conn and not conn.registered and fd not in self.busy:
+                self.arm(conn)
             if not self.keep_alive_allowed:
                 return  # one connection at a time: let the other workers take the rest
+
+    def arm(self, conn: Connection) -> None:
+        """Have the loop wait for this connection's next bytes."""
+        if conn.registered:
+            if self.oneshot:
+                self.epoll.modify(conn.fd, self.conn_events)
+        else:
+            conn.registered = True
+            self.epoll.register(conn.fd, self.conn_events)
+
+    def wait_more(self, conn: Connection) -> None:
+        """The connection's request is incomplete: wait for more of it."""
+        if self.oneshot and conn.registered:
+            self.epoll.modify(conn.fd, self.conn_events)
 
     def on_readable(self, conn: Connection, now: float) -> None:
         try:
             data = conn.sock.recv(RECV_SIZE)
         except BlockingIOError:
+            self.wait_more(conn)
             return
         except OSError:
             self.close(conn)
@@ -355,6 +374,7 @@ class Worker:
         buf += data
         if b"\n" not in data and len(buf) <= self.longest_line:
             conn.buf = buf
+            self.wait_more(conn)
             return
         self.process(conn, bytes(buf))
 
@@ -372,6 +392,7 @@ class Worker:
                 return
             if parsed is None:
                 conn.buf = buf
+                self.wait_more(conn)
                 return
             req, used = parsed
             conn.buf = b""
@@ -392,6 +413,7 @@ class Worker:
             return b""
         if parsed is None:
             conn.buf = buf
+            self.wait_more(conn)
             return b""
         info, used = parsed
         conn.proxy_mode = ""
@@ -465,6 +487,8 @@ class Worker:
         self.check_memory()
         keepalive = float(self.settings.keepalive)
         for conn in list(self.conns.values()):
+            if conn.fd in self.busy:
+                continue
             waiting_for_head = bool(conn.buf) or not conn.requests
             if now - conn.since <= (self.timeout if waiting_for_head else keepalive):
                 continue

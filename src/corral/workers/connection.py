@@ -31,6 +31,7 @@ class Connection:
         "buf",
         "fd",
         "proxy_mode",
+        "registered",
         "remote_addr",
         "remote_port",
         "requests",
@@ -60,6 +61,7 @@ class Connection:
         self.buf: bytes | bytearray = b""
         self.since = now  # when waiting for the current request began
         self.requests = 0
+        self.registered = False  # in the worker's epoll set
         self.proxy_mode = ""  # "v1", "v2" or "auto" while a PROXY header is still expected
 
     def _wait(self, events: int) -> None:

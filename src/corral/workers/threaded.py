@@ -1,24 +1,29 @@
 """`gthread`: keep-alive connections, and complete requests handed to `--threads` threads.
 
-The engine's loop owns every idle connection; a connection with a complete request leaves the
-loop for a thread, which serves it (and any requests pipelined behind it) and hands it back
-through a queue and a wake-up pipe. With `--threads 1` there is nothing to gain from a hand-off,
-so the application runs inline in the loop, like `sync` but with keep-alive.
+The engine's loop reads and parses every connection. A connection with a complete request is
+handed to a thread through a queue; it sits in the epoll set with EPOLLONESHOT, so it stays
+silent while the thread serves it (and any requests pipelined behind it), and the thread re-arms
+it when the response has gone: no wake-up of the loop, no hand-back queue. With `--threads 1`
+there is nothing to gain from a hand-off, so the application runs inline in the loop, like
+`sync` but with keep-alive.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import os
+import logging
+import queue
 import select
-from concurrent.futures import ThreadPoolExecutor
+import threading
 
 from corral.errors import ProtocolError
 from corral.http.parser import Request, parse_head
 from corral.http.writer import error_response
-from corral.workers.base import Worker, drain_pipe
+from corral.workers.base import Worker
 from corral.workers.connection import Connection
+
+log = logging.getLogger("corral.error")
+
+Job = tuple[Connection, Request, bytes]
 
 
 class ThreadWorker(Worker):
@@ -26,30 +31,41 @@ class ThreadWorker(Worker):
 
     def init_process(self) -> None:
         self.multithread = self.settings.threads > 1
-        super().init_process()
-        self.pool: ThreadPoolExecutor | None = None
-        self.done: collections.deque[tuple[Connection, bytes | None]] = collections.deque()
         if self.multithread:
-            self.pool = ThreadPoolExecutor(self.settings.threads, thread_name_prefix="corral")
-            self.done_r, self.done_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            self.watch(self.done_r, self.collect)
+            self.oneshot = True
+            self.conn_events = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLONESHOT
+        super().init_process()
         if self.settings.keepalive <= 0:
             self.keep_alive_allowed = False
+        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.threads = [
+            threading.Thread(target=self.run_thread, name=f"corral-{n}", daemon=True)
+            for n in range(self.settings.threads if self.multithread else 0)
+        ]
+        for thread in self.threads:
+            thread.start()
 
     def dispatch(self, conn: Connection, req: Request, pending: bytes) -> bytes | None:
-        if self.pool is None:
+        if not self.multithread:
             return super().dispatch(conn, req, pending)
-        # The connection leaves the loop until its thread hands it back.
-        self.conns.pop(conn.fd, None)
-        with contextlib.suppress(FileNotFoundError):  # not registered yet: a new connection
-            self.epoll.unregister(conn.fd)
-        self.inflight += 1
-        self.pool.submit(self.work, conn, req, pending)
+        self.busy.add(conn.fd)
+        self.jobs.put((conn, req, pending))
         return None
 
+    def run_thread(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            try:
+                self.work(*job)
+            except Exception:
+                log.exception("Unexpected error in a request thread")
+
     def work(self, conn: Connection, req: Request, pending: bytes) -> None:
-        rest = self.handle(conn, req, pending)
+        rest: bytes | None = None
         try:
+            rest = self.handle(conn, req, pending)
             while rest:
                 try:
                     parsed = parse_head(rest, self.limits)
@@ -64,27 +80,28 @@ class ThreadWorker(Worker):
         except OSError:
             rest = None
         finally:
-            self.done.append((conn, rest))
-            os.write(self.done_w, b"\0")
+            self.release(conn, rest)
 
-    def collect(self) -> None:
-        """Take back connections from the threads (runs in the loop)."""
-        drain_pipe(self.done_r)
-        while self.done:
-            conn, rest = self.done.popleft()
-            self.inflight -= 1
-            if rest is None:
-                conn.close()
-                continue
+    def release(self, conn: Connection, rest: bytes | None) -> None:
+        """Back to the loop: re-armed for its next request, or closed."""
+        fd = conn.fd
+        if rest is not None:
             # Even while stopping, a kept-alive connection stays until its client sends again
             # (answered with Connection: close) or it idles out: closing it now could reset a
             # request already on its way.
             conn.buf = rest
-            self.conns[conn.fd] = conn
-            self.epoll.register(conn.fd, select.EPOLLIN | select.EPOLLRDHUP)
-            if rest:
-                self.process(conn, rest)
+            try:
+                self.arm(conn)  # before leaving `busy`: the loop must not arm it too
+                self.busy.discard(fd)
+                return
+            except OSError:
+                pass
+        self.conns.pop(fd, None)
+        self.busy.discard(fd)
+        conn.close()
 
     def finish(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+        # Past this point nothing is in flight, or graceful_timeout has run out: threads still
+        # busy end with the process.
+        for _ in self.threads:
+            self.jobs.put(None)
