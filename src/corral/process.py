@@ -35,6 +35,11 @@ class Pidfile:
         self.path = path
 
     def create(self, pid: int) -> None:
+        if os.path.lexists(self.path) and not os.path.isfile(self.path):
+            from corral.errors import HaltServer
+
+            # Never rename over a device, directory or socket (think --pid /dev/null).
+            raise HaltServer(f"pid file {self.path!r} exists and is not a regular file")
         old = self.read()
         if old and old != pid and _alive(old):
             from corral.errors import HaltServer

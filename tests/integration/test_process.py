@@ -5,7 +5,9 @@ from __future__ import annotations
 import http.client
 import os
 import pwd
+import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,33 @@ def test_bad_user_is_a_startup_error() -> None:
     result = run_corral(["--user", "no-such-user-xyz", "support.apps:echo"])
     assert result.returncode != 0
     assert "no-such-user-xyz" in result.stderr
+
+
+def test_pid1_reaps_orphans_quietly() -> None:
+    """As PID 1 of a container, the master adopts orphans: reap them, never report them."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a PID namespace")
+    wrapper = ["unshare", "--pid", "--fork", "--mount-proc"]
+    with Server("support.apps:echo", wrapper=wrapper, workers=2) as srv:
+        for _ in range(5):
+            assert get_status(srv.port) == 200
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+            conn.request("GET", "/orphan")
+            assert conn.getresponse().status == 200
+            conn.close()
+        wait_for(lambda: zombies_in(srv) == 0, 10)
+        assert get_status(srv.port) == 200
+        assert "Worker (pid" not in srv.log()  # no orphan reported as a failed worker
+        assert srv.log().count("Booting worker") == 2
+
+
+def zombies_in(srv: Server) -> int:
+    out = subprocess.run(["ps", "-eo", "stat=,args="], capture_output=True, text=True).stdout
+    return sum(1 for line in out.splitlines() if line.startswith("Z") and "python" in line)
+
+
+def test_pidfile_never_replaces_a_device() -> None:
+    result = run_corral(["--pid", "/dev/null", "--pythonpath", "tests", "support.apps:echo"])
+    assert result.returncode != 0
+    assert "not a regular file" in result.stderr
+    assert Path("/dev/null").is_char_device()

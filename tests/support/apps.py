@@ -132,6 +132,18 @@ def _grow(environ: Environ, start_response: StartResponse) -> list[bytes]:
     )
 
 
+def _orphan(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Leave a grandchild behind that outlives its parent (as some libraries do): in a
+    container it is re-parented to PID 1, which must reap it quietly."""
+    child = os.fork()
+    if child == 0:
+        if os.fork() == 0:
+            time.sleep(0.2)
+        os._exit(0)
+    os.waitpid(child, 0)
+    return _json(start_response, {"orphaned": True})
+
+
 def _pid(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _json(start_response, {"pid": os.getpid()})
 
@@ -149,6 +161,7 @@ ROUTES: dict[str, Callable[[Environ, StartResponse], Iterable[bytes]]] = {
     "/status": _status,
     "/pid": _pid,
     "/grow": _grow,
+    "/orphan": _orphan,
 }
 
 
