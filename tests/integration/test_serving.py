@@ -327,3 +327,28 @@ def test_underscore_headers_dropped(server: Server) -> None:
 
 
 _ = (socket, wait_for)
+
+
+def test_unread_body_is_drained_for_keepalive(server: Server) -> None:
+    if server.kind == "sync":  # type: ignore[attr-defined]
+        return
+    with connect(server.port) as sock:
+        sock.sendall(b"POST /ignored HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n")
+        sock.sendall(b"x" * 5000 + b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+        first, rest = read_response(sock)
+        second, _ = read_response(sock, rest)
+    assert first.status == 200
+    assert json.loads(second.body)["PATH_INFO"] == "/next"
+
+
+def test_stalled_unread_body_closes_connection(server: Server) -> None:
+    if server.kind == "sync":  # type: ignore[attr-defined]
+        return
+    with connect(server.port) as sock:
+        sock.sendall(b"POST /ignored HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\nabc")
+        started = time.monotonic()
+        resp, _ = read_response(sock)
+        assert resp.status == 200
+        # The rest of the body never comes: the server gives up within its drain bound.
+        assert sock.recv(100) == b""
+        assert time.monotonic() - started < 10

@@ -8,6 +8,7 @@ pipelined request), or block without the connection's timeout.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import IO
 
@@ -18,6 +19,7 @@ from corral.http.writer import CONTINUE
 # Between keep-alive requests an unread body is drained only up to this many bytes;
 # past it the connection is closed instead (a client cannot make us read forever).
 DRAIN_LIMIT = 1 << 20
+DRAIN_SECONDS = 2.0
 
 
 class Body:
@@ -138,12 +140,14 @@ class Body:
             raise StopIteration
         return line
 
-    def drain(self) -> bool:
-        """Skip what the application left unread; False when that is too much to wait for."""
+    def drain(self, seconds: float = DRAIN_SECONDS) -> bool:
+        """Skip what the application left unread; False when that is too much to wait for
+        (over DRAIN_LIMIT bytes or `seconds`): the connection is then closed instead."""
+        deadline = time.monotonic() + seconds
         skipped = len(self._buf)
         self._buf.clear()
         self._continue = None  # the client never got a 100: do not invite the body now
-        while skipped <= DRAIN_LIMIT:
+        while skipped <= DRAIN_LIMIT and time.monotonic() < deadline:
             if not self._fill():
                 return True
             skipped += len(self._buf)

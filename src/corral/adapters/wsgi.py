@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from corral import SERVER_SOFTWARE
-from corral.adapters.body import EMPTY_BODY, Body, EmptyBody, FileWrapper
+from corral.adapters.body import DRAIN_SECONDS, EMPTY_BODY, Body, EmptyBody, FileWrapper
 from corral.adapters.response import Response
 from corral.errors import ClientDisconnected, ProtocolError
 from corral.http.body import decoder_for
@@ -44,6 +44,7 @@ class Transport(Protocol):
     server_name: str
     server_port: str
     trusted: bool
+    timeout: float
 
     def recv(self) -> bytes: ...
 
@@ -249,11 +250,15 @@ class WSGIAdapter:
         if body.failed:
             return None
         if not body.done:
+            # Each wait for the rest of the body is bounded too, not only the total.
+            timeout, conn.timeout = conn.timeout, min(conn.timeout, DRAIN_SECONDS)
             try:
                 if not body.drain():
                     return None
             except (ProtocolError, OSError):
                 return None
+            finally:
+                conn.timeout = timeout
         return body.leftover
 
     @staticmethod
