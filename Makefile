@@ -15,6 +15,8 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 $(VENV)/.test-installed: $(VENV)/.installed requirements-test.txt
 	$(BIN)/python -m pip install -q -r requirements-test.txt
+	# Server subprocesses started by the tests measure coverage too (COVERAGE_PROCESS_START).
+	$(BIN)/python -c "import site; open(site.getsitepackages()[0] + '/corral-coverage.pth', 'w').write('import coverage; coverage.process_startup()\n')"
 	touch $@
 
 run: $(VENV)/.installed
@@ -28,7 +30,10 @@ typecheck: $(VENV)/.test-installed
 	$(BIN)/mypy
 
 unit: $(VENV)/.test-installed
-	$(BIN)/python -m pytest -q
+	rm -rf .coverage && mkdir -p .coverage
+	COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(BIN)/coverage run -m pytest -q
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report --sort=cover | tail -n 25
 
 test: lint typecheck unit
 

@@ -105,6 +105,11 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
              "-subj", "/CN=corral test CA")  # fmt: skip
     _issue(directory, "server", "/CN=localhost", "server_ext")
     _issue(directory, "client", "/CN=corral test client", "client_ext")
+    # A client certificate that no CA we trust has signed.
+    _openssl(directory, "req", "-x509", "-config", "openssl.cnf", "-extensions", "client_ext",
+             "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", "stranger.key", "-out", "stranger.pem", "-days", "2",
+             "-subj", "/CN=stranger")  # fmt: skip
     return Certs(
         directory,
         str(directory / "ca.pem"),
@@ -116,9 +121,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
 
 
 def server_settings(certs: Certs, **changes: Any) -> Settings:
-    return Settings(
-        certfile="server.pem", keyfile="server.key", chdir=str(certs.dir), **changes
-    )
+    fields: dict[str, Any] = {"certfile": "server.pem", "keyfile": "server.key"}
+    return Settings(chdir=str(certs.dir), **(fields | changes))
 
 
 def server_context(certs: Certs, **changes: Any) -> ssl.SSLContext:
@@ -404,21 +408,33 @@ def test_peer_certificate_pem(certs: Certs) -> None:
     with TLSLoop(context, show) as loop:
         fetch(loop.port, client_context(certs, with_cert=True))
         fetch(loop.port, client_context(certs))  # optional: no certificate is fine
-    expected = ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(Path(certs.client_cert).read_text()))
+    expected = ssl.DER_cert_to_PEM_cert(
+        ssl.PEM_cert_to_DER_cert(Path(certs.client_cert).read_text())
+    )
     assert pems == [expected, None]
 
 
-def test_missing_client_certificate_is_refused(
-    certs: Certs, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("client_cert", "reason"),
+    [
+        (None, "PEER_DID_NOT_RETURN_A_CERTIFICATE"),
+        ("stranger", "CERTIFICATE_VERIFY_FAILED (self"),  # "self signed" in OpenSSL 1.1
+    ],
+)
+def test_client_without_a_valid_certificate_is_refused(
+    certs: Certs, caplog: pytest.LogCaptureFixture, client_cert: str | None, reason: str
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="corral.error")
-    context = server_context(certs, ca_certs="ca.pem", cert_reqs=2)
-    with TLSLoop(context) as loop:
-        client_port, result = attempt(loop.port, client_context(certs))
+    client = client_context(certs)
+    if client_cert is not None:
+        client.load_cert_chain(certs.dir / f"{client_cert}.pem", certs.dir / f"{client_cert}.key")
+    with TLSLoop(server_context(certs, ca_certs="ca.pem", cert_reqs=2)) as loop:
+        client_port, result = attempt(loop.port, client)
         assert loop.outcome(client_port) == "closed"
     assert isinstance(result, Exception) or b"HTTP/1.1" not in result
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
-    assert any(m.startswith("TLS handshake with 127.0.0.1 failed: ") for m in messages), messages
+    assert len(messages) == 1
+    assert messages[0].startswith(f"TLS handshake with 127.0.0.1 failed: {reason}"), messages
     assert_no_tracebacks(caplog)
 
 
@@ -610,14 +626,13 @@ def test_sendfile_over_tls(certs: Certs, tmp_path: Path) -> None:
     counts: list[int] = []
 
     def send_file(conn: TLSConnection, head: bytes) -> None:
-        length = len(payload) - 100
+        length = len(payload) - 100 + 5
         conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length)
         with open(path, "rb") as file:
-            counts.append(conn.sendfile(file.fileno(), 100, length))
+            counts.append(conn.sendfile(file.fileno(), 100, len(payload) - 100))
             counts.append(conn.sendfile(file.fileno(), len(payload) - 5, 50))  # past the end
-        counts.append(len(payload) - 5)
 
     with TLSLoop(server_context(certs), send_file) as loop:
         body = body_of(fetch(loop.port, client_context(certs)))
-    assert counts == [len(payload) - 100, 5, len(payload) - 5]
+    assert counts == [len(payload) - 100, 5]
     assert body == payload[100:] + payload[-5:]

@@ -15,6 +15,7 @@ import os
 import select
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ from corral.listeners import (
     listener_url,
 )
 from corral.process import Pidfile, set_process_title
+from corral.tls import build_context
 from corral.workers.base import Worker
 from corral.workers.sync import SyncWorker
 from corral.workers.threaded import ThreadWorker
@@ -67,6 +69,9 @@ class Arbiter:
         self.cwd = cwd or os.getcwd()
         self.reexec_pid = 0  # the new master started by USR2, while it runs
         self.upgrade_parent = upgrade.upgrade_parent(os.environ)
+        # Built here, once, before any fork (so keys readable only by the starting user work
+        # after workers switch to --user); rebuilt on HUP to pick up renewed certificates.
+        self.tls_context = build_context(settings)
         self.notifier = systemd.Notifier(os.environ, unset=True)
         self.announced_ready = False
         self.oom = OomCounter()
@@ -197,10 +202,11 @@ class Arbiter:
         if self.reload_settings is not None:
             try:
                 new = self.reload_settings()
+                tls_context = build_context(new)
             except CorralError as exc:
                 log.error("Reload failed, keeping the previous settings: %s", exc)
                 return
-            self.apply_settings(new)
+            self.apply_settings(new, tls_context)
         else:
             self.num_workers = self.settings.workers
         self.call_hook("on_reload", self)
@@ -209,10 +215,11 @@ class Arbiter:
         for _ in range(self.num_workers):
             self.spawn_worker()
 
-    def apply_settings(self, new: Settings) -> None:
+    def apply_settings(self, new: Settings, tls_context: ssl.SSLContext | None) -> None:
         from corral.logs import setup_logging
 
         old = self.settings
+        self.tls_context = tls_context
         setup_logging(new.errorlog, new.loglevel, new.accesslog, new.capture_output)
         if new.bind != old.bind:
             listeners = create_listeners(new.bind, new.backlog, new.umask, new.reuse_port)
@@ -305,7 +312,13 @@ class Arbiter:
     def spawn_worker(self) -> None:
         self.worker_age += 1
         worker = self.worker_class(
-            self.worker_age, self.pid, self.listeners, self.settings, self.app, Heartbeat()
+            self.worker_age,
+            self.pid,
+            self.listeners,
+            self.settings,
+            self.app,
+            Heartbeat(),
+            self.tls_context,
         )
         worker.server = self  # type: ignore[attr-defined]
         self.call_hook("pre_fork", self, worker)
@@ -336,6 +349,7 @@ class Arbiter:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 logging.shutdown()
+                save_coverage()
             finally:
                 os._exit(status)
 
@@ -479,6 +493,17 @@ class Arbiter:
             hook(*args)
         except Exception:
             log.exception("Exception in %s hook", name)
+
+
+def save_coverage() -> None:
+    """Workers leave with os._exit, which skips atexit: when the test suite measures coverage
+    (coverage.py is loaded and running), save this process's data first. Otherwise a no-op."""
+    coverage = sys.modules.get("coverage")
+    current = getattr(getattr(coverage, "Coverage", None), "current", None)
+    running = current() if current is not None else None
+    if running is not None:
+        running.stop()
+        running.save()
 
 
 def max_known(a: int | None, b: int | None) -> int | None:

@@ -82,7 +82,12 @@ def run(argv: Sequence[str]) -> int:
     def reload_settings() -> Settings:
         return load_settings(argv, environ, cwd).settings
 
-    return Arbiter(settings, app, reload_settings, argv, cwd).run()
+    try:
+        arbiter = Arbiter(settings, app, reload_settings, argv, cwd)
+    except ConfigError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return EXIT_USAGE
+    return arbiter.run()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,43 +1,62 @@
-"""The error log, the access log, and reopening their files for logrotate.
+"""The error log and the access log: where they go, the logger class, and reopening files.
 
 Two loggers, named as users configure them: ``corral.error`` (lifecycle lines, warnings,
-application tracebacks) and ``corral.access`` (one line per request, in a user-chosen format).
-Call sites use ``%``-style lazy arguments.
+application tracebacks) and ``corral.access`` (one line per request, built in
+`access_lines.py`). Call sites use ``%``-style lazy arguments.
 
-Access lines are built from *atoms*: ``fmt % atoms`` where ``atoms`` is a mapping that works
-each value out only when the format asks for it, since this runs once per request. Every
-string value is escaped so that bytes chosen by a client (a header, the request target) cannot
-forge a second log line or break a quoted field.
+`setup_logging` points both at their destinations: a file or a standard stream each, syslog as
+well when asked (`syslog.py`), and, first of all, a user's own logging configuration
+(`log_config.py`), which takes over the loggers it names. `Logger` puts all of that behind the
+few calls the master and the workers make; the logger_class setting names it or a subclass.
 
 This module must never log from a signal handler (the arbiter's loop calls
-:func:`reopen_log_files` after USR1 is queued), and must never format an access line when the
-access log is off.
+:func:`reopen_log_files` after USR1 is queued), and must never let an access line be built
+when no handler would receive it.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
+import importlib
 import io
 import logging
 import os
-import re
 import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
+from corral.access_lines import (
+    DEFAULT_ACCESS_LOG_FORMAT,
+    AccessLog,
+    JsonAccessLog,
+    access_log,
+    escape,
+)
+from corral.config.log_converters import DEFAULT_LOGGER_CLASS
 from corral.errors import ConfigError
+from corral.log_config import ERROR_DATE_FORMAT, ERROR_FORMAT, LogConfig
+from corral.syslog import SyslogTarget, default_prefix, make_handler
+
+if TYPE_CHECKING:
+    from corral.config.settings import Settings
+
+__all__ = [
+    "DEFAULT_ACCESS_LOG_FORMAT",
+    "DEFAULT_LOGGER_CLASS",
+    "LOG_LEVELS",
+    "AccessLog",
+    "JsonAccessLog",
+    "Logger",
+    "access_log",
+    "access_logging_enabled",
+    "close_logging",
+    "error_log",
+    "escape",
+    "load_logger",
+    "reopen_log_files",
+    "setup_logging",
+]
 
 error_log = logging.getLogger("corral.error")
-access_log = logging.getLogger("corral.access")
-
-DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
-
-# "[2026-11-29 11:08:56 +0000] [1234] [INFO] Booting worker with pid: 1234", as Gunicorn
-# writes it: people grep their logs for these lines.
-_ERROR_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
-_ERROR_DATE_FORMAT = "%Y-%m-%d %H:%M:%S %z"
 
 LOG_LEVELS = {
     "debug": logging.DEBUG,
@@ -49,44 +68,27 @@ LOG_LEVELS = {
 # A level no record reaches, so `access_log.isEnabledFor(...)` is False for every level.
 _OFF = logging.CRITICAL + 10
 
-
-class _ReopenableFileHandler(logging.FileHandler):
-    """Appends to a path, and can be pointed back at that path after logrotate moved the file.
-
-    Reopening on request (USR1), rather than WatchedFileHandler's stat() before every record,
-    keeps the per-request cost of access logging to one write.
-    """
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path, mode="a", encoding="utf-8", errors="backslashreplace")
-
-    def reopen(self) -> None:
-        self.acquire()
-        try:
-            # Open the new file before closing the old one: if the open fails, records keep
-            # going to the old file instead of nowhere.
-            stream = self._open()
-            old, self.stream = self.stream, stream
-            if old is not None:
-                old.flush()
-                old.close()
-        finally:
-            self.release()
-
-
-# What setup_logging installed, so that a second call (reload) or close_logging() removes
-# exactly that, and reopen_log_files() knows which files to reopen.
+# What setup_logging installed (or a user's configuration put on corral's two loggers), so that
+# a second call (reload) or close_logging() removes exactly that.
 _installed: list[tuple[logging.Logger, logging.Handler]] = []
 _captured_path: str | None = None
 
 
 def setup_logging(
-    errorlog: str, loglevel: str, accesslog: str | None, capture_output: bool = False
+    errorlog: str,
+    loglevel: str,
+    accesslog: str | None,
+    capture_output: bool = False,
+    *,
+    syslog: SyslogTarget | None = None,
+    log_config: LogConfig | None = None,
 ) -> None:
     """Point the error and access loggers at their destinations, replacing any earlier setup.
 
     `errorlog` "-" is stderr, anything else a file appended to; `accesslog` "-" is stdout, a
-    path is a file, None switches access logging off. `capture_output` sends what the process
+    path is a file, None writes no access file. `syslog` sends the error log, and the access
+    log when `syslog.access`, to a syslog daemon as well. `log_config` is applied first; the
+    loggers it configures keep its handlers instead. `capture_output` sends what the process
     (and the application) writes to file descriptors 1 and 2 into the error log file.
     """
     global _captured_path
@@ -95,18 +97,33 @@ def setup_logging(
         choices = ", ".join(LOG_LEVELS)
         raise ConfigError(f"Invalid log level {loglevel!r}: expected one of {choices}.")
     close_logging()
+    error_log.setLevel(level)
+    access_log.setLevel(logging.INFO)
+    # The user's configuration goes first: applying one closes every handler that exists (the
+    # logging module's way), so ours are added after it.
+    configured = log_config.apply() if log_config is not None else frozenset()
 
-    error_handler = _make_handler(errorlog, sys.stderr)
-    error_handler.setFormatter(logging.Formatter(_ERROR_FORMAT, _ERROR_DATE_FORMAT))
-    _install(error_log, error_handler, level)
-
-    if accesslog is None:
-        access_log.propagate = False
-        access_log.setLevel(_OFF)
+    if error_log.name in configured:
+        _adopt(error_log)
     else:
-        access_handler = _make_handler(accesslog, sys.stdout)
-        access_handler.setFormatter(logging.Formatter("%(message)s"))
-        _install(access_log, access_handler, logging.INFO)
+        error_handler = _make_handler(errorlog, sys.stderr)
+        error_handler.setFormatter(logging.Formatter(ERROR_FORMAT, ERROR_DATE_FORMAT))
+        _install(error_log, error_handler)
+        if syslog is not None:
+            _install(error_log, make_handler(syslog, "error"))
+
+    if access_log.name in configured:
+        _adopt(access_log)
+    else:
+        if accesslog is not None:
+            access_handler = _make_handler(accesslog, sys.stdout)
+            access_handler.setFormatter(logging.Formatter("%(message)s"))
+            _install(access_log, access_handler)
+        if syslog is not None and syslog.access:
+            _install(access_log, make_handler(syslog, "access"))
+        if not access_log.handlers:
+            access_log.propagate = False
+            access_log.setLevel(_OFF)
 
     _captured_path = None
     if capture_output and errorlog != "-":
@@ -114,17 +131,31 @@ def setup_logging(
         _captured_path = errorlog
 
 
-def reopen_log_files() -> None:
-    """Reopen every log file setup_logging opened; a file moved away is recreated at its path.
+def access_logging_enabled() -> bool:
+    """Whether an access line would reach a handler now; when not, none should be built."""
+    return (
+        not access_log.disabled
+        and access_log.isEnabledFor(logging.INFO)
+        and access_log.hasHandlers()
+    )
 
-    Called from the master's loop and the workers on USR1, never from the signal handler.
+
+def reopen_log_files() -> None:
+    """Reopen every log file of every logger; a file moved away is recreated at its path.
+
+    Called from the master's loop and the workers on USR1, never from the signal handler. Files
+    opened by a user's logging configuration are reopened too, as Gunicorn does.
     """
-    for _, handler in _installed:
-        if isinstance(handler, _ReopenableFileHandler):
-            try:
-                handler.reopen()
-            except OSError as exc:
-                error_log.error("Cannot reopen log file %s: %s", handler.baseFilename, exc)
+    seen: set[int] = set()
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):  # placeholders have none
+            if isinstance(handler, logging.FileHandler) and id(handler) not in seen:
+                seen.add(id(handler))
+                try:
+                    _reopen(handler)
+                except OSError as exc:
+                    error_log.error("Cannot reopen log file %s: %s", handler.baseFilename, exc)
     if _captured_path is not None:
         try:
             _redirect_output(_captured_path)
@@ -140,19 +171,53 @@ def close_logging() -> None:
         handler.close()
 
 
-def _make_handler(destination: str, stream: Any) -> logging.Handler:
+def _make_handler(destination: str, stream: TextIO) -> logging.Handler:
     if destination == "-":
         return logging.StreamHandler(stream)
-    return _ReopenableFileHandler(destination)
+    try:
+        return logging.FileHandler(
+            destination, mode="a", encoding="utf-8", errors="backslashreplace"
+        )
+    except OSError as exc:
+        raise ConfigError(f"Cannot open log file {destination}: {exc.strerror}") from None
 
 
-def _install(logger: logging.Logger, handler: logging.Handler, level: int) -> None:
+def _reopen(handler: logging.FileHandler) -> None:
+    """Point a file handler back at its path, after logrotate moved the file.
+
+    Reopening on request (USR1), rather than WatchedFileHandler's stat() before every record,
+    keeps the per-request cost of access logging to one write.
+    """
+    handler.acquire()
+    try:
+        if handler.stream is None:  # closed, or delay=True: the next record opens the path
+            return
+        # Open the new file before closing the old one: if the open fails, records keep going
+        # to the old file instead of nowhere. Append, whatever the handler's mode: a reopen
+        # must never truncate.
+        stream = open(  # noqa: SIM115 (the handler owns the file from here on)
+            handler.baseFilename, "a", encoding=handler.encoding, errors=handler.errors
+        )
+        old, handler.stream = handler.stream, stream
+        old.flush()
+        old.close()
+    finally:
+        handler.release()
+
+
+def _install(logger: logging.Logger, handler: logging.Handler) -> None:
     logger.addHandler(handler)
-    logger.setLevel(level)
     # Our handlers are the whole story: a root handler set up by the application must not
-    # print every server line a second time.
+    # print every server line a second time. A user's configuration that disabled existing
+    # loggers did not mean ours, which it left alone.
     logger.propagate = False
+    logger.disabled = False
     _installed.append((logger, handler))
+
+
+def _adopt(logger: logging.Logger) -> None:
+    """Track the handlers a user's configuration gave `logger`, so a reload removes them."""
+    _installed.extend((logger, handler) for handler in logger.handlers)
 
 
 def _redirect_output(path: str) -> None:
@@ -171,18 +236,67 @@ def _redirect_output(path: str) -> None:
         os.close(fd)
 
 
-class AccessLog:
-    """Writes one `corral.access` line per request in the user's format (`%(atom)s` keys)."""
+# --- the logger class -------------------------------------------------------------------------
 
-    def __init__(self, fmt: str, enabled: bool) -> None:
-        self.fmt = fmt
-        self.enabled = enabled
-        try:
-            fmt % _Atoms(_SAMPLE_ENVIRON, "200 OK", (), 0, 0.0)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"Invalid access log format {fmt!r}: {exc}.") from None
 
-    def log(
+class Logger:
+    """The logging calls corral makes; the logger_class setting names this class or a subclass.
+
+    The master builds it with `load_logger(settings)` and calls `setup(settings)`, at startup
+    and again on HUP with the new settings. Workers inherit it across fork; they call
+    `access(...)` after each request, but only while `access_enabled` is true, and
+    `reopen_files()` on USR1, as the master does.
+
+    A subclass may override any of these. One that overrides `setup` should call the base
+    method (or install handlers itself) and leave `access_enabled` true exactly when `access`
+    should be called: it is what keeps the per-request cost at zero when nothing is logged.
+    """
+
+    # The first word of the syslog tag, "gunicorn.<prefix>.error": Gunicorn's, so that syslog
+    # filters written for Gunicorn keep working. A subclass may choose another.
+    syslog_program = "gunicorn"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.access_enabled = False
+        self.access_log: AccessLog = AccessLog(DEFAULT_ACCESS_LOG_FORMAT, enabled=False)
+
+    def setup(self, settings: Settings) -> None:
+        """Install the handlers `settings` ask for, replacing earlier ones; ConfigError when a
+        destination, the access log format or a logging configuration cannot be used."""
+        self.settings = settings
+        # Built before any handler changes: a broken format leaves logging as it was.
+        writer = (
+            JsonAccessLog(enabled=False)
+            if settings.access_log_json
+            else AccessLog(settings.access_log_format, enabled=False)
+        )
+        log_config = LogConfig(settings.logconfig, settings.logconfig_json, settings.logconfig_dict)
+        setup_logging(
+            settings.errorlog,
+            settings.loglevel,
+            settings.accesslog,
+            settings.capture_output,
+            syslog=self.syslog_target(settings) if settings.syslog else None,
+            log_config=log_config,
+        )
+        given = log_config.given
+        for name in given[1:]:
+            error_log.warning("%s is ignored: %s takes precedence", name, given[0])
+        writer.enabled = self.access_enabled = access_logging_enabled()
+        self.access_log = writer
+
+    def syslog_target(self, settings: Settings) -> SyslogTarget:
+        """Where and how to send the logs to syslog, from the syslog_* settings."""
+        prefix = settings.syslog_prefix or default_prefix(settings.proc_name, settings.app_spec)
+        return SyslogTarget(
+            address=settings.syslog_addr,
+            facility=settings.syslog_facility,
+            tag=f"{self.syslog_program}.{prefix}",
+            access=not settings.disable_redirect_access_to_syslog,
+        )
+
+    def access(
         self,
         environ: Mapping[str, Any],
         status: str,
@@ -190,166 +304,41 @@ class AccessLog:
         response_length: int | None,
         request_time: float,
     ) -> None:
-        """Log one request; `response_length` is the body bytes sent, `request_time` seconds."""
-        if not self.enabled or not access_log.isEnabledFor(logging.INFO):
-            return
-        atoms = _Atoms(environ, status, response_headers, response_length, request_time)
-        # Formatted here, not by the handler: the line is already final, and its "%" signs
-        # are not placeholders (logging formats a message only when it has arguments).
-        access_log.info(self.fmt % atoms)
+        """Log one request: `response_length` is the body bytes sent (None when unknown),
+        `request_time` the seconds from reading the request to the end of the response."""
+        self.access_log.log(environ, status, response_headers, response_length, request_time)
+
+    def reopen_files(self) -> None:
+        """Reopen the log files (USR1): logrotate has moved them away."""
+        reopen_log_files()
+
+    def close(self) -> None:
+        """Remove and close the handlers setup installed."""
+        close_logging()
 
 
-# --- access log atoms -------------------------------------------------------------------------
-
-# C0 controls and DEL become \xNN; the quote and the backslash are escaped so a value cannot
-# close a quoted field and an escape sequence in the log always means what it says.
-_UNSAFE = re.compile(r'[\x00-\x1f\x7f"\\]')
-_NAMED_ESCAPES = {'"': '\\"', "\\": "\\\\"}
-
-
-def _escape_match(match: re.Match[str]) -> str:
-    char = match.group()
-    return _NAMED_ESCAPES.get(char) or f"\\x{ord(char):02x}"
-
-
-def escape(value: str) -> str:
-    """`value` with control characters, quotes and backslashes escaped for one log line."""
-    return _UNSAFE.sub(_escape_match, value)
+def load_logger(settings: Settings) -> Logger:
+    """An instance of the logger_class setting, built with `settings` (not yet set up)."""
+    value = settings.logger_class
+    if isinstance(value, type):
+        cls: object = value
+    else:
+        cls = Logger if value == DEFAULT_LOGGER_CLASS else _import_class(value)
+    if not (isinstance(cls, type) and issubclass(cls, Logger)):
+        raise ConfigError(f"Invalid logger_class {value!r}: not a subclass of corral.logs.Logger")
+    return cls(settings)
 
 
-class _Atoms(dict[str, Any]):
-    """The access log atoms of one request, each computed on first use and then kept."""
-
-    __slots__ = ("environ", "headers", "length", "micros", "status")
-
-    def __init__(
-        self,
-        environ: Mapping[str, Any],
-        status: str,
-        headers: Sequence[tuple[str, str]],
-        length: int | None,
-        request_time: float,
-    ) -> None:
-        super().__init__()
-        self.environ = environ
-        self.status = status
-        self.headers = headers
-        self.length = length
-        self.micros = round(request_time * 1_000_000)
-
-    def __missing__(self, key: str) -> Any:
-        compute = _ATOMS.get(key)
-        if compute is not None:
-            value = compute(self)
-        elif len(key) > 3 and key[0] == "{" and key[-2] == "}" and key[-1] in _BRACED_ATOMS:
-            value = _BRACED_ATOMS[key[-1]](self, key[1:-2])
-        else:
-            value = "-"
-        self[key] = value
-        return value
-
-    def env(self, key: str) -> str:
-        value = self.environ.get(key)
-        return "-" if value is None else escape(str(value))
-
-
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _date(_: _Atoms) -> str:
-    """`[10/Oct/2000:13:55:36 +0000]` in local time, with English month names in any locale."""
-    now = time.localtime()
-    offset = now.tm_gmtoff // 60
-    sign = "-" if offset < 0 else "+"
-    hours, minutes = divmod(abs(offset), 60)
-    return (
-        f"[{now.tm_mday:02d}/{_MONTHS[now.tm_mon - 1]}/{now.tm_year}:"
-        f"{now.tm_hour:02d}:{now.tm_min:02d}:{now.tm_sec:02d} {sign}{hours:02d}{minutes:02d}]"
-    )
-
-
-def _user(atoms: _Atoms) -> str:
-    """The user name of `Authorization: Basic ...`, or "-"."""
-    authorization = atoms.environ.get("HTTP_AUTHORIZATION")
-    if not authorization:
-        return "-"
-    scheme, _, credentials = str(authorization).strip().partition(" ")
-    if scheme.lower() != "basic":
-        return "-"
+def _import_class(path: str) -> object:
+    module_name, _, name = path.rpartition(":" if ":" in path else ".")
     try:
-        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, ValueError):
-        return "-"
-    return escape(decoded.partition(":")[0]) or "-"
-
-
-def _request_line(atoms: _Atoms) -> str:
-    environ = atoms.environ
-    target = environ.get("RAW_URI")
-    if target is None:
-        target = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        query = environ.get("QUERY_STRING")
-        if query:
-            target = f"{target}?{query}"
-    method = environ.get("REQUEST_METHOD", "-")
-    protocol = environ.get("SERVER_PROTOCOL", "-")
-    return escape(f"{method} {target} {protocol}")
-
-
-def _request_header(atoms: _Atoms, name: str) -> str:
-    key = name.upper().replace("-", "_")
-    if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        key = "HTTP_" + key
-    return atoms.env(key)
-
-
-def _response_header(atoms: _Atoms, name: str) -> str:
-    name = name.lower()
-    values = [value for header, value in atoms.headers if header.lower() == name]
-    return escape(", ".join(values)) if values else "-"
-
-
-def _environ_variable(atoms: _Atoms, name: str) -> str:
-    # CGI variables are upper case; `{remote_addr}e` finds REMOTE_ADDR as Gunicorn's does.
-    if name not in atoms.environ:
-        name = name.upper()
-    return atoms.env(name)
-
-
-_ATOMS: dict[str, Callable[[_Atoms], Any]] = {
-    "h": lambda a: a.env("REMOTE_ADDR") if a.environ.get("REMOTE_ADDR") else "-",
-    "l": lambda a: "-",
-    "u": _user,
-    "t": _date,
-    "r": _request_line,
-    "m": lambda a: a.env("REQUEST_METHOD"),
-    "U": lambda a: a.env("PATH_INFO"),
-    "q": lambda a: a.env("QUERY_STRING"),
-    "H": lambda a: a.env("SERVER_PROTOCOL"),
-    "s": lambda a: escape(a.status.split(" ", 1)[0]),
-    "B": lambda a: a.length or 0,
-    "b": lambda a: "-" if a.length is None else str(a.length),
-    "f": lambda a: a.env("HTTP_REFERER"),
-    "a": lambda a: a.env("HTTP_USER_AGENT"),
-    "T": lambda a: a.micros // 1_000_000,
-    "D": lambda a: a.micros,
-    "M": lambda a: a.micros // 1_000,
-    "L": lambda a: "{}.{:06d}".format(*divmod(a.micros, 1_000_000)),
-    "p": lambda a: f"<{os.getpid()}>",
-}
-
-_BRACED_ATOMS: dict[str, Callable[[_Atoms, str], str]] = {
-    "i": _request_header,
-    "o": _response_header,
-    "e": _environ_variable,
-}
-
-# What AccessLog checks a format against, so a broken format fails at startup, not per request.
-_SAMPLE_ENVIRON: dict[str, str] = {
-    "REQUEST_METHOD": "GET",
-    "RAW_URI": "/",
-    "PATH_INFO": "/",
-    "QUERY_STRING": "",
-    "SERVER_PROTOCOL": "HTTP/1.1",
-    "REMOTE_ADDR": "127.0.0.1",
-}
+        module = importlib.import_module(module_name)
+    # The module is user code: whatever its import raises is a configuration error.
+    except Exception as exc:
+        raise ConfigError(f"Cannot import logger_class {path!r}: {exc}") from None
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ConfigError(
+            f"Cannot import logger_class {path!r}: no {name!r} in {module_name}"
+        ) from None

@@ -117,9 +117,13 @@ class WorkerStats:
 
     def snapshot(self) -> list[int | float]:
         """Every slot, copied at once (the layout is private to this module)."""
-        slots: list[int | float] = self._counts.tolist()
+        slots: list[int | float] = list(self._counts.tolist())
         slots[_DURATION] = self._seconds[_DURATION]
         return slots
+
+    @property
+    def closed(self) -> bool:
+        return self._mem.closed
 
     def close(self) -> None:
         """Unmap the block; safe to call more than once."""
@@ -151,8 +155,8 @@ class StatsAggregator:
     """The master's sum over workers, living and gone.
 
     `add` each WorkerStats when its worker is spawned; `retire` it when the worker has been
-    reaped, before closing it. The in-flight requests of a retired worker are not carried over:
-    a worker that died mid-request no longer has that request in flight.
+    reaped, and only then close it. A block closed without being retired is skipped (its counts
+    are lost, the master carries on).
     """
 
     def __init__(self) -> None:
@@ -165,7 +169,7 @@ class StatsAggregator:
 
     def retire(self, stats: WorkerStats) -> None:
         """Fold an exited worker's final counts into the totals and stop reading its block."""
-        if self._live.pop(id(stats), None) is None:
+        if self._live.pop(id(stats), None) is None or stats.closed:
             return  # never added, or retired already: counting it again would double it
         final = stats.snapshot()
         final[_IN_FLIGHT] = 0  # a worker that died mid-request has nothing in flight any more
@@ -185,7 +189,8 @@ class StatsAggregator:
     def collect(self) -> Totals:
         slots = self._retired
         for stats in list(self._live.values()):
-            slots = list(map(operator.add, slots, stats.snapshot()))
+            if not stats.closed:
+                slots = list(map(operator.add, slots, stats.snapshot()))
         return _totals(slots, self.workers, dict(self._restarts))
 
 

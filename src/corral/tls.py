@@ -146,9 +146,13 @@ def _load_cert_chain(context: ssl.SSLContext, certfile: str, keyfile: str | None
 
 
 def _reason(exc: ssl.SSLError) -> str:
-    """OpenSSL's short reason (WRONG_VERSION_NUMBER), or the message when there is none."""
+    """OpenSSL's short reason (WRONG_VERSION_NUMBER), or the message when there is none; for a
+    refused certificate, why it was refused."""
     reason = getattr(exc, "reason", None)
-    return str(reason) if reason else str(exc.args[-1] if exc.args else exc)
+    text = str(reason) if reason else str(exc.args[-1] if exc.args else exc)
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        text = f"{text} ({exc.verify_message})"
+    return text
 
 
 # --- connections ----------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """Shared fixtures for the http tests: the request corpus and the ways of feeding it.
 
 A test that takes a `corpus_case` argument runs once per case of tests/corpus/*.json, with
-`file:name` as its id. `splits` cuts raw bytes into the pieces a network might deliver, and
-`run_request` feeds such pieces to the parser and the body decoder the way a worker does.
+`file:name` as its id; `case_limits(case)` gives the `Limits` its `limits` and `options` ask for.
+`splits` cuts raw bytes into the pieces a network might deliver, and `run_request` feeds such
+pieces to the parser and the body decoder the way a worker does.
 """
 
 from __future__ import annotations
@@ -31,6 +32,26 @@ def load_corpus() -> list[dict[str, Any]]:
             case["file"] = path.stem
             cases.append(case)
     return cases
+
+
+# The leniency options a case may turn on (the settings of the same names).
+OPTIONS = frozenset(
+    {
+        "permit_obsolete_folding",
+        "strip_header_spaces",
+        "permit_unconventional_http_method",
+        "permit_unconventional_http_version",
+        "casefold_http_method",
+    }
+)
+
+
+def limits_for(case: dict[str, Any]) -> Limits:
+    """The Limits a corpus case runs with: its `limits` (sizes) and `options` (leniency)."""
+    options = case.get("options", {})
+    unknown = set(options) - OPTIONS
+    assert not unknown, f"{case['file']}:{case['name']}: unknown options {sorted(unknown)}"
+    return Limits(**case.get("limits", {}), **options)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -104,11 +125,17 @@ def run_pieces(pieces: Iterable[bytes], limits: Limits = DEFAULT_LIMITS) -> dict
         "chunked": request.chunked,
         "keep_alive": request.keep_alive,
         "expect_continue": request.expect_continue,
+        "authority": request.authority,
         "body": body.decode("latin-1"),
         "trailers": [list(pair) for pair in trailers],
         "leftover": leftover.decode("latin-1"),
         "body_complete": decoder.done,
     }
+
+
+@pytest.fixture(scope="session")
+def case_limits() -> Callable[[dict[str, Any]], Limits]:
+    return limits_for
 
 
 @pytest.fixture(scope="session")

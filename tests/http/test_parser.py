@@ -6,10 +6,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import corral
+from corral.config import Settings
 from corral.errors import ProtocolError
 from corral.http.body import decoder_for
 from corral.http.parser import (
@@ -35,9 +38,12 @@ DEFAULT_EXPECT = {"body": "", "leftover": "", "trailers": [], "body_complete": T
 
 
 def test_corpus_case(
-    corpus_case: dict[str, Any], splits: dict[str, Splitter], run_request: Runner
+    corpus_case: dict[str, Any],
+    case_limits: Callable[[dict[str, Any]], Limits],
+    splits: dict[str, Splitter],
+    run_request: Runner,
 ) -> None:
-    limits = Limits(**corpus_case.get("limits", {}))
+    limits = case_limits(corpus_case)
     raw = corpus_case["raw"]
     results = {name: run_request(split(raw), limits) for name, split in splits.items()}
     first = results["whole"]
@@ -328,12 +334,149 @@ def test_parse_field_line() -> None:
 
 def test_sans_io_imports_nothing_that_does_io() -> None:
     # STYLE.md: the http package never imports socket, select, selectors, ssl, threading or
-    # asyncio. A fresh interpreter shows what importing the parser and decoders pulls in.
+    # asyncio. A fresh interpreter shows what importing the parser and decoders pulls in. It
+    # runs with -S: site hooks such as the coverage .pth that `make test` installs import
+    # socket and threading into every interpreter, so corral's own path is put on sys.path.
+    src = str(Path(corral.__file__).resolve().parent.parent)
     code = (
-        "import sys, corral.http.parser, corral.http.body; "
+        f"import sys; sys.path.insert(0, {src!r}); import corral.http.parser, corral.http.body; "
         "print(sorted({'socket', 'select', 'selectors', 'ssl', 'threading', 'asyncio'}"
         " & set(sys.modules)))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------------------------
+# Leniency options (corpus cases in tests/corpus/options.json; here what the corpus cannot say)
+
+LENIENCY = (
+    "permit_obsolete_folding",
+    "strip_header_spaces",
+    "permit_unconventional_http_method",
+    "permit_unconventional_http_version",
+    "casefold_http_method",
+)
+PERMISSIVE = Limits(**dict.fromkeys(LENIENCY, True))
+
+
+def test_leniency_options_are_settings_with_the_same_default() -> None:
+    # The worker builds Limits from the settings of the same names; all default to off.
+    settings = Settings()
+    for name in LENIENCY:
+        assert getattr(DEFAULT_LIMITS, name) is False
+        assert getattr(settings, name) is False, name
+
+
+def test_lenient_flags() -> None:
+    assert not DEFAULT_LIMITS.lenient_request_line and not DEFAULT_LIMITS.lenient_fields
+    assert not Limits(casefold_http_method=True).lenient_request_line
+    assert Limits(permit_unconventional_http_method=True).lenient_request_line
+    assert Limits(permit_unconventional_http_version=True).lenient_request_line
+    assert Limits(permit_obsolete_folding=True).lenient_fields
+    assert Limits(strip_header_spaces=True).lenient_fields
+    assert Limits(fields=3, strip_header_spaces=True).fields_cap == 3
+
+
+def test_options_do_not_change_what_the_defaults_accept() -> None:
+    assert parse_head(GET, PERMISSIVE) == parse_head(GET)
+    head = b"PUT http://a.example/x HTTP/1.0\r\nX-A:  b \r\nContent-Length: 0\r\n\r\n"
+    assert parse_head(head, PERMISSIVE) == parse_head(head)
+
+
+@pytest.mark.parametrize(
+    ("raw", "limits", "words"),
+    [
+        (b"GET / HTTP/1.1\r\n X: a\r\nHost: a\r\n\r\n", PERMISSIVE, "first header field"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX\r\n : a\r\n\r\n", PERMISSIVE, "outside a field value"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n \r\n\r\n", PERMISSIVE, "empty line"),
+        (b"GET / HTTP/1.1\r\nHost:\r\n a\r\n\r\n", PERMISSIVE, "folding in Host"),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n 1\r\n\r\n",
+            PERMISSIVE,
+            "Content-Length",
+        ),
+        (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", Limits(permit_obsolete_folding=True), "colon"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX Y : a\r\n\r\n", PERMISSIVE, "invalid field name"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX : \x00\r\n\r\n", PERMISSIVE, "field value"),
+        (b"get / HTTP/1.1\r\nHost: a\r\n\r\n", Limits(casefold_http_method=True), "method"),
+        (
+            b"get / HTTP/1.1\r\nHost: a\r\n\r\n",
+            Limits(permit_unconventional_http_version=True),
+            "method",
+        ),
+        (b"g@t / HTTP/1.1\r\nHost: a\r\n\r\n", PERMISSIVE, "method"),
+        (b"get / HTTP/1.1 \r\nHost: a\r\n\r\n", PERMISSIVE, "malformed request line"),
+        (b"get /# HTTP/1.1\r\nHost: a\r\n\r\n", PERMISSIVE, "fragment"),
+        (b"get / HTTP/1.22\r\nHost: a\r\n\r\n", PERMISSIVE, "invalid HTTP version"),
+    ],
+)
+def test_lenient_reasons(raw: bytes, limits: Limits, words: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_head(raw, limits)
+    assert info.value.status == 400
+    assert words in info.value.reason
+
+
+@pytest.mark.parametrize("version", [b"0.9", b"2.0", b"3.0", b"9.9"])
+def test_other_major_versions_stay_505(version: bytes) -> None:
+    assert status_of(b"get / HTTP/" + version + b"\r\nHost: a\r\n\r\n", PERMISSIVE) == 505
+
+
+def test_unconventional_version_is_processed_as_http11() -> None:
+    # RFC 9110 §6.2: the response, the framing and persistence are those of HTTP/1.1.
+    limits = Limits(permit_unconventional_http_version=True)
+    parsed = parse_head(b"GET / HTTP/1.7\r\nHost: a\r\nExpect: 100-continue\r\n\r\n", limits)
+    assert parsed is not None
+    request = parsed[0]
+    assert (request.version, request.keep_alive, request.expect_continue) == (
+        "HTTP/1.1",
+        True,
+        True,
+    )
+
+
+def test_casefold_only_touches_ascii_letters() -> None:
+    limits = Limits(permit_unconventional_http_method=True, casefold_http_method=True)
+    parsed = parse_head(b"a-b_c.1~z / HTTP/1.1\r\nHost: a\r\n\r\n", limits)
+    assert parsed is not None
+    assert parsed[0].method == "A-B_C.1~Z"
+
+
+def test_fold_limits_count_fields_and_unfolded_size() -> None:
+    folded = b"GET / HTTP/1.1\r\nHost: a\r\nX: a" + b"\r\n b" * 9 + b"\r\n\r\n"
+    limits = Limits(fields=2, field_size=22, permit_obsolete_folding=True)
+    parsed = parse_head(folded, limits)
+    assert parsed is not None
+    assert parsed[0].headers == [("HOST", "a"), ("X", "a b b b b b b b b b")]
+    # 9 continuation lines are not 9 fields; but the unfolded field must fit field_size.
+    assert status_of(folded, Limits(fields=2, field_size=21, permit_obsolete_folding=True)) == 431
+    assert status_of(folded, Limits(fields=1, permit_obsolete_folding=True)) == 431
+
+
+def test_trailers_keep_the_strict_grammar() -> None:
+    # The options cover the header section only (docs/http.md): trailers are never folded.
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    parsed = parse_head(head, PERMISSIVE)
+    assert parsed is not None
+    decoder = decoder_for(parsed[0])
+    with pytest.raises(ProtocolError):
+        decoder.feed(b"0\r\nX-T: a\r\n b\r\n\r\n")
+
+
+LENIENT_HOSTILE = [
+    b"X: a" + b"\r\n b" * 4000,  # one field folded thousands of times
+    b"X: a" + b"\r\n" + b" " * 8000 + b"b",  # a long whitespace run before the continuation
+    b"X" + b" " * 8000 + b":" + b" " * 8000 + b"\x00",  # spaces before and after the colon
+    b"X" * 8000 + b" " * 8000 + b"\x00",
+]
+
+
+@pytest.mark.parametrize("lines", LENIENT_HOSTILE, ids=range(len(LENIENT_HOSTILE)))
+def test_lenient_hostile_heads_take_linear_time(lines: bytes) -> None:
+    limits = Limits(request_line=0, fields=0, field_size=0, **dict.fromkeys(LENIENCY, True))
+    head = b"GET / HTTP/1.1\r\nHost: a\r\n" + (lines + b"\r\n") * 30 + b"\r\n"
+    started = time.perf_counter()
+    status_of(head, limits)
+    assert time.perf_counter() - started < 0.5

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 
 from support.server import Server, wait_for
@@ -65,6 +66,21 @@ def settle_fds(pid: int, baseline: int, timeout: float = 15.0) -> int:
         f"worker {pid} back to {baseline} descriptors (has {fd_count(pid)})",
     )
     return fd_count(pid) or 0
+
+
+def steady_fds(pid: int, quiet: float = 0.2, timeout: float = 10.0) -> int:
+    """The descriptors `pid` holds once the count has not changed for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = fd_count(pid), time.monotonic()
+    while time.monotonic() - since < quiet:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"descriptors of {pid} never settled (last {last})")
+        time.sleep(0.02)
+        now = fd_count(pid)
+        if now != last:
+            last, since = now, time.monotonic()
+    assert last is not None, f"process {pid} is gone"
+    return last
 
 
 class PeakRss:

@@ -141,12 +141,11 @@ _WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+)
 _WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 
 
-def wrk_burst(url: str, total: int, connections: int = 4) -> Burst:
-    """About `total` keep-alive requests (wrk stops once each answered the quota)."""
+def wrk_run(url: str, seconds: int, quota: int, connections: int) -> Burst:
+    """One wrk run of `seconds` (its thread stops early once `quota` responses arrived)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(WRK_QUOTA_SCRIPT)
         script.flush()
-        seconds = max(30, total // 2000)
         argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
         argv += ["--timeout", "10s", "-s", script.name, url]
         out = subprocess.run(
@@ -154,13 +153,12 @@ def wrk_burst(url: str, total: int, connections: int = 4) -> Burst:
             capture_output=True,
             text=True,
             timeout=seconds + 30,
-            env={"CORRAL_WRK_QUOTA": str(total), "PATH": "/usr/bin:/bin"},
+            env={"CORRAL_WRK_QUOTA": str(quota), "PATH": "/usr/bin:/bin"},
         ).stdout
     count = _WRK_COUNT.search(out)
     if count is None:
         raise AssertionError(f"wrk printed no report:\n{out}")
-    burst = Burst("wrk", sent=int(count.group(1)))
-    burst.seconds = float(count.group(2)) * _UNIT_MS[count.group(3)] / 1000
+    burst = Burst("wrk", sent=int(count.group(1)), seconds=float(seconds))
     p99 = _WRK_P99.search(out)
     if p99 is not None:
         burst.p99_ms = float(p99.group(1)) * _UNIT_MS[p99.group(2)]
@@ -170,6 +168,29 @@ def wrk_burst(url: str, total: int, connections: int = 4) -> Burst:
         burst.details.append(errors.group(0))
     non_2xx = _WRK_NON_2XX.search(out)
     burst.failed = int(non_2xx.group(1)) if non_2xx else 0
+    return burst
+
+
+def wrk_burst(url: str, total: int, connections: int = 4) -> Burst:
+    """At least `total` keep-alive requests through wrk. wrk runs for whole seconds, not for a
+    count, so it runs in pieces sized from the rate seen so far; a quota script stops the last
+    piece at the count. p99 is the worst of the pieces' p99s."""
+    burst = Burst("wrk")
+    started = time.monotonic()
+    seconds = 1
+    while burst.sent < total:
+        run = wrk_run(url, seconds, total - burst.sent, connections)
+        burst.sent += run.sent
+        burst.failed += run.failed
+        burst.lost += run.lost
+        burst.details += run.details[:1]
+        if run.p99_ms is not None:
+            burst.p99_ms = max(burst.p99_ms or 0.0, run.p99_ms)
+        if run.sent == 0:
+            raise AssertionError(f"wrk made no progress: {run.details}")
+        rate = run.sent / seconds
+        seconds = max(1, min(60, int((total - burst.sent) / rate + 1)))
+    burst.seconds = time.monotonic() - started
     return burst
 
 

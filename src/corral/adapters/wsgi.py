@@ -45,6 +45,7 @@ class Transport(Protocol):
     server_port: str
     trusted: bool
     timeout: float
+    scheme: str
 
     def recv(self) -> bytes: ...
 
@@ -176,7 +177,7 @@ class WSGIAdapter:
             "REMOTE_PORT": conn.remote_port,
             "SERVER_NAME": conn.server_name,
             "SERVER_PORT": conn.server_port,
-            "wsgi.url_scheme": "http",
+            "wsgi.url_scheme": conn.scheme,
             "wsgi.input": body,
         }
         trusted = conn.trusted

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from corral.config import converters as conv
+from corral.config import log_converters as log_conv
+from corral.config import metrics_converters as metrics_conv
 from corral.config.converters import (
     HeaderMapMode,
     LogLevel,
@@ -56,6 +58,7 @@ SECTIONS = (
     "Debugging",
     "Server Mechanics",
     "Logging",
+    "Metrics",
     "Process Naming",
     "Server Hooks",
 )
@@ -233,6 +236,7 @@ _SSL = "SSL"
 _DEBUG = "Debugging"
 _MECHANICS = "Server Mechanics"
 _LOGGING = "Logging"
+_METRICS = "Metrics"
 _NAMING = "Process Naming"
 
 
@@ -827,7 +831,10 @@ application is loaded.""",
 Accept header values continued on the next line (obsolete line folding, RFC 9112 section
 5.2) instead of rejecting the request.
 
-The continuation lines are joined to the value with a space.""",
+Each fold (the line end and the spaces and tabs around it) becomes one space in the value.
+Still rejected: folded Host, Content-Length and Transfer-Encoding fields (a proxy that reads
+them differently could be used to smuggle requests), blank continuation lines, and folding in
+trailer fields.""",
     )
     strip_header_spaces: bool = setting(
         False,
@@ -856,8 +863,10 @@ lower-case or very short or long ones, instead of rejecting the request.""",
         section=_MECHANICS,
         convert=conv.to_bool,
         help="""
-Accept request lines naming HTTP versions other than 1.0 and 1.1, instead of rejecting
-them as likely malformed.""",
+Accept HTTP/1.x request lines with a minor version other than 0 and 1 (HTTP/1.2 to
+HTTP/1.9) and handle them as HTTP/1.1, instead of rejecting them as likely malformed.
+
+Other major versions, such as HTTP/0.9 and HTTP/2.0, are still answered with 505.""",
     )
     casefold_http_method: bool = setting(
         False,
@@ -921,6 +930,19 @@ The layout of each access log line, built from Gunicorn's %-style atoms.
 For example %(h)s is the client address, %(r)s the request line, %(s)s the status, %(b)s the
 response length, %(f)s the referer and %(a)s the user agent.""",
     )
+    access_log_json: bool = setting(
+        False,
+        "--access-log-json",
+        section=_LOGGING,
+        convert=conv.to_bool,
+        help="""
+New in corral, not a Gunicorn setting: write each access log line as one JSON object
+instead of in access_log_format.
+
+The keys are time, remote_addr, method, path, query, protocol, status, response_length,
+request_time_us, referer, user_agent and pid; docs/logging.md describes each. Every value
+the client chose is JSON-escaped, so no request can add a line or a key.""",
+    )
     errorlog: str = setting(
         "-",
         "--error-logfile",
@@ -951,6 +973,111 @@ Send what the application writes to standard output and standard error into the 
 
 errorlog must then name a file.""",
     )
+    logger_class: str | type[Any] = setting(
+        log_conv.LOGGER_CLASS_DEFAULT,
+        "--logger-class",
+        section=_LOGGING,
+        convert=log_conv.logger_class,
+        meta="STRING",
+        type_doc="str (dotted path) | class",
+        help="""
+The class that sets up logging and writes the access log: the dotted path of a subclass of
+`corral.logs.Logger` (or, in a config file, the class itself).
+
+Override its methods to change what corral logs and where; docs/logging.md lists them.
+Gunicorn's default, `gunicorn.glogging.Logger`, is accepted and means corral's default.""",
+    )
+    logconfig: str | None = setting(
+        None,
+        "--log-config",
+        section=_LOGGING,
+        convert=conv.optional_str,
+        meta="FILE",
+        help="""
+An ini file in the format of the standard library's `logging.config.fileConfig`, applied at
+startup and on each reload.
+
+The loggers it configures (`corral.error`, `corral.access`, or Gunicorn's names
+`gunicorn.error` and `gunicorn.access`) get its handlers instead of the usual ones.""",
+    )
+    logconfig_dict: dict[str, Any] = setting(
+        {},
+        section=_LOGGING,
+        convert=log_conv.logconfig_dict,
+        type_doc="dict",
+        help="""
+A logging configuration dict, in the schema of `logging.config.dictConfig`; config file only.
+
+It is laid over a default configuration that defines the handlers `console` (standard
+output) and `error_console` (standard error) and the formatter `generic`. Of logconfig_dict,
+logconfig_json and logconfig, only the first that is set is applied.""",
+    )
+    logconfig_json: str | None = setting(
+        None,
+        "--log-config-json",
+        section=_LOGGING,
+        convert=conv.optional_str,
+        meta="FILE",
+        help="""
+A JSON file holding a `logging.config.dictConfig` configuration, treated as logconfig_dict
+is.
+
+logconfig_dict wins over it when both are set; it wins over logconfig.""",
+    )
+    syslog_addr: str = setting(
+        "udp://localhost:514",
+        "--log-syslog-to",
+        section=_LOGGING,
+        convert=log_conv.syslog_address,
+        meta="SYSLOG_ADDR",
+        help="""
+The syslog daemon to send to when syslog is on.
+
+Written `udp://HOST:PORT`, `tcp://HOST:PORT`, or `unix://PATH` for a local socket such as
+`unix:///dev/log`. A unix path may end in `#dgram` or `#stream` to choose the socket type;
+without it a datagram socket is tried first. The port defaults to 514.""",
+    )
+    syslog: bool = setting(
+        False,
+        "--log-syslog",
+        section=_LOGGING,
+        convert=conv.to_bool,
+        help="""
+Also send the error log, and the access log, to syslog (see syslog_addr).
+
+Each message is tagged `gunicorn.PREFIX.error` or `gunicorn.PREFIX.access` (see
+syslog_prefix), as Gunicorn tags them.""",
+    )
+    syslog_prefix: str | None = setting(
+        None,
+        "--log-syslog-prefix",
+        section=_LOGGING,
+        convert=conv.optional_str,
+        meta="SYSLOG_PREFIX",
+        help="""
+The program name in the syslog tag, between `gunicorn.` and `.error` or `.access`.
+
+When unset, the process name is used (proc_name, else the application spec), with each `:`
+written as `.`.""",
+    )
+    syslog_facility: str = setting(
+        "user",
+        "--log-syslog-facility",
+        section=_LOGGING,
+        convert=log_conv.syslog_facility,
+        meta="SYSLOG_FACILITY",
+        help="""
+The syslog facility messages are filed under: `user`, `daemon`, `local0` to `local7`, or
+another standard facility name.""",
+    )
+    disable_redirect_access_to_syslog: bool = setting(
+        False,
+        "--disable-redirect-access-to-syslog",
+        section=_LOGGING,
+        convert=conv.to_bool,
+        help="""
+With syslog on, send only the error log there, not the access log.""",
+    )
 
     # --- Process Naming ------------------------------------------------------------------------
     proc_name: str | None = setting(
@@ -965,6 +1092,88 @@ The name processes show in tools such as ps and top, when the optional setprocti
 is installed.
 
 When unset, the application spec is used.""",
+    )
+
+    # --- Metrics -------------------------------------------------------------------------------
+    statsd_host: str | None = setting(
+        None,
+        "--statsd-host",
+        section=_METRICS,
+        convert=metrics_conv.statsd_address,
+        meta="STATSD_ADDR",
+        help="""
+Send StatsD metrics to this address: `HOST:PORT`, `HOST` (port 8125), `[IPv6]:PORT`, or
+`unix:PATH` for a unix datagram socket (Gunicorn's `unix://PATH` is accepted too).
+
+The metric names are Gunicorn's (`gunicorn.requests`, `gunicorn.request.duration`,
+`gunicorn.request.status.<code>`, `gunicorn.workers`, `gunicorn.log.<level>`), so existing
+dashboards keep working. Each process sums its counters and sends them in batched datagrams
+about once a second; sending never blocks and a lost datagram is dropped. A host name is
+resolved once, when the process starts. None, the default, sends nothing. See
+docs/metrics.md.""",
+    )
+    statsd_prefix: str = setting(
+        "",
+        "--statsd-prefix",
+        section=_METRICS,
+        convert=conv.to_str,
+        meta="STATSD_PREFIX",
+        help="""
+A prefix put in front of every StatsD metric name, followed by a dot (added when missing).
+
+With `--statsd-prefix myapp` requests are counted as `myapp.gunicorn.requests`.""",
+    )
+    dogstatsd_tags: str = setting(
+        "",
+        "--dogstatsd-tags",
+        section=_METRICS,
+        convert=metrics_conv.dogstatsd_tags,
+        meta="DOGSTATSD_TAGS",
+        help="""
+Datadog tags attached to every StatsD metric: comma-separated `key:value` pairs or bare
+tags, as in `env:prod,service:shop`.
+
+They are sent in DogStatsD's `|#tags` extension, which plain StatsD servers do not read.""",
+    )
+    enable_backlog_metric: bool = setting(
+        False,
+        "--enable-backlog-metric",
+        section=_METRICS,
+        convert=conv.to_bool,
+        help="""
+Also send, as Gunicorn 23 does, `gunicorn.backlog`: how many connections wait in the
+listening TCP sockets' accept queues, summed, about once a second (Linux only).
+
+Needs statsd_host. The Prometheus endpoint always reports the queues, per listener.""",
+    )
+    metrics_bind: str | None = setting(
+        None,
+        "--metrics-bind",
+        section=_METRICS,
+        convert=metrics_conv.metrics_address,
+        meta="ADDRESS",
+        help="""
+New in corral, not a Gunicorn setting: serve Prometheus metrics at `http://ADDRESS/metrics`,
+where ADDRESS is `HOST:PORT` or `[IPv6]:PORT`.
+
+The master answers the scrapes itself, from counters the workers keep in shared memory, so a
+scrape works even when every worker is busy and adds no work to them. The endpoint has no
+authentication: bind it to a private address such as `127.0.0.1:9100`. None, the default,
+serves no metrics. See docs/metrics.md.""",
+    )
+    health_path: str | None = setting(
+        None,
+        "--health-path",
+        section=_METRICS,
+        convert=metrics_conv.url_path,
+        meta="PATH",
+        help="""
+New in corral, not a Gunicorn setting: a request path, such as `/healthz`, that the workers
+answer themselves without calling the application.
+
+The answer is 200 while the worker is serving and 503 once it has begun to shut down, so a
+load balancer stops sending it traffic before it goes away. The query string is ignored. None,
+the default, passes every path to the application.""",
     )
 
     # --- Server Hooks --------------------------------------------------------------------------

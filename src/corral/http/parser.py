@@ -16,6 +16,10 @@ disagree on where a message ends (request smuggling), we reject. Python's lenien
 judge wire bytes: int() only sees what a strict regex accepted (int(" 1_0") is 10), and split
 and strip are only called with explicit separators (bare str.strip() would eat "\x0b").
 Every pattern is written so that it cannot backtrack more than linearly on hostile input.
+
+The leniency options on `Limits` (Gunicorn's settings of the same names, all off by default)
+are only consulted once the strict grammar has refused a request line or a field section, so
+they cost the common request nothing, and they never change how an accepted request reads.
 """
 
 from __future__ import annotations
@@ -41,21 +45,39 @@ def _effective(value: int, ceiling: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Size limits of a request head; 0 (or anything above the ceiling) means the ceiling.
+    """Size limits and leniency options of a request head.
 
-    `request_line` and `field_size` count the bytes of one line without its CRLF.
+    A limit of 0 (or anything above its ceiling) means the ceiling. `request_line` and
+    `field_size` count the bytes of one line without its CRLF. The booleans are the settings of
+    the same names, all off by default; each admits requests the strict grammar refuses (see
+    docs/http.md) and costs nothing until a request fails the strict grammar.
     """
 
     request_line: int = 4094
     fields: int = 100
     field_size: int = 8190
+    permit_obsolete_folding: bool = False
+    strip_header_spaces: bool = False
+    permit_unconventional_http_method: bool = False
+    permit_unconventional_http_version: bool = False
+    casefold_http_method: bool = False
     line_cap: int = field(init=False, repr=False, compare=False)
     fields_cap: int = field(init=False, repr=False, compare=False)
     field_size_cap: int = field(init=False, repr=False, compare=False)
     # The whole head: request line + fields, each with its CRLF, + the blank line.
     head_cap: int = field(init=False, repr=False, compare=False)
+    # Whether an option may admit a request line / field section that the strict grammar
+    # refused. (casefold_http_method alone admits nothing: strict methods are upper case.)
+    lenient_request_line: bool = field(init=False, repr=False, compare=False)
+    lenient_fields: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        lenient_line = (
+            self.permit_unconventional_http_method or self.permit_unconventional_http_version
+        )
+        object.__setattr__(self, "lenient_request_line", lenient_line)
+        lenient_fields = self.permit_obsolete_folding or self.strip_header_spaces
+        object.__setattr__(self, "lenient_fields", lenient_fields)
         line = _effective(self.request_line, MAX_REQUEST_LINE)
         count = _effective(self.fields, MAX_FIELDS)
         size = _effective(self.field_size, MAX_FIELD_SIZE)
@@ -77,12 +99,17 @@ class Request:
     target: str  # as sent (RAW_URI)
     path: str  # still percent-encoded
     query: str
-    version: str  # "HTTP/1.0" or "HTTP/1.1"
+    version: str  # "HTTP/1.0" or "HTTP/1.1": what we process it as (HTTP/1.2 is 1.1)
     headers: list[tuple[str, str]]  # wire order; names upper case, values without OWS
     content_length: int | None
     chunked: bool
     keep_alive: bool
     expect_continue: bool
+    # RFC 9112 §3.2.2: for an absolute-form target, its authority (host[:port], as sent) is
+    # where the request goes, to be used in place of the Host field (which is still required
+    # and checked, and kept in headers); for CONNECT, the target itself (§3.2.3). None for
+    # origin-form and asterisk-form: then Host says where.
+    authority: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,8 +132,12 @@ _METHOD = re.compile(_METHOD_RE)
 # RFC 9112 §3.1 + §3.2: request-line = method SP request-target SP HTTP-version; the target
 # is visible ASCII (no SP, CTL or non-ASCII), and has no fragment ("#") (RFC 9110 §4.1).
 # RFC 9112 §2.3: HTTP-version = "HTTP" "/" DIGIT "." DIGIT, case-sensitive; we speak 1.0, 1.1.
-_REQUEST_LINE = re.compile(rf"({_METHOD_RE}) ([\x21\x22\x24-\x7e]+) HTTP/1\.([01])")
+_TARGET_RE = r"[\x21\x22\x24-\x7e]+"
+_REQUEST_LINE = re.compile(rf"({_METHOD_RE}) ({_TARGET_RE}) HTTP/1\.([01])")
 _ANY_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
+# The same line read loosely (any token as method, any DIGIT.DIGIT version), tried only when
+# an option may admit what _REQUEST_LINE refused; the options then judge the parts.
+_LOOSE_REQUEST_LINE = re.compile(rf"([{_TCHAR}]+) ({_TARGET_RE}) HTTP/([0-9])\.([0-9])")
 
 # RFC 9110 §5.5: field-value = *field-content;
 #   field-content = field-vchar [ 1*( SP / HTAB / field-vchar ) field-vchar ]
@@ -125,6 +156,14 @@ _FIELD_LINE = re.compile(
 # so that the leading OWS and the value can never trade characters: that would make a failing
 # line cost quadratic time in its length.
 _FIELD_LINES = re.compile(rf"(?m)^([{_TCHAR}]+):[\t ]*((?:[{_VCHAR}][\t {_VCHAR}]*)?)\r\n")
+# strip_header_spaces: SP and HTAB also allowed between name and colon, against §5.1.
+_SPACED_FIELD_LINE = re.compile(
+    rf"([{_TCHAR}]+)[\t ]*:[\t ]*(?:([{_VCHAR}](?:[\t {_VCHAR}]*[{_VCHAR}])?)[\t ]*)?"
+)
+# permit_obsolete_folding: fields that frame or route the request are never unfolded. An
+# intermediary that does not unfold (or unfolds differently) would read another length,
+# coding or host than we do: the disagreement request smuggling feeds on (RFC 9112 §11.2).
+_UNFOLDABLE = frozenset({"HOST", "CONTENT-LENGTH", "TRANSFER-ENCODING"})
 
 # RFC 9110 §7.2: Host = uri-host [ ":" port ]; RFC 3986 §3.2.2: host = IP-literal /
 # IPv4address / reg-name (IPv4address is a subset of the reg-name syntax), port = *DIGIT,
@@ -204,10 +243,11 @@ def parse_head(
     line = text[:eol]
     match = _REQUEST_LINE.fullmatch(line)
     if match is None:
-        _reject_request_line(line)
-    method, target, minor = match.groups()
+        method, target, minor = _parse_unusual_request_line(line, limits)
+    else:
+        method, target, minor = match.groups()
     headers = _parse_fields(text, eol + 2, limits)
-    path, query = _split_target(method, target)
+    path, query, authority = _split_target(method, target)
     content_length, chunked, keep_alive, expect_continue = _interpret(minor, headers)
     request = Request(
         method,
@@ -220,6 +260,7 @@ def parse_head(
         chunked,
         keep_alive,
         expect_continue,
+        authority,
     )
     return request, end + 4
 
@@ -251,7 +292,10 @@ def _parse_fields(text: str, pos: int, limits: Limits) -> list[tuple[str, str]]:
     count = text.count("\n", pos)
     # RFC 9110 §5.4 + RFC 6585 §5: a server may refuse a field section that is too large.
     if count > limits.fields_cap:
-        raise ProtocolError(431, "too many request header fields")
+        if not limits.permit_obsolete_folding:
+            raise ProtocolError(431, "too many request header fields")
+        # Continuation lines are not fields: count again after unfolding.
+        return _parse_lenient_fields(text, pos, limits)
     cap = limits.field_size_cap
     if len(text) - pos > cap and any(len(line) > cap for line in text[pos:].split("\r\n")):
         raise ProtocolError(431, "request header field too large")
@@ -259,10 +303,72 @@ def _parse_fields(text: str, pos: int, limits: Limits) -> list[tuple[str, str]]:
     # Each match is a whole line: it starts at a line start and ends at the first LF after it,
     # which it requires to follow a CR. So as many matches as LFs means every line matched.
     if len(pairs) != count:
+        if limits.lenient_fields:
+            return _parse_lenient_fields(text, pos, limits)
         for line in text[pos:].split("\r\n")[:-1]:
             parse_field_line(line)
         raise ProtocolError(400, "invalid header section")  # pragma: no cover (unreachable)
     return [(name.upper(), value.rstrip(" \t")) for name, value in pairs]
+
+
+def _parse_lenient_fields(text: str, pos: int, limits: Limits) -> list[tuple[str, str]]:
+    """The field lines of text[pos:], as _parse_fields, under the leniency options."""
+    lines = text[pos:].split("\r\n")[:-1]
+    cap = limits.field_size_cap
+    if any(len(line) > cap for line in lines):
+        raise ProtocolError(431, "request header field too large")
+    fields = _unfold(lines, limits.permit_obsolete_folding)
+    if len(fields) > limits.fields_cap:
+        raise ProtocolError(431, "too many request header fields")
+    strip = limits.strip_header_spaces
+    pattern = _SPACED_FIELD_LINE if strip else _FIELD_LINE
+    headers = []
+    for line, folded in fields:
+        # An unfolded field counts against limit_request_field_size like any other.
+        if len(line) > cap:
+            raise ProtocolError(431, "request header field too large")
+        match = pattern.fullmatch(line)
+        if match is None:
+            _reject_field_line(line, strip)
+        name = match[1].upper()
+        if folded and name in _UNFOLDABLE:
+            raise ProtocolError(400, f"obsolete line folding in {name.title()}")
+        headers.append((name, match[2] or ""))
+    return headers
+
+
+def _unfold(lines: list[str], permit: bool) -> list[tuple[str, bool]]:
+    """Join each obs-fold continuation line to the field line it continues, if permitted.
+
+    RFC 9112 §5.2: obs-fold = OWS CRLF RWS; a server may replace each obs-fold with SP
+    before interpreting the value; we replace it with exactly one. Returns (field line,
+    whether it was folded) pairs. Parts are joined once per field: linear time. When folding
+    is not permitted, continuation lines stay lines of their own (and fail the grammar).
+    """
+    fields: list[list[str]] = []
+    for line in lines:
+        if not permit or line[:1] not in (" ", "\t"):
+            fields.append([line])
+            continue
+        # RFC 9112 §2.2: a line that starts with whitespace right after the request line
+        # continues nothing (we reject it rather than skip it).
+        if not fields:
+            raise ProtocolError(400, "whitespace before the first header field")
+        # RFC 9112 §5.2: obs-fold only occurs within a field value, after the colon.
+        if len(fields[-1]) == 1 and ":" not in fields[-1][0]:
+            raise ProtocolError(400, "obsolete line folding outside a field value")
+        continuation = line.strip(" \t")
+        # A blank continuation carries nothing, and is one strip() away from the empty line
+        # that ends the head for a lax reader: refuse it.
+        if not continuation:
+            raise ProtocolError(400, "obsolete line folding with an empty line")
+        fields[-1].append(continuation)
+    return [
+        (parts[0], False)
+        if len(parts) == 1
+        else (" ".join([parts[0].rstrip(" \t"), *parts[1:]]), True)
+        for parts in fields
+    ]
 
 
 def parse_field_line(line: str) -> tuple[str, str]:
@@ -273,8 +379,15 @@ def parse_field_line(line: str) -> tuple[str, str]:
     match = _FIELD_LINE.fullmatch(line)
     if match is not None:
         return match[1].upper(), match[2] or ""
-    # The line is bad; say why. Order matters only for the message, the status is always 400.
+    _reject_field_line(line)
+
+
+def _reject_field_line(line: str, strip_header_spaces: bool = False) -> NoReturn:
+    """Raise the error that explains why line failed the field-line pattern."""
+    # Order matters only for the message, the status is always 400.
     name = line.partition(":")[0]
+    if strip_header_spaces:
+        name = name.rstrip(" \t")
     if "\r" in line or "\n" in line:
         reason = "bare CR or LF in a field line"  # RFC 9112 §2.2
     elif line[:1] in (" ", "\t"):
@@ -290,8 +403,30 @@ def parse_field_line(line: str) -> tuple[str, str]:
     raise ProtocolError(400, reason)
 
 
-def _reject_request_line(line: str) -> NoReturn:
-    """Raise the error that explains why line failed the request-line pattern."""
+def _parse_unusual_request_line(line: str, limits: Limits) -> tuple[str, str, str]:
+    """(method, target, minor) of a request line that the strict pattern refused but the
+    leniency options admit; otherwise raise the error that says why it is refused."""
+    match = _LOOSE_REQUEST_LINE.fullmatch(line) if limits.lenient_request_line else None
+    if match is None:
+        _reject_request_line(line, limits)
+    method, target, major, minor = match.groups()
+    # permit_unconventional_http_method: any method = token (RFC 9110 §9.1), any case or length.
+    if not limits.permit_unconventional_http_method and _METHOD.fullmatch(method) is None:
+        _reject_request_line(line, limits)
+    # permit_unconventional_http_version: RFC 9110 §6.2: a message with a higher minor version
+    # than we implement is processed as the highest minor version of that major version we
+    # conform to, HTTP/1.1. Another major version means another message syntax: still 505.
+    if major != "1" or (minor > "1" and not limits.permit_unconventional_http_version):
+        _reject_request_line(line, limits)
+    # casefold_http_method (Gunicorn's pre-22 behaviour). Methods are case-sensitive (RFC 9110
+    # §9.1), so only this option folds them; it can only matter for an unconventional method.
+    if limits.casefold_http_method:
+        method = method.upper()
+    return method, target, "0" if minor == "0" else "1"
+
+
+def _reject_request_line(line: str, limits: Limits = DEFAULT_LIMITS) -> NoReturn:
+    """Raise the error that explains why line is refused as a request line under limits."""
     if "\r" in line or "\n" in line:
         raise ProtocolError(400, "bare CR or LF in request head")  # RFC 9112 §2.2
     parts = line.split(" ")
@@ -300,31 +435,33 @@ def _reject_request_line(line: str) -> NoReturn:
     if len(parts) != 3:
         raise ProtocolError(400, "malformed request line")
     method, target, version = parts
-    if _METHOD.fullmatch(method) is None:
+    method_pattern = _TOKEN if limits.permit_unconventional_http_method else _METHOD
+    if method_pattern.fullmatch(method) is None:
         raise ProtocolError(400, "invalid method")
     if version not in _VERSIONS.values():
+        if _ANY_VERSION.fullmatch(version) is None:
+            raise ProtocolError(400, "invalid HTTP version")
         # RFC 9110 §15.6.6: a well-formed version we do not support gets 505.
-        if _ANY_VERSION.fullmatch(version) is not None:
+        if not (limits.permit_unconventional_http_version and version.startswith("HTTP/1.")):
             raise ProtocolError(505, "HTTP version not supported")
-        raise ProtocolError(400, "invalid HTTP version")
     if "#" in target:
         raise ProtocolError(400, "fragment in request target")  # RFC 9110 §4.1
     raise ProtocolError(400, "empty request target or invalid character in it")
 
 
-def _split_target(method: str, target: str) -> tuple[str, str]:
-    """Return (path, query) of target, enforcing the form allowed for method."""
+def _split_target(method: str, target: str) -> tuple[str, str, str | None]:
+    """Return (path, query, authority) of target, enforcing the form allowed for method."""
     # RFC 9112 §3.2.1: origin-form = absolute-path [ "?" query ] — the common case.
     if target[0] == "/" and method != "CONNECT":
         path, _, query = target.partition("?")
-        return path, query
+        return path, query, None
     # RFC 9112 §3.2.4: asterisk-form is "*" and only for OPTIONS.
     if target == "*" and method == "OPTIONS":
-        return "*", ""
+        return "*", "", None
     # RFC 9112 §3.2.3: authority-form is used only (and always) for CONNECT.
     if method == "CONNECT":
         _check_host(target, _AUTHORITY_FORM, "CONNECT needs an authority-form target")
-        return "", ""
+        return "", "", target
     # RFC 9112 §3.2.2: a server MUST accept absolute-form; the path comes from the URI.
     match = _ABSOLUTE_FORM.fullmatch(target)
     if match is None:
@@ -335,7 +472,9 @@ def _split_target(method: str, target: str) -> tuple[str, str]:
     if not authority or "@" in authority:
         raise ProtocolError(400, "invalid authority in request target")
     _check_host(authority, _HOST, "invalid authority in request target")
-    return path or "/", query or ""
+    # RFC 9112 §3.2.2: the Host field is still required and checked (§3.2), but the target's
+    # authority is what counts.
+    return path or "/", query or "", authority
 
 
 def _check_host(value: str, pattern: re.Pattern[str], reason: str) -> None:

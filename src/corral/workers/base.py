@@ -18,6 +18,7 @@ import random
 import select
 import signal
 import socket
+import ssl
 import sys
 import time
 import traceback
@@ -43,6 +44,7 @@ from corral.logs import AccessLog, reopen_log_files
 from corral.privileges import drop_privileges
 from corral.process import set_process_title
 from corral.reloader import Reloader
+from corral.tls import TLSConnection
 from corral.trust import is_trusted
 from corral.workers.connection import RECV_SIZE, Connection
 
@@ -74,6 +76,7 @@ class Worker:
         settings: Settings,
         app: WSGIApp | None,
         heartbeat: Heartbeat,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.age = age
         self.ppid = ppid
@@ -92,6 +95,11 @@ class Worker:
             request_line=settings.limit_request_line,
             fields=settings.limit_request_fields,
             field_size=settings.limit_request_field_size,
+            permit_obsolete_folding=settings.permit_obsolete_folding,
+            strip_header_spaces=settings.strip_header_spaces,
+            permit_unconventional_http_method=settings.permit_unconventional_http_method,
+            permit_unconventional_http_version=settings.permit_unconventional_http_version,
+            casefold_http_method=settings.casefold_http_method,
         )
         self.timeout = float(settings.timeout) if settings.timeout > 0 else 30.0
         self.longest_line = max(self.limits.line_cap, self.limits.field_size_cap) + 2
@@ -101,6 +109,7 @@ class Worker:
         self.fd_handlers: dict[int, Callable[[], None]] = {}
         self.adapter: WSGIAdapter | None = None
         self.server_addrs: dict[int, tuple[int, tuple[str, str]]] = {}
+        self.tls: ssl.SSLContext | None = tls_context
         self.forwarded_allow_ips = tuple(settings.forwarded_allow_ips)
         self.proxy_mode = "" if settings.proxy_protocol == "off" else settings.proxy_protocol
         self.proxy_allow_ips = tuple(settings.proxy_allow_ips)
@@ -323,7 +332,19 @@ class Worker:
             self.accepted += 1
             sock = _socket.socket(family, socket.SOCK_STREAM, 0, fd)
             sock.setblocking(False)
-            conn = Connection(sock, peer, server_addr, self.trusted(peer), self.timeout, now)
+            if self.tls is None:
+                conn = Connection(sock, peer, server_addr, self.trusted(peer), self.timeout, now)
+            else:
+                conn = TLSConnection(
+                    sock,
+                    peer,
+                    server_addr,
+                    self.trusted(peer),
+                    self.timeout,
+                    now,
+                    context=self.tls,
+                    suppress_ragged_eofs=self.settings.suppress_ragged_eofs,
+                )
             if self.proxy_mode and is_trusted(peer, self.proxy_allow_ips):
                 conn.proxy_mode = self.proxy_mode
             fd = conn.fd
@@ -352,6 +373,9 @@ class Worker:
             self.epoll.modify(conn.fd, self.conn_events)
 
     def on_readable(self, conn: Connection, now: float) -> None:
+        if self.tls is not None:
+            self.on_readable_tls(conn)
+            return
         try:
             data = conn.sock.recv(RECV_SIZE)
         except BlockingIOError:
@@ -363,6 +387,20 @@ class Worker:
         if not data:
             self.close(conn)
             return
+        self.received(conn, data)
+
+    def on_readable_tls(self, conn: Connection) -> None:
+        """TLS: the handshake and decryption advance without blocking; plaintext goes on."""
+        assert isinstance(conn, TLSConnection)
+        data = conn.advance()
+        if data is None:
+            self.close(conn)
+        elif data:
+            self.received(conn, data)
+        else:
+            self.wait_more(conn)
+
+    def received(self, conn: Connection, data: bytes) -> None:
         buf = conn.buf
         if not buf:
             self.process(conn, data)
@@ -493,8 +531,7 @@ class Worker:
             if now - conn.since <= (self.timeout if waiting_for_head else keepalive):
                 continue
             if conn.buf:
-                with contextlib.suppress(OSError):
-                    conn.sock.send(error_response(408))
+                conn.send_nowait(error_response(408))
             self.close(conn)
 
 

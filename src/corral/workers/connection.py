@@ -27,6 +27,8 @@ def peer_strings(peer: object) -> tuple[str, str]:
 
 
 class Connection:
+    scheme = "http"  # wsgi.url_scheme; TLS connections say https
+
     __slots__ = (
         "buf",
         "fd",
@@ -109,6 +111,11 @@ class Connection:
                 break
             total += sent
         return total
+
+    def send_nowait(self, data: bytes) -> None:
+        """Best effort, never waits, never raises: error answers before closing."""
+        with contextlib.suppress(OSError):
+            self.sock.send(data)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
