@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING
 
 from corral import __version__, systemd, upgrade
 from corral.errors import (
-    EXIT_APP_LOAD_ERROR,
     EXIT_OK,
     EXIT_WORKER_BOOT_ERROR,
     CorralError,
     HaltServer,
 )
-from corral.health import OomCounter, limit_warnings
+from corral.exits import ExitReporter
+from corral.health import limit_warnings
 from corral.heartbeat import Heartbeat
 from corral.listeners import (
     activated_listeners,
@@ -74,8 +74,8 @@ class Arbiter:
         self.tls_context = build_context(settings)
         self.notifier = systemd.Notifier(os.environ, unset=True)
         self.announced_ready = False
-        self.oom = OomCounter()
-        self.oom_baseline = self.oom.read()
+        self.exits = ExitReporter()
+        self.restarts: dict[str, int] = {}  # cause -> count, for metrics
         self.reload_settings = reload_settings
         self.retiring: set[int] = set()  # workers of the previous generation, after HUP
         self.retire_deadline = 0.0
@@ -103,11 +103,9 @@ class Arbiter:
                     signum = self.signals.pop(0)
                     handler = getattr(self, "handle_" + signal.Signals(signum).name[3:].lower())
                     handler()
-                # Read before reaping: a SIGKILL seen below is compared with the count from
-                # before it (see report_sigkill).
-                oom_mark = self.oom.read()
+                self.exits.mark()
                 self.reap_workers()
-                self.oom_baseline = max_known(self.oom_baseline, oom_mark)
+                self.exits.settle()
                 self.check_upgrade_parent()
                 self.murder_workers()
                 self.manage_workers()
@@ -378,64 +376,12 @@ class Arbiter:
                     self.reexec_pid = 0
                 continue  # otherwise not ours (we may be PID 1 in a container): reaped quietly
             try:
-                self.report_exit(worker, status)
+                cause = self.exits.report(worker, status, self.stopping)
             finally:
                 worker.heartbeat.close()
+            if cause is not None:
+                self.restarts[cause] = self.restarts.get(cause, 0) + 1
             self.call_hook("child_exit", self, worker)
-
-    def report_exit(self, worker: Worker, status: int) -> None:
-        pid = worker.pid
-        if os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-            name = signal.Signals(sig).name
-            if worker.aborted_at:
-                log.error("Worker (pid:%s) was killed after timing out (%s)", pid, name)
-            elif sig == signal.SIGKILL:
-                self.report_sigkill(pid)
-            elif sig != signal.SIGTERM or worker.alive:
-                log.error("Worker (pid:%s) was sent %s!", pid, name)
-            return
-        code = os.WEXITSTATUS(status)
-        if code == EXIT_WORKER_BOOT_ERROR and not self.stopping:
-            raise HaltServer("Worker failed to boot.", EXIT_WORKER_BOOT_ERROR)
-        if code == EXIT_APP_LOAD_ERROR and not self.stopping:
-            raise HaltServer("App failed to load.", EXIT_APP_LOAD_ERROR)
-        reason = worker.heartbeat.exit_reason()
-        if code != 0 and not worker.aborted_at:
-            log.error("Worker (pid:%s) exited with code %s", pid, code)
-        elif reason:
-            log.info("Worker exiting (pid: %s): %s", pid, reason)
-        else:
-            log.info("Worker exiting (pid: %s)", pid)
-
-    def report_sigkill(self, pid: int) -> None:
-        """Say whether the kernel's OOM killer did it, from its kill counter, not a guess."""
-        now = self.oom.read()
-        before = self.oom_baseline
-        if now is None or before is None:
-            log.error(
-                "Worker (pid:%s) was sent SIGKILL! (no OOM-kill counter is readable here, "
-                "so whether the OOM killer did it is unknown)",
-                pid,
-            )
-        elif now > before:
-            log.error(
-                "Worker (pid:%s) was killed by the kernel's OOM killer "
-                "(oom_kill in %s went from %d to %d)",
-                pid,
-                self.oom.source,
-                before,
-                now,
-            )
-            self.oom_baseline = now
-        else:
-            log.error(
-                "Worker (pid:%s) was sent SIGKILL by another process; not the OOM killer "
-                "(oom_kill in %s unchanged at %d)",
-                pid,
-                self.oom.source,
-                now,
-            )
 
     def murder_workers(self) -> None:
         timeout = self.settings.timeout
@@ -504,12 +450,6 @@ def save_coverage() -> None:
     if running is not None:
         running.stop()
         running.save()
-
-
-def max_known(a: int | None, b: int | None) -> int | None:
-    if a is None:
-        return b
-    return a if b is None else max(a, b)
 
 
 class StopServer(Exception):
