@@ -119,8 +119,11 @@ class JsonAccessLog(AccessLog):
 
 
 # Built once: json.dumps with options would build an encoder per call. `default=str` keeps a
-# line coming for an environ value that is not a str (an application may have replaced one).
-_JSON = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=str)
+# line coming for an environ value that is not a str (an application may have replaced one);
+# the object is flat, so there is no cycle to look for.
+_JSON = json.JSONEncoder(
+    ensure_ascii=True, separators=(",", ":"), default=str, check_circular=False
+)
 
 # (whole second, "2026-11-29T11:08:57", "+01:00"): the date part changes once a second.
 _clock: tuple[int, str, str] = (-1, "", "")

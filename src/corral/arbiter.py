@@ -38,6 +38,9 @@ from corral.listeners import (
     listener_url,
 )
 from corral.process import Pidfile, set_process_title
+from corral.prometheus import MetricsServer, render
+from corral.stats import StatsAggregator, WorkerStats, listen_queue
+from corral.statsd import StatsdClient
 from corral.tls import build_context
 from corral.workers.base import Worker
 from corral.workers.sync import SyncWorker
@@ -75,7 +78,9 @@ class Arbiter:
         self.notifier = systemd.Notifier(os.environ, unset=True)
         self.announced_ready = False
         self.exits = ExitReporter()
-        self.restarts: dict[str, int] = {}  # cause -> count, for metrics
+        self.stats = StatsAggregator()
+        self.metrics: MetricsServer | None = None
+        self.statsd: StatsdClient | None = None
         self.reload_settings = reload_settings
         self.retiring: set[int] = set()  # workers of the previous generation, after HUP
         self.retire_deadline = 0.0
@@ -106,6 +111,7 @@ class Arbiter:
                 self.exits.mark()
                 self.reap_workers()
                 self.exits.settle()
+                self.report_metrics()
                 self.check_upgrade_parent()
                 self.murder_workers()
                 self.manage_workers()
@@ -137,6 +143,10 @@ class Arbiter:
         )
         for sock in self.listeners:
             log.info("Listening at: %s (%s)", listener_url(sock), self.pid)
+        if s.metrics_bind:
+            self.metrics = MetricsServer(s.metrics_bind, lambda: render(self.stats, self.listeners))
+            log.info("Serving metrics at: http://%s:%s/metrics", *self.metrics.address)
+        self.statsd = StatsdClient.from_settings(s)
         log.info("Using worker: %s", s.effective_worker_class)
         for warning in limit_warnings(s.backlog, s.worker_connections, s.workers):
             log.warning("%s", warning)
@@ -159,14 +169,25 @@ class Arbiter:
     def handle_chld(self, signum: int, frame: object) -> None:
         """Only wakes the loop (through the wake-up fd); reaping happens there."""
 
+    def report_metrics(self) -> None:
+        if self.metrics is not None:
+            self.metrics.handle_ready()
+        if self.statsd is not None:
+            self.statsd.workers(self.stats.workers)
+            if self.settings.enable_backlog_metric:
+                queues = [listen_queue(sock) for sock in self.listeners]
+                self.statsd.backlog(sum(q for q in queues if q is not None))
+            self.statsd.flush_if_due()
+
     def wait_for_signal(self, timeout: float = 1.0) -> None:
         if self.signals:
             return
         if self.retiring or not self.announced_ready:
             timeout = 0.05
+        watched = [self.wake_r] if self.metrics is None else [self.wake_r, self.metrics.fileno()]
         try:
-            ready, _, _ = select.select([self.wake_r], [], [], timeout)
-            if ready:
+            ready, _, _ = select.select(watched, [], [], timeout)
+            if self.wake_r in ready:
                 while os.read(self.wake_r, 4096):
                     pass
         except (BlockingIOError, InterruptedError):
@@ -319,6 +340,10 @@ class Arbiter:
             self.tls_context,
         )
         worker.server = self  # type: ignore[attr-defined]
+        s = self.settings
+        if s.metrics_bind or s.statsd_host:
+            worker.stats = WorkerStats(threaded=worker.multithread_for(s))
+            self.stats.add(worker.stats)
         self.call_hook("pre_fork", self, worker)
         pid = os.fork()
         if pid:
@@ -379,8 +404,11 @@ class Arbiter:
                 cause = self.exits.report(worker, status, self.stopping)
             finally:
                 worker.heartbeat.close()
-            if cause is not None:
-                self.restarts[cause] = self.restarts.get(cause, 0) + 1
+                if worker.stats is not None:
+                    self.stats.retire(worker.stats)
+                    worker.stats.close()
+            if cause is not None and not self.stopping:
+                self.stats.count_restart(cause)
             self.call_hook("child_exit", self, worker)
 
     def murder_workers(self) -> None:
@@ -427,6 +455,10 @@ class Arbiter:
     def halt(self, exit_status: int, graceful: bool = True) -> None:
         self.stop(graceful)
         log.info("Shutting down: Master")
+        if self.metrics is not None:
+            self.metrics.close()
+        if self.statsd is not None:
+            self.statsd.close()
         if self.pidfile is not None:
             self.pidfile.unlink(self.pid)
         self.call_hook("on_exit", self)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_WORKER_BOOT_ERROR, HaltServer
 from corral.health import OomCounter
 from corral.heartbeat import EXIT_REASONS, REASON_MAX_MEMORY, REASON_MAX_REQUESTS, REASON_RELOAD
+from corral.stats import RestartCause
 
 if TYPE_CHECKING:
     from corral.workers.base import Worker
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("corral.error")
 
 # Heartbeat exit reasons -> restart causes (the names metrics use).
-_CAUSES = {
+_CAUSES: dict[str, RestartCause] = {
     EXIT_REASONS[REASON_MAX_REQUESTS]: "max_requests",
     EXIT_REASONS[REASON_MAX_MEMORY]: "max_worker_memory",
     EXIT_REASONS[REASON_RELOAD]: "reload",
@@ -49,7 +50,7 @@ class ExitReporter:
         elif self.mark_value is not None:
             self.baseline = max(self.baseline, self.mark_value)
 
-    def report(self, worker: Worker, status: int, stopping: bool) -> str | None:
+    def report(self, worker: Worker, status: int, stopping: bool) -> RestartCause | None:
         """Log why the worker ended; return the restart cause, or None for a clean exit.
         Raises HaltServer when a worker could not boot or load the application."""
         pid = worker.pid
@@ -83,7 +84,7 @@ class ExitReporter:
         log.info("Worker exiting (pid: %s)", pid)
         return None
 
-    def report_sigkill(self, pid: int) -> str:
+    def report_sigkill(self, pid: int) -> RestartCause:
         """Say whether the kernel's OOM killer did it, from its kill counter, not a guess."""
         now = self.oom.read()
         before = self.baseline

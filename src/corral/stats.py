@@ -10,10 +10,11 @@
     listen_queue     how many connections wait in a listening TCP socket's accept queue
                      (Linux TCP_INFO); None where the kernel cannot tell.
 
-Every slot is an unsigned 64-bit integer; durations are summed in nanoseconds so that one
-integer view serves the whole block. This module must never log, never write a file, never
-block, and never raise from `record`, `begin` or `end` for any method or status a worker can
-see: a statistic must not cost a request. Formatting for Prometheus or StatsD lives elsewhere.
+Every slot is an unsigned 64-bit counter, except the sum of durations, a double. One block is
+about 32 KB per worker: a counter per method and status code. This module must never log, never
+write a file, never block, and never raise from `record`, `begin` or `end` for any method,
+status or duration a worker can pass: a statistic must not cost a request. Formatting for
+Prometheus or StatsD lives elsewhere.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class WorkerStats:
 
     With `threaded`, updates take a lock: a gthread worker records from several threads, and a
     read-modify-write of a slot is several bytecodes. A single-threaded worker skips the lock.
+    The lock is created in the master and never taken there, so it is free in every child.
     """
 
     __slots__ = ("_counts", "_lock", "_mem", "_seconds")

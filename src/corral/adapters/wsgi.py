@@ -25,6 +25,8 @@ from corral.http.body import decoder_for
 from corral.http.parser import Request
 from corral.http.writer import REASONS, error_response
 from corral.logs import AccessLog
+from corral.stats import WorkerStats
+from corral.statsd import StatsdClient
 
 log = logging.getLogger("corral.error")
 
@@ -98,6 +100,9 @@ class WSGIAdapter:
         self.header_map = header_map
         self.keys: dict[str, str | None] = dict(_SPECIAL_KEYS)
         self.hosts: dict[str, tuple[str, str]] = {}
+        # Set by the worker when metrics are on (Prometheus through shared memory, StatsD).
+        self.stats: WorkerStats | None = None
+        self.statsd: StatsdClient | None = None
         # Set by the worker when a post_request hook is configured: (req, environ, resp).
         self.post_request: Callable[[Request, dict[str, Any], Response], None] | None = None
         self.base: dict[str, Any] = {
@@ -207,7 +212,9 @@ class WSGIAdapter:
     ) -> bytes | None:
         """Serve one request. Returns the bytes read past its body (the next pipelined request)
         when the connection may be kept alive, or None when it must be closed."""
-        started = time.monotonic() if self.access_log is not None else 0.0
+        stats = self.stats
+        timed = stats is not None or self.access_log is not None or self.statsd is not None
+        started = time.monotonic() if timed else 0.0
         if req.chunked or req.content_length:
             body: Body | EmptyBody = Body(
                 decoder_for(req), pending, conn.recv, conn.send if req.expect_continue else None
@@ -220,6 +227,8 @@ class WSGIAdapter:
         except ProtocolError as exc:
             conn.send(error_response(exc.status))
             return None
+        if stats is not None:
+            stats.begin()
         try:
             self.call_app(environ, resp)
         except (ClientDisconnected, ConnectionError, TimeoutError):
@@ -233,14 +242,8 @@ class WSGIAdapter:
             self.answer_error(resp, 500)
             return None
         finally:
-            if self.access_log is not None:
-                self.access_log.log(
-                    environ,
-                    resp.status or "500",
-                    resp.headers,
-                    resp.sent,
-                    time.monotonic() - started,
-                )
+            if timed:
+                self.account(req, environ, resp, time.monotonic() - started)
             if self.post_request is not None:
                 self.post_request(req, environ, resp)
         if not resp.keep_alive:
@@ -262,10 +265,24 @@ class WSGIAdapter:
                 conn.timeout = timeout
         return body.leftover
 
+    def account(
+        self, req: Request, environ: dict[str, Any], resp: Response, seconds: float
+    ) -> None:
+        """Access log and metrics for one finished request (only what is switched on)."""
+        if self.access_log is not None:
+            self.access_log.log(environ, resp.status or "500", resp.headers, resp.sent, seconds)
+        if self.stats is not None:
+            self.stats.end()
+            if resp.code:
+                self.stats.record(req.method, resp.code, seconds)
+        if self.statsd is not None and resp.code:
+            self.statsd.request(resp.code, seconds)
+
     @staticmethod
     def answer_error(resp: Response, status: int) -> None:
         """Answer `status` unless a response head already left (then closing is all we can do)."""
         if not resp.head_sent:
+            resp.code = status
             resp.status = f"{status} {REASONS.get(status, 'Error')}"
             resp.headers = []
             resp.sent = 0

@@ -108,6 +108,22 @@ def chunk_header(size: int) -> bytes:
     return b"%x\r\n" % size
 
 
+def health_response(status: int, keep_alive: bool, head: bool = False) -> bytes:
+    """The answer to the health-check path: `ok` or `stopping`, never cached."""
+    body = b"ok\n" if status == 200 else b"stopping\n"
+    return b"".join(
+        (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\n".encode(),
+            SERVER_HEADER,
+            date_header.line(),
+            b"Content-Type: text/plain\r\nCache-Control: no-store\r\n",
+            b"" if keep_alive else b"Connection: close\r\n",
+            b"Content-Length: %d\r\n\r\n" % len(body),
+            b"" if head else body,
+        )
+    )
+
+
 def error_response(status: int, version: str = "HTTP/1.1") -> bytes:
     """A complete, closing response for a protocol error or a failure before the app answered."""
     reason = REASONS.get(status, "Error")

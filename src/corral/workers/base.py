@@ -39,11 +39,13 @@ from corral.heartbeat import (
 )
 from corral.http.parser import Limits, Request, parse_head
 from corral.http.proxy import parse_proxy_header
-from corral.http.writer import error_response
+from corral.http.writer import error_response, health_response
 from corral.logs import AccessLog, reopen_log_files
 from corral.privileges import drop_privileges
 from corral.process import set_process_title
 from corral.reloader import Reloader
+from corral.stats import WorkerStats
+from corral.statsd import StatsdClient
 from corral.tls import TLSConnection
 from corral.trust import is_trusted
 from corral.workers.connection import RECV_SIZE, Connection
@@ -110,12 +112,20 @@ class Worker:
         self.adapter: WSGIAdapter | None = None
         self.server_addrs: dict[int, tuple[int, tuple[str, str]]] = {}
         self.tls: ssl.SSLContext | None = tls_context
+        self.stats: WorkerStats | None = None  # set by the master when metrics are on
+        self.statsd: StatsdClient | None = None
+        self.health_path = settings.health_path
         self.forwarded_allow_ips = tuple(settings.forwarded_allow_ips)
         self.proxy_mode = "" if settings.proxy_protocol == "off" else settings.proxy_protocol
         self.proxy_allow_ips = tuple(settings.proxy_allow_ips)
         self.pre_request: Callable[[Worker, Request], object] | None = None
         self.accept_wakeups = 0  # listener readiness events (thundering-herd evidence)
         self.accepted = 0
+
+    @staticmethod
+    def multithread_for(settings: Settings) -> bool:
+        """Whether this class serves requests from several threads at once."""
+        return False
 
     # ---- lifecycle (child side) ---------------------------------------------------------
 
@@ -155,6 +165,9 @@ class Worker:
             header_map=s.header_map,
             access_log=access,
         )
+        self.statsd = StatsdClient.from_settings(s)
+        self.adapter.stats = self.stats
+        self.adapter.statsd = self.statsd
         self.epoll = select.epoll()
         # Signals and other threads wake the loop through this pipe.
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -473,6 +486,8 @@ class Worker:
             log.info("Autorestarting worker after current request.")
             self.retire(REASON_MAX_REQUESTS)
         keep = self.keep_alive_allowed and self.alive
+        if req.path == self.health_path:
+            return self.answer_health(conn, req, pending, keep)
         if self.pre_request is not None:
             try:
                 self.pre_request(self, req)
@@ -486,6 +501,17 @@ class Worker:
         conn.requests += 1
         conn.since = time.monotonic()
         return rest
+
+    def answer_health(
+        self, conn: Connection, req: Request, pending: bytes, keep: bool
+    ) -> bytes | None:
+        """--health-path: answered by corral itself, 200 while serving, 503 once stopping;
+        the application is never called."""
+        keep = keep and req.keep_alive and not req.chunked and not req.content_length
+        conn.send(health_response(200 if self.alive else 503, keep, req.method == "HEAD"))
+        conn.requests += 1
+        conn.since = time.monotonic()
+        return pending if keep else None
 
     def reject(self, conn: Connection, exc: ProtocolError) -> None:
         """A request we will not serve: answer its status, close, never call the app."""
@@ -523,6 +549,8 @@ class Worker:
         from the connection or the previous response, however slowly bytes trickle in, and
         answered 408), `keepalive` when idle between requests."""
         self.check_memory()
+        if self.statsd is not None:
+            self.statsd.flush_if_due()
         keepalive = float(self.settings.keepalive)
         for conn in list(self.conns.values()):
             if conn.fd in self.busy:

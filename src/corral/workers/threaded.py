@@ -15,6 +15,7 @@ import queue
 import select
 import threading
 
+from corral.config import Settings
 from corral.errors import ProtocolError
 from corral.http.parser import Request, parse_head
 from corral.http.writer import error_response
@@ -28,6 +29,10 @@ Job = tuple[Connection, Request, bytes]
 
 class ThreadWorker(Worker):
     keep_alive_allowed = True
+
+    @staticmethod
+    def multithread_for(settings: Settings) -> bool:
+        return settings.threads > 1
 
     def init_process(self) -> None:
         self.multithread = self.settings.threads > 1
