@@ -43,6 +43,13 @@ test: lint typecheck unit
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# The reliability suite in its full form (tests/reliability with CORRAL_SOAK=1): a million
+# requests against one worker, 2 GiB transfers, 30 s of worker kills, ... About 10 minutes;
+# ends with the table of figures. `make test` runs the same scenarios in their short form.
+.PHONY: soak
+soak: $(VENV)/.test-installed
+	CORRAL_SOAK=1 $(BIN)/python -m pytest tests/reliability -q -rxX --timeout 1800
+
 docs: $(VENV)/.installed
 	$(BIN)/python -m corral.config.reference > docs/settings.md
 

@@ -97,38 +97,47 @@ def setup_logging(
         choices = ", ".join(LOG_LEVELS)
         raise ConfigError(f"Invalid log level {loglevel!r}: expected one of {choices}.")
     close_logging()
+    # A user's configuration that names one of these loggers without saying everything about
+    # it starts from here: our level, and not propagating (as under Gunicorn).
     error_log.setLevel(level)
     access_log.setLevel(logging.INFO)
+    for logger in (error_log, access_log):
+        logger.propagate = False
+        logger.disabled = False
     # The user's configuration goes first: applying one closes every handler that exists (the
     # logging module's way), so ours are added after it.
     configured = log_config.apply() if log_config is not None else frozenset()
-
     if error_log.name in configured:
         _adopt(error_log)
     else:
-        error_handler = _make_handler(errorlog, sys.stderr)
-        error_handler.setFormatter(logging.Formatter(ERROR_FORMAT, ERROR_DATE_FORMAT))
-        _install(error_log, error_handler)
-        if syslog is not None:
-            _install(error_log, make_handler(syslog, "error"))
-
+        _route_error_log(errorlog, syslog)
     if access_log.name in configured:
         _adopt(access_log)
     else:
-        if accesslog is not None:
-            access_handler = _make_handler(accesslog, sys.stdout)
-            access_handler.setFormatter(logging.Formatter("%(message)s"))
-            _install(access_log, access_handler)
-        if syslog is not None and syslog.access:
-            _install(access_log, make_handler(syslog, "access"))
-        if not access_log.handlers:
-            access_log.propagate = False
-            access_log.setLevel(_OFF)
-
+        _route_access_log(accesslog, syslog)
     _captured_path = None
     if capture_output and errorlog != "-":
         _redirect_output(errorlog)
         _captured_path = errorlog
+
+
+def _route_error_log(errorlog: str, syslog: SyslogTarget | None) -> None:
+    handler = _make_handler(errorlog, sys.stderr)
+    handler.setFormatter(logging.Formatter(ERROR_FORMAT, ERROR_DATE_FORMAT))
+    _install(error_log, handler)
+    if syslog is not None:
+        _install(error_log, make_handler(syslog, "error"))
+
+
+def _route_access_log(accesslog: str | None, syslog: SyslogTarget | None) -> None:
+    if accesslog is not None:
+        handler = _make_handler(accesslog, sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        _install(access_log, handler)
+    if syslog is not None and syslog.access:
+        _install(access_log, make_handler(syslog, "access"))
+    if not access_log.handlers:
+        access_log.setLevel(_OFF)
 
 
 def access_logging_enabled() -> bool:
@@ -209,7 +218,7 @@ def _install(logger: logging.Logger, handler: logging.Handler) -> None:
     logger.addHandler(handler)
     # Our handlers are the whole story: a root handler set up by the application must not
     # print every server line a second time. A user's configuration that disabled existing
-    # loggers did not mean ours, which it left alone.
+    # loggers did not mean ours, which it did not name.
     logger.propagate = False
     logger.disabled = False
     _installed.append((logger, handler))

@@ -23,7 +23,7 @@ import pytest
 
 from reliability.apps import APP
 from reliability.figures import Figures
-from support.server import ROOT, Server, run_corral, wait_for
+from support.server import ROOT, TESTS, Server, run_corral, wait_for
 
 EXAMPLES = ROOT / "examples"
 
@@ -168,20 +168,22 @@ def test_example_flags_exist(source: str) -> None:
     known = set(re.findall(r"(--[a-z][\w-]*)", run_corral(["--help"]).stdout))
     unknown = {arg for arg in argv if arg.startswith("--")} - known
     assert unknown == set()
-    assert (
-        run_corral([*argv[1:-1], "--check-config", "support.apps:echo"], cwd=str(ROOT)).returncode
-        == 0
-    )
+    check = run_corral([*argv[1:-1], "--pythonpath", str(TESTS), "--check-config", APP])
+    assert check.returncode == 0, check.stderr
 
 
-def test_k8s_probe_path_is_answered(figures: Figures) -> None:
+def test_k8s_probe_path_is_answered(tmp_path: Path) -> None:
+    """corral started with the manifest's command answers the probes' path itself."""
     command = k8s_command()
-    args = [a for a in command[1:-1]]
+    args = command[1:-1]
     bind_at = args.index("--bind")
     del args[bind_at : bind_at + 2]  # the test's own socket instead of 0.0.0.0:8000
-    with Server(APP, *args, workers=2) as srv:
-        for path in (option(command, "--health-path"), "/"):
+    seen = tmp_path / "seen"  # what reached the application
+    health = option(command, "--health-path")
+    with Server(APP, *args, workers=2, env={"CORRAL_TEST_SEEN": str(seen)}) as srv:
+        for path in (health, "/app"):
             conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
             conn.request("GET", path)
             assert conn.getresponse().status == 200, path
             conn.close()
+    assert seen.read_text().splitlines() == ["GET /app"]

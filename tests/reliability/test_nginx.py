@@ -40,7 +40,7 @@ pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
 
 EXAMPLE = ROOT / "examples" / "nginx.conf"
 LOAD = 10_000
-LOAD_OTHERS = scaled(2_000, 10_000)  # through the unix socket and the classic setup
+LOAD_OTHERS = scaled(1_000, 10_000)  # through the unix socket and the classic setup
 CONCURRENCY = 100
 
 # HTTP/1.1 and upstream keep-alive, as in examples/nginx.conf (the scheme is fixed to https

@@ -70,7 +70,7 @@ def test_reloads_under_load(kind: str, figures: Figures, tmp_path: Path) -> None
         assert srv.proc is not None
         master = srv.proc.pid
         try:
-            with MeasuredLoad(srv.port) as load:
+            with MeasuredLoad(srv.port, keepalive=2, fresh=2) as load:
                 load.wait_answers(100)
                 master_fds = fd_count(master)
                 figures.rss_mib = (largest_rss(srv), None)

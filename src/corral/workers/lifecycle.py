@@ -1,0 +1,236 @@
+"""What every worker does around its engine: boot in the child, signals, hooks, retiring.
+
+`WorkerLifecycle` is the half of `Worker` that is not the connection engine: it loads the
+application after fork, installs the signal handlers (which only set flags or raise SystemExit:
+the loop does the work), calls the server hooks, and decides when the worker should retire
+(max_requests, max_worker_memory, --reload, an orphaned worker). It never touches a client
+connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from corral.adapters.wsgi import WSGIAdapter, WSGIApp
+from corral.app_loader import load_app
+from corral.config import settings as default_hooks
+from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_WORKER_BOOT_ERROR, AppLoadError
+from corral.health import rss_bytes
+from corral.heartbeat import REASON_MAX_MEMORY, REASON_RELOAD
+from corral.http.parser import Request
+from corral.logs import AccessLog, reopen_log_files
+from corral.privileges import drop_privileges
+from corral.process import set_process_title
+from corral.reloader import Reloader
+from corral.statsd import StatsdClient
+
+if TYPE_CHECKING:
+    from corral.config import Settings
+    from corral.heartbeat import Heartbeat
+    from corral.stats import WorkerStats
+
+log = logging.getLogger("corral.error")
+
+
+class WorkerLifecycle:
+    """Boot, signals, hooks and retirement; the engine (`Worker`) supplies `serve()`."""
+
+    settings: Settings
+    pid: int
+    app: WSGIApp | None
+    adapter: WSGIAdapter | None
+    heartbeat: Heartbeat
+    alive: bool
+    multithread: bool
+    epoll: Any
+    fd_handlers: dict[int, Callable[[], None]]
+    wake_r: int
+    wake_w: int
+    pre_request: Callable[[Any, Request], object] | None
+    stats: WorkerStats | None
+    statsd: StatsdClient | None
+    reopen_requested: bool
+
+    def serve(self) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def multithread_for(settings: Settings) -> bool:
+        """Whether this class serves requests from several threads at once."""
+        return False
+
+    def run(self) -> int:
+        """Entry point in the child; returns the exit status."""
+        self.pid = os.getpid()
+        try:
+            self.init_process()
+        except AppLoadError as exc:
+            log.error("%s", exc)
+            details = exc.details
+            if details:
+                sys.stderr.write(details if details.endswith("\n") else details + "\n")
+            return EXIT_APP_LOAD_ERROR
+        except Exception:
+            log.exception("Exception in worker process")
+            return EXIT_WORKER_BOOT_ERROR
+        self.serve()
+        return 0
+
+    def init_process(self) -> None:
+        s = self.settings
+        drop_privileges(s.user, s.group, s.initgroups)
+        self.init_signals()
+        set_process_title(f"worker [{self.settings.proc_name or self.settings.app_spec}]")
+        if self.app is None:
+            assert self.settings.app_spec is not None
+            self.app = load_app(self.settings.app_spec)
+        s = self.settings
+        access = AccessLog(s.access_log_format, enabled=s.accesslog is not None)
+        self.adapter = WSGIAdapter(
+            self.app,
+            multithread=self.multithread,
+            sendfile=s.sendfile is not False,
+            secure_scheme_headers=s.secure_scheme_headers,
+            forwarder_headers=s.forwarder_headers,
+            header_map=s.header_map,
+            access_log=access,
+        )
+        self.statsd = StatsdClient.from_settings(s)
+        self.adapter.stats = self.stats
+        self.adapter.statsd = self.statsd
+        self.epoll = select.epoll()
+        # Signals and other threads wake the loop through this pipe.
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        self.watch(self.wake_r, lambda: drain_pipe(self.wake_r))
+        self.install_request_hooks()
+        if s.reload:
+            self.start_reloader()
+        self.call_hook("post_worker_init", self)
+
+    def install_request_hooks(self) -> None:
+        """pre_request/post_request cost a call per request: only wire them in when set."""
+        s = self.settings
+        self.pre_request = s.pre_request if s.pre_request is not default_hooks.pre_request else None
+        if s.post_request is not default_hooks.post_request and self.adapter is not None:
+            hook = s.post_request
+
+            def post_request(req: Request, environ: dict[str, Any], resp: object) -> None:
+                try:
+                    hook(self, req, environ, resp)
+                except Exception:
+                    log.exception("Exception in post_request hook")
+
+            self.adapter.post_request = post_request
+
+    def start_reloader(self) -> None:
+        def on_change(path: str) -> None:
+            log.info("Worker reloading: %s modified", path)
+            self.retire(REASON_RELOAD)
+            with contextlib.suppress(OSError):
+                os.write(self.wake_w, b"\0")  # wake the loop now rather than at its next turn
+
+        Reloader(
+            on_change, self.settings.reload_extra_files, engine=self.settings.reload_engine
+        ).start()
+
+    def watch(self, fd: int, handler: Callable[[], None]) -> None:
+        """Call `handler` from the loop whenever `fd` is readable (wake-up pipes)."""
+        self.fd_handlers[fd] = handler
+        self.epoll.register(fd, select.EPOLLIN)
+
+    def init_signals(self) -> None:
+        for signum in (signal.SIGHUP, signal.SIGWINCH, signal.SIGTTIN, signal.SIGTTOU):
+            signal.signal(signum, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self.handle_term)
+        signal.signal(signal.SIGINT, self.handle_quit)
+        signal.signal(signal.SIGQUIT, self.handle_quit)
+        signal.signal(signal.SIGABRT, self.handle_abort)
+        signal.signal(signal.SIGUSR1, self.handle_usr1)
+        # A signal interrupts system calls instead of letting them resume unnoticed.
+        signal.siginterrupt(signal.SIGTERM, True)
+        signal.siginterrupt(signal.SIGUSR1, True)
+
+    def handle_term(self, signum: int, frame: FrameType | None) -> None:
+        self.alive = False
+
+    def handle_quit(self, signum: int, frame: FrameType | None) -> None:
+        self.alive = False
+        self.call_hook("worker_int", self)
+        raise SystemExit(0)
+
+    def handle_usr1(self, signum: int, frame: FrameType | None) -> None:
+        # Not from the handler (it could interrupt a log write): the loop reopens the files.
+        self.reopen_requested = True
+
+    def reopen_logs_if_requested(self) -> None:
+        if self.reopen_requested:
+            self.reopen_requested = False
+            reopen_log_files()
+
+    def handle_abort(self, signum: int, frame: FrameType | None) -> None:
+        """The master saw no heartbeat for `timeout` seconds: show where every thread is."""
+        self.alive = False
+        stacks = []
+        names = {t_id: name for t_id, name in _thread_names().items()}
+        for thread_id, thread_frame in sys._current_frames().items():
+            name = names.get(thread_id, str(thread_id))
+            stack = "".join(traceback.format_stack(thread_frame))
+            stacks.append(f"Thread {name} (most recent call last):\n{stack}")
+        log.critical(
+            "Worker (pid:%s) timed out; stack of each thread:\n%s", self.pid, "\n".join(stacks)
+        )
+        self.call_hook("worker_abort", self)
+        raise SystemExit(1)
+
+    def call_hook(self, name: str, *args: object) -> None:
+        hook: Callable[..., object] | None = getattr(self.settings, name, None)
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:
+            log.exception("Exception in %s hook", name)
+
+    def retire(self, reason: int) -> None:
+        """Finish what is in flight, then exit; the master learns why from the heartbeat."""
+        self.heartbeat.set_exit_reason(reason)
+        self.alive = False
+
+    def check_memory(self) -> None:
+        limit = self.settings.max_worker_memory
+        if limit and self.alive:
+            rss = rss_bytes()
+            if rss > limit * 1024 * 1024:
+                log.warning(
+                    "Worker (pid:%s) uses %d MiB, over max_worker_memory (%d MiB): "
+                    "restarting after the current requests",
+                    self.pid,
+                    rss >> 20,
+                    limit,
+                )
+                self.retire(REASON_MAX_MEMORY)
+
+
+def drain_pipe(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _thread_names() -> dict[int, str]:
+    return {t.ident: t.name for t in threading.enumerate() if t.ident is not None}
