@@ -352,3 +352,16 @@ def test_stalled_unread_body_closes_connection(server: Server) -> None:
         # The rest of the body never comes: the server gives up within its drain bound.
         assert sock.recv(100) == b""
         assert time.monotonic() - started < 10
+
+
+def test_absolute_form_target_overrides_host(server: Server) -> None:
+    data = exchange(
+        server.port, b"GET http://example.test:8080/p?q=1 HTTP/1.1\r\nHost: other\r\n\r\n"
+    )
+    env = json.loads(data.partition(b"\r\n\r\n")[2])
+    assert (env["HTTP_HOST"], env["SERVER_NAME"], env["SERVER_PORT"]) == (
+        "example.test:8080",
+        "example.test",
+        "8080",
+    )
+    assert (env["PATH_INFO"], env["QUERY_STRING"]) == ("/p", "q=1")

@@ -197,6 +197,9 @@ class WSGIAdapter:
                 environ[key] = value
         if trusted:
             self.apply_scheme_headers(environ)
+        if req.authority is not None and req.method != "CONNECT":
+            # RFC 9112 §3.2.2: with an absolute-form target, its authority wins over Host.
+            environ["HTTP_HOST"] = req.authority
         host = environ.get("HTTP_HOST")
         if host:
             environ["SERVER_NAME"], environ["SERVER_PORT"] = self.server_address(host, conn)
