@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -29,6 +30,8 @@ import tables
 from apps.wsgi_app import json_body
 from scenarios import SCENARIOS, STATIC_SIZE, Scenario
 from servers import BASELINE, ROOT, SERVERS, Context, Server
+
+CORRAL_SRC = ROOT / "src" / "corral"
 
 HERE = Path(__file__).resolve().parent
 STARVATION = "starvation"
@@ -98,7 +101,17 @@ def make_context(toolbox: peers.Toolbox) -> Context:
     static_file = workdir / "static-100k.bin"
     static_file.write_bytes(bytes(range(256)) * (STATIC_SIZE // 256))
     static_file.chmod(0o644)
-    return Context(toolbox.python, workdir, static_file, json_body().decode())
+    corral_src = workdir / "src"
+    shutil.copytree(CORRAL_SRC, corral_src / "corral", ignore=shutil.ignore_patterns("*.pyc"))
+    return Context(toolbox.python, workdir, corral_src, static_file, json_body().decode())
+
+
+def fingerprint(tree: Path) -> str:
+    """A short hash of every Python file under `tree`: which corral the numbers are for."""
+    digest = hashlib.sha256()
+    for path in sorted(tree.rglob("*.py")):
+        digest.update(str(path.relative_to(tree)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def prime(ctx: Context, servers: list[Server], scenarios: list[Scenario]) -> None:
@@ -196,16 +209,17 @@ def command_version(argv: list[str]) -> str:
     return lines[0] if lines else "?"
 
 
-def versions(toolbox: peers.Toolbox) -> dict[str, str]:
+def versions(ctx: Context, toolbox: peers.Toolbox) -> dict[str, str]:
     corral = command_version(
         [
-            str(toolbox.python),
+            str(ctx.python),
             "-c",
-            f"import sys; sys.path.insert(0, {str(ROOT / 'src')!r}); "
+            f"import sys; sys.path.insert(0, {str(ctx.corral_src)!r}); "
             "import corral; print(corral.__version__)",
         ]
     )
-    found = {"corral": f"{corral} (working tree)", **toolbox.versions}
+    tree = fingerprint(ctx.corral_src / "corral")
+    found = {"corral": f"{corral} (working tree, src/corral sha256 {tree})", **toolbox.versions}
     found["wrk"] = command_version(["wrk", "-v"])
     found["nginx"] = command_version(["nginx", "-v"])
     return found
@@ -225,6 +239,7 @@ def loadavg() -> str:
 def metadata(
     args: argparse.Namespace,
     started: datetime.datetime,
+    ctx: Context,
     toolbox: peers.Toolbox,
     servers: list[Server],
     scenarios: list[Scenario],
@@ -245,7 +260,7 @@ def metadata(
         "baseline": BASELINE,
         "servers": [s.name for s in servers],
         "scenarios": [s.name for s in scenarios],
-        "versions": versions(toolbox),
+        "versions": versions(ctx, toolbox),
     }
 
 
@@ -273,13 +288,15 @@ def main(argv: list[str] | None = None) -> None:
     servers, scenarios = runnable(args, toolbox, skipped)
     for line in skipped:
         log(f"skipped: {line}")
-    meta = metadata(args, started, toolbox, servers, scenarios)
     ctx = make_context(toolbox)
-    rounds = Rounds(args, ctx, servers)
     try:
+        meta = metadata(args, started, ctx, toolbox, servers, scenarios)
+        rounds = Rounds(args, ctx, servers)
         log("priming: one unmeasured start of each server and application")
         prime(ctx, servers, scenarios)
         rounds.run(scenarios)
+    except KeyboardInterrupt:
+        log("interrupted: reporting the runs done so far")
     finally:
         shutil.rmtree(ctx.workdir, ignore_errors=True)
     meta["skipped"] = skipped

@@ -1,9 +1,10 @@
 """The servers under test: for each, how to start it with N workers on a port.
 
 Every Python server runs on the same interpreter, from the peer venv, with the same
-applications. corral runs from this working tree (`python -m corral` with src/ on
-PYTHONPATH): it is pure Python with no dependencies, so this is the code `.venv/bin/corral`
-runs, and the Flask scenario finds Flask in the same venv as every peer does.
+applications. corral runs as `python -m corral` from a copy of this working tree's src/ taken
+when the benchmark starts: it is pure Python with no dependencies, so this is the code
+`.venv/bin/corral` runs; the Flask scenario finds Flask in the same venv as every peer does;
+and edits made to src/ while the benchmark runs cannot mix two versions in one report.
 
 A server is a row in SERVERS; nothing here starts a process.
 """
@@ -28,6 +29,7 @@ class Context:
 
     python: Path
     workdir: Path
+    corral_src: Path  # the copy of src/ that corral runs from
     static_file: Path
     json_body: str
 
@@ -57,7 +59,7 @@ class Server:
     needs: tuple[str, ...]
     # How many processes it runs for N workers: the start waits until all are up.
     processes: Callable[[int], int]
-    python_path: tuple[Path, ...] = ()
+    runs_corral_copy: bool = False  # needs ctx.corral_src on PYTHONPATH
     max_workers: int | None = None
     takes_access_log: bool = False
     # False for nginx: it answers fixed strings and the static file, runs no application.
@@ -141,7 +143,7 @@ def corral(name: str, *worker_args: str) -> Server:
         prefork("corral", *worker_args),
         needs=(),
         processes=master_and,
-        python_path=(ROOT / "src",),
+        runs_corral_copy=True,
         takes_access_log=True,
     )
 

@@ -176,7 +176,8 @@ def server_env(ctx: Context, server: Server) -> dict[str, str]:
     # Bytecode is cached (outside the source trees), so every start after the first is warm.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
-    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (*server.python_path, APPS))
+    paths = (ctx.corral_src, APPS) if server.runs_corral_copy else (APPS,)
+    env["PYTHONPATH"] = os.pathsep.join(str(path) for path in paths)
     env["BENCH_STATIC_FILE"] = str(ctx.static_file)
     return env
 

@@ -37,6 +37,7 @@ from corral.listeners import (
     create_listeners,
     listener_url,
 )
+from corral.logs import Logger, load_logger
 from corral.process import Pidfile, set_process_title
 from corral.prometheus import MetricsServer, render
 from corral.stats import StatsAggregator, WorkerStats, listen_queue
@@ -66,8 +67,10 @@ class Arbiter:
         reload_settings: Callable[[], Settings] | None = None,
         argv: Sequence[str] = (),
         cwd: str | None = None,
+        logger: Logger | None = None,
     ) -> None:
         self.settings = settings
+        self.logger: Logger = logger if logger is not None else load_logger(settings)
         self.argv = list(argv)
         self.cwd = cwd or os.getcwd()
         self.reexec_pid = 0  # the new master started by USR2, while it runs
@@ -222,9 +225,13 @@ class Arbiter:
             try:
                 new = self.reload_settings()
                 tls_context = build_context(new)
+                new_logger = load_logger(new)
+                new_logger.setup(new)
             except CorralError as exc:
+                self.logger.setup(self.settings)  # a failed setup may have left it half done
                 log.error("Reload failed, keeping the previous settings: %s", exc)
                 return
+            self.logger = new_logger
             self.apply_settings(new, tls_context)
         else:
             self.num_workers = self.settings.workers
@@ -235,11 +242,8 @@ class Arbiter:
             self.spawn_worker()
 
     def apply_settings(self, new: Settings, tls_context: ssl.SSLContext | None) -> None:
-        from corral.logs import setup_logging
-
         old = self.settings
         self.tls_context = tls_context
-        setup_logging(new.errorlog, new.loglevel, new.accesslog, new.capture_output)
         if new.bind != old.bind:
             listeners = create_listeners(new.bind, new.backlog, new.umask, new.reuse_port)
             close_listeners(self.listeners, unlink=True)
@@ -272,9 +276,7 @@ class Arbiter:
             self.retiring.clear()
 
     def handle_usr1(self) -> None:
-        from corral.logs import reopen_log_files
-
-        reopen_log_files()
+        self.logger.reopen_files()
         for pid in list(self.workers):
             self.kill_worker(pid, signal.SIGUSR1)
 
@@ -338,6 +340,7 @@ class Arbiter:
             self.app,
             Heartbeat(),
             self.tls_context,
+            self.logger,
         )
         worker.server = self  # type: ignore[attr-defined]
         s = self.settings

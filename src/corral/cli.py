@@ -17,18 +17,25 @@ from corral.app_loader import load_app
 from corral.config import Settings, format_settings, load_settings
 from corral.daemon import daemonize
 from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_USAGE, AppLoadError, ConfigError
-from corral.logs import setup_logging
+from corral.logs import load_logger
 
 log = logging.getLogger("corral.error")
+
+
+def extend_sys_path(settings: Settings) -> None:
+    """--pythonpath entries and the --chdir directory go in front of the module search path."""
+    for entry in reversed([p for p in (settings.pythonpath or "").split(",") if p.strip()]):
+        path = os.path.join(settings.chdir, entry.strip())
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    if settings.chdir not in sys.path:
+        sys.path.insert(0, settings.chdir)
 
 
 def prepare_environment(settings: Settings) -> None:
     """--chdir, --pythonpath and --env, applied once before the application is imported."""
     os.chdir(settings.chdir)
-    for entry in reversed([p for p in (settings.pythonpath or "").split(",") if p.strip()]):
-        sys.path.insert(0, os.path.abspath(entry.strip()))
-    if settings.chdir not in sys.path:
-        sys.path.insert(0, settings.chdir)
+    extend_sys_path(settings)
     for item in settings.raw_env:
         key, _, value = item.partition("=")
         os.environ[key] = value
@@ -51,9 +58,9 @@ def run(argv: Sequence[str]) -> int:
         if result.action == "version":
             print(f"corral (version {__version__})")
             return 0
-        setup_logging(
-            settings.errorlog, settings.loglevel, settings.accesslog, settings.capture_output
-        )
+        extend_sys_path(settings)  # a --logger-class next to the application must import
+        logger = load_logger(settings)
+        logger.setup(settings)
     except ConfigError as exc:
         sys.stderr.write(f"Error: {exc}\n")
         return EXIT_USAGE
@@ -83,7 +90,7 @@ def run(argv: Sequence[str]) -> int:
         return load_settings(argv, environ, cwd).settings
 
     try:
-        arbiter = Arbiter(settings, app, reload_settings, argv, cwd)
+        arbiter = Arbiter(settings, app, reload_settings, argv, cwd, logger)
     except ConfigError as exc:
         sys.stderr.write(f"Error: {exc}\n")
         return EXIT_USAGE

@@ -72,7 +72,7 @@ class ExitReporter:
         if code == EXIT_APP_LOAD_ERROR and not stopping:
             raise HaltServer("App failed to load.", EXIT_APP_LOAD_ERROR)
         if worker.aborted_at:
-            log.error("Worker (pid:%s) exited after timing out", pid)
+            log.error("Worker (pid:%s) was killed after timing out (SIGABRT; stacks above)", pid)
             return "timeout"
         if code != 0:
             log.error("Worker (pid:%s) exited with code %s", pid, code)

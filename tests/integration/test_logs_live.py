@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.client
+import json
 import signal
+import socket
 from pathlib import Path
 
 from support.server import Server, wait_for
@@ -44,3 +46,31 @@ def test_usr1_reopens_moved_logs(tmp_path: Path) -> None:
         assert "/after" not in (tmp_path / "access.log.1").read_text()
         srv.signal(signal.SIGTTIN)
         wait_for(lambda: "Booting worker" in error_log.read_text())
+
+
+def test_json_access_log_shipped_via_syslog() -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(10)
+    port = receiver.getsockname()[1]
+    args = ["--log-syslog", "--log-syslog-to", f"udp://127.0.0.1:{port}", "--access-log-json"]
+    args += ["--log-syslog-prefix", "shop", "--access-logfile", "-"]
+    try:
+        with Server("support.apps:echo", *args) as srv:
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+            forged = 'x", "status": 999, "evil": "\\n{"'
+            conn.request("GET", "/json-line?a=1", headers={"User-Agent": forged})
+            assert conn.getresponse().read()
+            conn.close()
+            packets = []
+            while not any(b".access:" in p for p in packets):
+                packets.append(receiver.recv(65536))
+    finally:
+        receiver.close()
+    access = next(p for p in packets if b".access:" in p).decode()
+    assert access.startswith("<")
+    assert "shop" in access.split(":", 1)[0]
+    line = json.loads(access[access.index("{") :].rstrip("\x00").strip())
+    assert line["path"] == "/json-line" and line["query"] == "a=1"
+    assert line["status"] == 200 and line["user_agent"] == forged
+    assert "evil" not in line

@@ -37,11 +37,11 @@ def test_stuck_worker_is_killed_and_shows_its_stack(figures: Figures) -> None:
             load.wait_answers(50)
             figures.rss_mib = (largest_rss(srv), None)
             figures.fds = (largest_fds(srv), None)
-            started = time.monotonic()
+            started, answered_before = time.monotonic(), load.ok
             stuck = threading.Thread(target=stuck_request, args=(srv.port, outcome))
             stuck.start()
             srv.wait_log("WORKER TIMEOUT", timeout=15)
-            timed_out = time.monotonic()
+            timed_out, served_meanwhile = time.monotonic(), load.ok - answered_before
             victim = srv.log().split("WORKER TIMEOUT (pid:", 1)[1].split(")", 1)[0]
             wait_for(lambda: int(victim) not in srv.worker_pids(), 10, "the stuck worker to go")
             gone = time.monotonic()
@@ -53,11 +53,15 @@ def test_stuck_worker_is_killed_and_shows_its_stack(figures: Figures) -> None:
         figures.p99_ms = load.p99_ms
         figures.rss_mib = (figures.rss_mib[0], largest_rss(srv))
         figures.fds = (figures.fds[0], largest_fds(srv))
-        figures.note(f"killed {timed_out - started:.1f} s after the request; stuck one: lost")
+        figures.note(
+            f"killed {timed_out - started:.1f} s after the request; "
+            f"{served_meanwhile} others served meanwhile; the stuck one lost"
+        )
         figures.report()
         assert "timed out; stack of each thread" in log and "in hang_forever" in log, log[-3000:]
         assert outcome and not outcome[0].startswith("status 200"), outcome
         assert load.failed == 0, load.errors[:5]
+        assert served_meanwhile > 100
         # Everybody else is served by the other worker, except the connections the stuck sync
         # worker had already accepted: they die with it (see the xfail test below).
         stray = [(round(at - started, 2), what) for at, what in load.failures]

@@ -158,6 +158,7 @@ class Server:
         except BaseException:
             self.stop()  # __exit__ does not run when __enter__ fails
             sys.stderr.write(f"--- server log ---\n{self.log()}\n")
+            self.log_file.close()
             raise
 
     def __exit__(self, *exc: object) -> None:

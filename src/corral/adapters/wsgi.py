@@ -12,7 +12,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
@@ -24,7 +24,6 @@ from corral.errors import ClientDisconnected, ProtocolError
 from corral.http.body import decoder_for
 from corral.http.parser import Request
 from corral.http.writer import REASONS, error_response
-from corral.logs import AccessLog
 from corral.stats import WorkerStats
 from corral.statsd import StatsdClient
 
@@ -33,6 +32,10 @@ log = logging.getLogger("corral.error")
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 StartResponse = Callable[..., Callable[[bytes], None]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+# Writes one access-log line: (environ, status, response headers, body bytes sent, seconds).
+AccessWriter = Callable[
+    [Mapping[str, Any], str, Sequence[tuple[str, str]], "int | None", float], None
+]
 
 # Request header name (as the parser gives it: upper case) -> environ key. Filled lazily.
 _SPECIAL_KEYS = {"CONTENT-TYPE": "CONTENT_TYPE", "CONTENT-LENGTH": "CONTENT_LENGTH"}
@@ -84,13 +87,13 @@ class WSGIAdapter:
         secure_scheme_headers: dict[str, str],
         forwarder_headers: Iterable[str],
         header_map: str,
-        access_log: AccessLog | None,
+        access: AccessWriter | None,
         environ: dict[str, str] | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         self.app = app
         self.sendfile = sendfile
-        self.access_log = access_log if access_log is not None and access_log.enabled else None
+        self.access = access
         self.script_name = env.get("SCRIPT_NAME", "").rstrip("/")
         self.secure_keys = [
             ("HTTP_" + name.upper().replace("-", "_"), value.lower())
@@ -216,7 +219,7 @@ class WSGIAdapter:
         """Serve one request. Returns the bytes read past its body (the next pipelined request)
         when the connection may be kept alive, or None when it must be closed."""
         stats = self.stats
-        timed = stats is not None or self.access_log is not None or self.statsd is not None
+        timed = stats is not None or self.access is not None or self.statsd is not None
         started = time.monotonic() if timed else 0.0
         if req.chunked or req.content_length:
             body: Body | EmptyBody = Body(
@@ -272,8 +275,8 @@ class WSGIAdapter:
         self, req: Request, environ: dict[str, Any], resp: Response, seconds: float
     ) -> None:
         """Access log and metrics for one finished request (only what is switched on)."""
-        if self.access_log is not None:
-            self.access_log.log(environ, resp.status or "500", resp.headers, resp.sent, seconds)
+        if self.access is not None:
+            self.access(environ, resp.status or "500", resp.headers, resp.sent, seconds)
         if self.stats is not None:
             self.stats.end()
             if resp.code:

@@ -32,6 +32,7 @@ from corral.heartbeat import (
 from corral.http.parser import Limits, Request, parse_head
 from corral.http.proxy import parse_proxy_header
 from corral.http.writer import error_response, health_response
+from corral.logs import Logger
 from corral.stats import WorkerStats
 from corral.statsd import StatsdClient
 from corral.tls import TLSConnection
@@ -68,6 +69,7 @@ class Worker(WorkerLifecycle):
         app: WSGIApp | None,
         heartbeat: Heartbeat,
         tls_context: ssl.SSLContext | None = None,
+        logger: Logger | None = None,
     ) -> None:
         self.age = age
         self.ppid = ppid
@@ -101,6 +103,8 @@ class Worker(WorkerLifecycle):
         self.adapter: WSGIAdapter | None = None
         self.server_addrs: dict[int, tuple[int, tuple[str, str]]] = {}
         self.tls: ssl.SSLContext | None = tls_context
+        # Set up by the master; inherited across fork, never set up again here.
+        self.logger = logger if logger is not None else Logger(settings)
         self.stats: WorkerStats | None = None  # set by the master when metrics are on
         self.statsd: StatsdClient | None = None
         self.health_path = settings.health_path

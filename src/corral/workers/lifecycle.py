@@ -28,7 +28,7 @@ from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_WORKER_BOOT_ERROR, AppLoadEr
 from corral.health import rss_bytes
 from corral.heartbeat import REASON_MAX_MEMORY, REASON_RELOAD
 from corral.http.parser import Request
-from corral.logs import AccessLog, reopen_log_files
+from corral.logs import Logger
 from corral.privileges import drop_privileges
 from corral.process import set_process_title
 from corral.reloader import Reloader
@@ -60,6 +60,7 @@ class WorkerLifecycle:
     stats: WorkerStats | None
     statsd: StatsdClient | None
     reopen_requested: bool
+    logger: Logger
 
     def serve(self) -> None:
         raise NotImplementedError
@@ -95,7 +96,7 @@ class WorkerLifecycle:
             assert self.settings.app_spec is not None
             self.app = load_app(self.settings.app_spec)
         s = self.settings
-        access = AccessLog(s.access_log_format, enabled=s.accesslog is not None)
+        access = self.logger.access if self.logger.access_enabled else None
         self.adapter = WSGIAdapter(
             self.app,
             multithread=self.multithread,
@@ -103,7 +104,7 @@ class WorkerLifecycle:
             secure_scheme_headers=s.secure_scheme_headers,
             forwarder_headers=s.forwarder_headers,
             header_map=s.header_map,
-            access_log=access,
+            access=access,
         )
         self.statsd = StatsdClient.from_settings(s)
         self.adapter.stats = self.stats
@@ -178,7 +179,7 @@ class WorkerLifecycle:
     def reopen_logs_if_requested(self) -> None:
         if self.reopen_requested:
             self.reopen_requested = False
-            reopen_log_files()
+            self.logger.reopen_files()
 
     def handle_abort(self, signum: int, frame: FrameType | None) -> None:
         """The master saw no heartbeat for `timeout` seconds: show where every thread is."""
