@@ -292,11 +292,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         meta = metadata(args, started, ctx, toolbox, servers, scenarios)
         rounds = Rounds(args, ctx, servers)
-        log("priming: one unmeasured start of each server and application")
-        prime(ctx, servers, scenarios)
-        rounds.run(scenarios)
-    except KeyboardInterrupt:
-        log("interrupted: reporting the runs done so far")
+        try:
+            log("priming: one unmeasured start of each server and application")
+            prime(ctx, servers, scenarios)
+            rounds.run(scenarios)
+        except KeyboardInterrupt:
+            log("interrupted: reporting the runs done so far")
     finally:
         shutil.rmtree(ctx.workdir, ignore_errors=True)
     meta["skipped"] = skipped

@@ -202,6 +202,7 @@ _WATCHED = frozenset(
 _LIST_FIELDS = frozenset({"TRANSFER-ENCODING", "CONNECTION", "EXPECT"})
 
 _VERSIONS = {"0": "HTTP/1.0", "1": "HTTP/1.1"}
+_VALID_HOSTS: set[str] = set()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,8 +519,13 @@ def _interpret(minor: str, headers: list[tuple[str, str]]) -> tuple[int | None, 
         fields = _combine_repeats(headers)
     host = fields.get("HOST")
     if host is not None:
-        # RFC 9112 §3.2: a Host with an invalid field value gets 400 ...
-        _check_host(host, _HOST, "invalid Host header field")
+        # RFC 9112 §3.2: a Host with an invalid field value gets 400 ... (a server sees the
+        # same few Host values over and over: the ones already found valid are remembered)
+        if host not in _VALID_HOSTS:
+            _check_host(host, _HOST, "invalid Host header field")
+            if len(_VALID_HOSTS) >= 256:
+                _VALID_HOSTS.clear()
+            _VALID_HOSTS.add(host)
     elif minor == "1":
         # ... and so does an HTTP/1.1 request without Host.
         raise ProtocolError(400, "missing Host header field")
