@@ -437,8 +437,16 @@ class Arbiter:
         """Close the listeners, signal every worker, wait up to graceful_timeout, then KILL."""
         self.stopping = True
         self.notifier.stopping()
+        shared = bool(self.reexec_pid or self.upgrade_parent)
+        if not shared:
+            # Shrink the accept queue to (almost) nothing: connections arriving from now on
+            # wait in SYN retries and are refused once the workers have closed the socket,
+            # instead of being queued and then reset. The workers take what is queued.
+            for sock in self.listeners:
+                with contextlib.suppress(OSError):
+                    sock.listen(0)
         # Another master may serve from the same unix socket: then leave its path alone.
-        close_listeners(self.listeners, unlink=not (self.reexec_pid or self.upgrade_parent))
+        close_listeners(self.listeners, unlink=not shared)
         self.listeners = []
         sig = signal.SIGTERM if graceful else signal.SIGQUIT
         for pid in list(self.workers):

@@ -136,13 +136,6 @@ def test_term_with_requests_in_flight(setup: str, figures: Figures, tmp_path: Pa
         assert prober.broken == [], prober.broken[:5]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ConnectionError,
-    reason="a sync worker busy with a request when TERM arrives keeps its listening socket "
-    "open, without accepting, until the request ends; then closes it, and the kernel resets "
-    "every connection that was queued meanwhile",
-)
 def test_connection_made_right_after_term_is_served_or_refused() -> None:
     with Server(APP, "-k", "sync", workers=1) as srv:
         assert srv.sock is not None

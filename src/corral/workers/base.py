@@ -175,9 +175,16 @@ class Worker(WorkerLifecycle):
             self.epoll.register(fd, select.EPOLLIN | _EXCLUSIVE)
 
     def stop_accepting(self, listening: dict[int, socket.socket]) -> None:
+        """Stop taking connections. Those the kernel has already queued are taken first
+        (their clients saw the connection established: closing the socket would reset
+        them); they are served like the others, with Connection: close."""
+        now = time.monotonic()
         for fd, sock in list(listening.items()):
             with contextlib.suppress(OSError):
                 self.epoll.unregister(fd)
+            for _ in range(self.settings.worker_connections):
+                if not self.accept_one(sock, now):
+                    break
             sock.close()
         listening.clear()
 
@@ -189,47 +196,52 @@ class Worker(WorkerLifecycle):
 
     def accept(self, listener: socket.socket, now: float) -> None:
         self.accept_wakeups += 1
+        # sync takes one connection at a time and lets the other workers take the rest.
+        for _ in range(_ACCEPT_BATCH if self.keep_alive_allowed else 1):
+            if not self.accept_one(listener, now):
+                return
+
+    def accept_one(self, listener: socket.socket, now: float) -> bool:
+        """Accept one queued connection and start reading it; False when none was taken."""
+        if len(self.conns) >= self.settings.worker_connections:
+            return False
+        try:
+            # The C-level accept and socket type: no per-connection enum conversions or
+            # Python wrapper, which cost more than the system calls around them.
+            fd, peer = listener._accept()  # type: ignore[attr-defined]
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            log.debug("accept() failed: %s", exc)
+            return False
+        self.accepted += 1
         family, server_addr = self.server_addrs[listener.fileno()]
-        for _ in range(_ACCEPT_BATCH):
-            if len(self.conns) >= self.settings.worker_connections:
-                return
-            try:
-                # The C-level accept and socket type: no per-connection enum conversions or
-                # Python wrapper, which cost more than the system calls around them.
-                fd, peer = listener._accept()  # type: ignore[attr-defined]
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                log.debug("accept() failed: %s", exc)
-                return
-            self.accepted += 1
-            sock = _socket.socket(family, socket.SOCK_STREAM, 0, fd)
-            sock.setblocking(False)
-            if self.tls is None:
-                conn = Connection(sock, peer, server_addr, self.trusted(peer), self.timeout, now)
-            else:
-                conn = TLSConnection(
-                    sock,
-                    peer,
-                    server_addr,
-                    self.trusted(peer),
-                    self.timeout,
-                    now,
-                    context=self.tls,
-                    suppress_ragged_eofs=self.settings.suppress_ragged_eofs,
-                )
-            if self.proxy_mode and is_trusted(peer, self.proxy_allow_ips):
-                conn.proxy_mode = self.proxy_mode
-            fd = conn.fd
-            self.conns[fd] = conn
-            # Clients send right after connecting: read now instead of waiting for epoll, and
-            # register only a connection that still waits (saves a system call per request
-            # when the connection is answered and closed at once).
-            self.on_readable(conn, now)
-            if self.conns.get(fd) is conn and not conn.registered and fd not in self.busy:
-                self.arm(conn)
-            if not self.keep_alive_allowed:
-                return  # one connection at a time: let the other workers take the rest
+        sock = _socket.socket(family, socket.SOCK_STREAM, 0, fd)
+        sock.setblocking(False)
+        if self.tls is None:
+            conn = Connection(sock, peer, server_addr, self.trusted(peer), self.timeout, now)
+        else:
+            conn = TLSConnection(
+                sock,
+                peer,
+                server_addr,
+                self.trusted(peer),
+                self.timeout,
+                now,
+                context=self.tls,
+                suppress_ragged_eofs=self.settings.suppress_ragged_eofs,
+            )
+        if self.proxy_mode and is_trusted(peer, self.proxy_allow_ips):
+            conn.proxy_mode = self.proxy_mode
+        fd = conn.fd
+        self.conns[fd] = conn
+        # Clients send right after connecting: read now instead of waiting for epoll, and
+        # register only a connection that still waits (saves a system call per request
+        # when the connection is answered and closed at once).
+        self.on_readable(conn, now)
+        if self.conns.get(fd) is conn and not conn.registered and fd not in self.busy:
+            self.arm(conn)
+        return True
 
     def arm(self, conn: Connection) -> None:
         """Have the loop wait for this connection's next bytes."""
