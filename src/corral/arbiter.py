@@ -31,6 +31,7 @@ from corral.errors import (
 from corral.exits import ExitReporter
 from corral.health import limit_warnings
 from corral.heartbeat import Heartbeat
+from corral.hooks import call_hook
 from corral.listeners import (
     activated_listeners,
     close_listeners,
@@ -475,13 +476,7 @@ class Arbiter:
         self.call_hook("on_exit", self)
 
     def call_hook(self, name: str, *args: object) -> None:
-        hook = getattr(self.settings, name, None)
-        if hook is None:
-            return
-        try:
-            hook(*args)
-        except Exception:
-            log.exception("Exception in %s hook", name)
+        call_hook(self.settings, name, *args)
 
 
 def save_coverage() -> None:

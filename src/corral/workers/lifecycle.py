@@ -27,6 +27,7 @@ from corral.config import settings as default_hooks
 from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_WORKER_BOOT_ERROR, AppLoadError
 from corral.health import rss_bytes
 from corral.heartbeat import REASON_MAX_MEMORY, REASON_RELOAD
+from corral.hooks import call_hook
 from corral.http.parser import Request
 from corral.logs import Logger
 from corral.privileges import drop_privileges
@@ -197,13 +198,7 @@ class WorkerLifecycle:
         raise SystemExit(1)
 
     def call_hook(self, name: str, *args: object) -> None:
-        hook: Callable[..., object] | None = getattr(self.settings, name, None)
-        if hook is None:
-            return
-        try:
-            hook(*args)
-        except Exception:
-            log.exception("Exception in %s hook", name)
+        call_hook(self.settings, name, *args)
 
     def retire(self, reason: int) -> None:
         """Finish what is in flight, then exit; the master learns why from the heartbeat."""
