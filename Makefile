@@ -15,8 +15,8 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 $(VENV)/.test-installed: $(VENV)/.installed requirements-test.txt
 	$(BIN)/python -m pip install -q -r requirements-test.txt
-	# Server subprocesses started by the tests measure coverage too (COVERAGE_PROCESS_START).
-	$(BIN)/python -c "import site; open(site.getsitepackages()[0] + '/corral-coverage.pth', 'w').write('import coverage; coverage.process_startup()\n')"
+	# Server subprocesses measure coverage too: coverage's own a1_coverage.pth starts it in
+	# every interpreter when COVERAGE_PROCESS_START is set (see the unit target).
 	touch $@
 
 run: $(VENV)/.installed
