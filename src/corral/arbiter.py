@@ -15,7 +15,6 @@ import os
 import select
 import signal
 import socket
-import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -43,12 +42,13 @@ from corral.process import Pidfile, set_process_title
 from corral.prometheus import MetricsServer, render
 from corral.stats import StatsAggregator, WorkerStats, listen_queue
 from corral.statsd import StatsdClient
-from corral.tls import build_context
 from corral.workers.base import Worker
 from corral.workers.sync import SyncWorker
 from corral.workers.threaded import ThreadWorker
 
 if TYPE_CHECKING:
+    import ssl
+
     from corral.adapters.wsgi import WSGIApp
     from corral.config import Settings
 
@@ -58,6 +58,15 @@ WORKER_CLASSES: dict[str, type[Worker]] = {"sync": SyncWorker, "gthread": Thread
 HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH")
 # After the abort signal, how long a timed-out worker gets to print its stacks before SIGKILL.
 ABORT_GRACE = 2.0
+
+
+def build_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context, when certfile is set; ssl is not even imported otherwise."""
+    if settings.certfile is None:
+        return None
+    from corral.tls import build_context as build
+
+    return build(settings)
 
 
 class Arbiter:

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import configparser
 import json
-import logging
-import logging.config
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -117,6 +115,8 @@ def apply_dict(config: Mapping[str, Any], origin: str) -> frozenset[str]:
             if old in loggers and new not in loggers:
                 loggers[new] = loggers.pop(old)
     try:
+        import logging.config
+
         logging.config.dictConfig(merged)
     # The configuration names classes and factories of its own choosing: whatever they raise
     # is a configuration error.
@@ -136,6 +136,8 @@ def apply_ini(path: str) -> frozenset[str]:
         with open(path, encoding="utf-8") as file:
             parser.read_file(file)
         names = _rename_ini_loggers(parser)
+        import logging.config
+
         logging.config.fileConfig(parser, disable_existing_loggers=False)
     except OSError as exc:
         if exc.filename == path:

@@ -17,13 +17,19 @@ from __future__ import annotations
 import logging
 import socket
 from dataclasses import dataclass
-from logging.handlers import SysLogHandler
 
 from corral.errors import ConfigError
 
 DEFAULT_PORT = 514
 # The stdlib table: Gunicorn's facility names and a few more (console, ntp, solaris-cron).
-FACILITIES: dict[str, int] = dict(SysLogHandler.facility_names)
+# Facility codes (RFC 5424 §6.2.1 and the BSD extensions), named as Python's SysLogHandler
+# (spelled out so that importing this module does not pull in logging.handlers).
+FACILITIES: dict[str, int] = {
+    "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
+    "news": 7, "uucp": 8, "cron": 9, "authpriv": 10, "ftp": 11, "ntp": 12, "security": 13,
+    "console": 14, "solaris-cron": 15, "local0": 16, "local1": 17, "local2": 18,
+    "local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23,
+}  # fmt: skip
 _SCHEMES = {"udp": socket.SOCK_DGRAM, "tcp": socket.SOCK_STREAM}
 _UNIX_TYPES = {"dgram": socket.SOCK_DGRAM, "stream": socket.SOCK_STREAM}
 
@@ -105,6 +111,8 @@ def make_handler(target: SyslogTarget, log_name: str) -> logging.Handler:
     except ValueError as exc:
         raise ConfigError(f"Invalid syslog setting: {exc}") from None
     try:
+        from logging.handlers import SysLogHandler
+
         handler = SysLogHandler(address.address, facility, address.socktype)
     except OSError as exc:
         reason = exc.strerror or str(exc)

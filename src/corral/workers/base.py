@@ -17,7 +17,6 @@ import os
 import random
 import select
 import socket
-import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -35,12 +34,13 @@ from corral.http.writer import error_response, health_response
 from corral.logs import Logger
 from corral.stats import WorkerStats
 from corral.statsd import StatsdClient
-from corral.tls import TLSConnection
 from corral.trust import is_trusted
 from corral.workers.connection import RECV_SIZE, Connection
 from corral.workers.lifecycle import WorkerLifecycle
 
 if TYPE_CHECKING:
+    import ssl
+
     from corral.config import Settings
     from corral.heartbeat import Heartbeat
 
@@ -103,6 +103,10 @@ class Worker(WorkerLifecycle):
         self.adapter: WSGIAdapter | None = None
         self.server_addrs: dict[int, tuple[int, tuple[str, str]]] = {}
         self.tls: ssl.SSLContext | None = tls_context
+        if tls_context is not None:
+            from corral.tls import TLSConnection  # ssl is imported only when TLS is on
+
+            self.tls_connection = TLSConnection
         # Set up by the master; inherited across fork, never set up again here.
         self.logger = logger if logger is not None else Logger(settings)
         self.stats: WorkerStats | None = None  # set by the master when metrics are on
@@ -221,7 +225,7 @@ class Worker(WorkerLifecycle):
         if self.tls is None:
             conn = Connection(sock, peer, server_addr, self.trusted(peer), self.timeout, now)
         else:
-            conn = TLSConnection(
+            conn = self.tls_connection(
                 sock,
                 peer,
                 server_addr,
@@ -276,8 +280,7 @@ class Worker(WorkerLifecycle):
 
     def on_readable_tls(self, conn: Connection) -> None:
         """TLS: the handshake and decryption advance without blocking; plaintext goes on."""
-        assert isinstance(conn, TLSConnection)
-        data = conn.advance()
+        data = conn.advance()  # type: ignore[attr-defined]
         if data is None:
             self.close(conn)
         elif data:

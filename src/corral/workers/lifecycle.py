@@ -32,7 +32,6 @@ from corral.http.parser import Request
 from corral.logs import Logger
 from corral.privileges import drop_privileges
 from corral.process import set_process_title
-from corral.reloader import Reloader
 from corral.statsd import StatsdClient
 
 if TYPE_CHECKING:
@@ -136,6 +135,8 @@ class WorkerLifecycle:
             self.adapter.post_request = post_request
 
     def start_reloader(self) -> None:
+        from corral.reloader import Reloader  # ctypes and threads only when --reload is on
+
         def on_change(path: str) -> None:
             log.info("Worker reloading: %s modified", path)
             self.retire(REASON_RELOAD)
