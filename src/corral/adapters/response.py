@@ -214,6 +214,23 @@ class Response:
         self.sent += len(data)
         return data
 
+    def send_whole(self, body: bytes) -> None:
+        """The complete body is known before anything is sent: frame it with Content-Length
+        (unless the application said otherwise) and send it with the head in one call."""
+        if self.status is None:
+            raise AssertionError("the application returned without calling start_response")
+        if self.content_length is None and self.code not in NO_BODY_STATUSES:
+            self.content_length = len(body)
+        head = self._head()
+        framed = self._frame(body)
+        self.head_sent = True
+        if len(framed) <= _COALESCE:
+            self.conn.send(head + framed)
+        else:
+            self.conn.send(head)
+            self.conn.send(framed)
+        self.finish()
+
     def finish(self) -> None:
         if not self.head_sent:
             if self.content_length is None and self.code not in NO_BODY_STATUSES:

@@ -37,6 +37,9 @@ AccessWriter = Callable[
     [Mapping[str, Any], str, Sequence[tuple[str, str]], "int | None", float], None
 ]
 
+# A list response whose pieces add up to at most this is joined and sent in one call.
+_JOIN_LIMIT = 65536
+
 # Request header name (as the parser gives it: upper case) -> environ key. Filled lazily.
 _SPECIAL_KEYS = {"CONTENT-TYPE": "CONTENT_TYPE", "CONTENT-LENGTH": "CONTENT_LENGTH"}
 
@@ -299,8 +302,18 @@ class WSGIAdapter:
         try:
             if type(result) is FileWrapper and self.sendfile and self.send_file(result, resp):
                 return
-            if type(result) is list and not resp.head_sent and resp.content_length is None:
-                resp.content_length = sum(map(len, result))
+            if type(result) is list and not resp.head_sent:
+                # The usual answer: the whole body at once, sent with its head in one call
+                # (joined first when it is in small pieces; large ones go piece by piece).
+                if len(result) == 1:
+                    resp.send_whole(result[0])
+                    return
+                total = sum(map(len, result))
+                if total <= _JOIN_LIMIT:
+                    resp.send_whole(b"".join(result))
+                    return
+                if resp.content_length is None:
+                    resp.content_length = total
             for chunk in result:
                 if chunk:
                     resp.write(chunk)
