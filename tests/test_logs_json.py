@@ -19,7 +19,6 @@ from corral.logs import (
     close_logging,
     error_log,
     load_logger,
-    reopen_log_files,
     setup_logging,
 )
 
@@ -204,8 +203,9 @@ def test_access_log_json_setting(tmp_path: Path) -> None:
     assert isinstance(logger.access_log, JsonAccessLog)
     logger.access(ENVIRON, "200 OK", [], 5, 0.25)
     os.rename(path, tmp_path / "access.log.1")
-    reopen_log_files()
+    logger.reopen_files()  # what USR1 does: what is batched goes to the old file first
     logger.access(ENVIRON, "500 Internal Server Error", [], None, 0.5)
+    logger.flush()  # the worker's loop does this at least once a second
     first = json.loads((tmp_path / "access.log.1").read_text())
     second = json.loads(path.read_text())
     assert (first["status"], first["response_length"], first["request_time_us"]) == (200, 5, 250000)

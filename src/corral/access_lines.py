@@ -86,6 +86,17 @@ class JsonAccessLog(AccessLog):
     ) -> None:
         if not self.enabled or not access_log.isEnabledFor(logging.INFO):
             return
+        _emit(self.line(environ, status, response_headers, response_length, request_time))
+
+    def line(
+        self,
+        environ: Mapping[str, Any],
+        status: str,
+        response_headers: ResponseHeaders,
+        response_length: int | None,
+        request_time: float,
+    ) -> str:
+        """The JSON object of one request, on one line."""
         get = environ.get
         target = get("RAW_URI")
         if target is None:
@@ -98,23 +109,21 @@ class JsonAccessLog(AccessLog):
             code = None
         # ensure_ascii: every byte outside printable ASCII, line breaks included (and U+2028,
         # U+0085, which some tools also split lines at), is written as a \u escape.
-        _emit(
-            _JSON.encode(
-                {
-                    "time": _iso_time(),
-                    "remote_addr": get("REMOTE_ADDR") or None,
-                    "method": get("REQUEST_METHOD"),
-                    "path": path,
-                    "query": query,
-                    "protocol": get("SERVER_PROTOCOL"),
-                    "status": code,
-                    "response_length": response_length,
-                    "request_time_us": round(request_time * 1_000_000),
-                    "referer": get("HTTP_REFERER"),
-                    "user_agent": get("HTTP_USER_AGENT"),
-                    "pid": os.getpid(),
-                }
-            )
+        return _JSON.encode(
+            {
+                "time": _iso_time(),
+                "remote_addr": get("REMOTE_ADDR") or None,
+                "method": get("REQUEST_METHOD"),
+                "path": path,
+                "query": query,
+                "protocol": get("SERVER_PROTOCOL"),
+                "status": code,
+                "response_length": response_length,
+                "request_time_us": round(request_time * 1_000_000),
+                "referer": get("HTTP_REFERER"),
+                "user_agent": get("HTTP_USER_AGENT"),
+                "pid": os.getpid(),
+            }
         )
 
 

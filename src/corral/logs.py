@@ -24,6 +24,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from corral.access_fast import BatchedFile, LineBuilder, compile_line
 from corral.access_lines import (
     DEFAULT_ACCESS_LOG_FORMAT,
     AccessLog,
@@ -269,6 +270,8 @@ class Logger:
         self.settings = settings
         self.access_enabled = False
         self.access_log: AccessLog = AccessLog(DEFAULT_ACCESS_LOG_FORMAT, enabled=False)
+        self.access_file: BatchedFile | None = None
+        self.line_builder: LineBuilder | None = None
 
     def setup(self, settings: Settings) -> None:
         """Install the handlers `settings` ask for, replacing earlier ones; ConfigError when a
@@ -294,6 +297,29 @@ class Logger:
             error_log.warning("%s is ignored: %s takes precedence", name, given[0])
         writer.enabled = self.access_enabled = access_logging_enabled()
         self.access_log = writer
+        self.setup_fast_access(settings, log_config)
+
+    def setup_fast_access(self, settings: Settings, log_config: LogConfig) -> None:
+        """Lines to a plain file or stdout skip the logging module (see access_fast.py)."""
+        if self.access_file is not None:
+            self.access_file.close()
+            self.access_file = None
+        self.line_builder = None
+        plain = (
+            settings.accesslog is not None
+            and not (settings.syslog and not settings.disable_redirect_access_to_syslog)
+            and not log_config.given
+            and type(self).access is Logger.access
+        )
+        if not plain or not self.access_enabled:
+            return
+        assert settings.accesslog is not None
+        if settings.access_log_json:
+            self.line_builder = self.access_log.line  # type: ignore[attr-defined]
+        else:
+            self.line_builder = compile_line(settings.access_log_format)
+        if self.line_builder is not None:
+            self.access_file = BatchedFile(settings.accesslog)
 
     def syslog_target(self, settings: Settings) -> SyslogTarget:
         """Where and how to send the logs to syslog, from the syslog_* settings."""
@@ -315,14 +341,29 @@ class Logger:
     ) -> None:
         """Log one request: `response_length` is the body bytes sent (None when unknown),
         `request_time` the seconds from reading the request to the end of the response."""
+        if self.access_file is not None and self.line_builder is not None:
+            self.access_file.write(
+                self.line_builder(environ, status, response_headers, response_length, request_time)
+            )
+            return
         self.access_log.log(environ, status, response_headers, response_length, request_time)
+
+    def flush(self) -> None:
+        """Write the access lines still in the batch (the worker's loop calls this)."""
+        if self.access_file is not None:
+            self.access_file.flush()
 
     def reopen_files(self) -> None:
         """Reopen the log files (USR1): logrotate has moved them away."""
+        if self.access_file is not None:
+            self.access_file.reopen()
         reopen_log_files()
 
     def close(self) -> None:
         """Remove and close the handlers setup installed."""
+        if self.access_file is not None:
+            self.access_file.close()
+            self.access_file = None
         close_logging()
 
 

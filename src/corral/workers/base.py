@@ -167,6 +167,7 @@ class Worker(WorkerLifecycle):
         self.finish()
         for conn in list(conns.values()):
             self.close(conn)
+        self.logger.flush()
         log.debug(
             "Worker %s: woken %d times to accept, accepted %d connections",
             self.pid,
@@ -405,6 +406,7 @@ class Worker(WorkerLifecycle):
         from the connection or the previous response, however slowly bytes trickle in, and
         answered 408), `keepalive` when idle between requests."""
         self.check_memory()
+        self.logger.flush()
         if self.statsd is not None:
             self.statsd.flush_if_due()
         keepalive = float(self.settings.keepalive)
