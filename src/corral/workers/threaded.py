@@ -10,7 +10,9 @@ there is nothing to gain from a hand-off, so the application runs inline in the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import select
 import threading
@@ -104,6 +106,11 @@ class ThreadWorker(Worker):
         self.conns.pop(fd, None)
         self.busy.discard(fd)
         conn.close()
+        if not self.alive:
+            # Stopping: the loop waits for the last connection to go; tell it now rather than
+            # at its next turn.
+            with contextlib.suppress(OSError):
+                os.write(self.wake_w, b"\0")
 
     def finish(self) -> None:
         # Past this point nothing is in flight, or graceful_timeout has run out: threads still
