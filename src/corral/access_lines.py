@@ -169,7 +169,10 @@ def _escape_match(match: re.Match[str]) -> str:
 
 def escape(value: str) -> str:
     """`value` with control characters, quotes and backslashes escaped for one log line."""
-    # Nearly every value is clean: finding that out is cheaper than a substitution.
+    # Nearly every value is clean, and three C-level checks say so faster than a regex:
+    # a printable string has no C0 control and no DEL.
+    if value.isprintable() and '"' not in value and "\\" not in value:
+        return value
     if _UNSAFE.search(value) is None:
         return value
     return _UNSAFE.sub(_escape_match, value)
