@@ -459,6 +459,9 @@ class Arbiter:
         close_listeners(self.listeners, unlink=not shared)
         self.listeners = []
         sig = signal.SIGTERM if graceful else signal.SIGQUIT
+        if not shared:
+            for worker in self.workers.values():
+                worker.heartbeat.mark_master_stopping()
         for pid in list(self.workers):
             self.kill_worker(pid, sig)
         deadline = time.monotonic() + self.settings.graceful_timeout

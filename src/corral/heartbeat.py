@@ -15,6 +15,7 @@ import time
 _STAMP = struct.Struct("d")
 _READY_AT = _STAMP.size
 _REASON_AT = 2 * _STAMP.size
+_STOPPING_AT = 3 * _STAMP.size
 
 # Why a worker left on its own, as it tells the master before exiting (index = code).
 EXIT_REASONS = (
@@ -38,7 +39,7 @@ class Heartbeat:
 
     def __init__(self) -> None:
         # fileno -1: anonymous memory; MAP_SHARED (the default) keeps it shared across fork.
-        self._mem = mmap.mmap(-1, 3 * _STAMP.size)
+        self._mem = mmap.mmap(-1, 4 * _STAMP.size)
         self.beat()
 
     def beat(self, now: float | None = None) -> None:
@@ -54,6 +55,13 @@ class Heartbeat:
 
     def ready(self) -> bool:
         return bool(_STAMP.unpack_from(self._mem, _READY_AT)[0])
+
+    def mark_master_stopping(self) -> None:
+        """The master is shutting down for good (not a reload): nobody else will accept."""
+        _STAMP.pack_into(self._mem, _STOPPING_AT, 1.0)
+
+    def master_stopping(self) -> bool:
+        return bool(_STAMP.unpack_from(self._mem, _STOPPING_AT)[0])
 
     def set_exit_reason(self, code: int) -> None:
         _STAMP.pack_into(self._mem, _REASON_AT, float(code))

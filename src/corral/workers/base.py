@@ -180,16 +180,21 @@ class Worker(WorkerLifecycle):
             self.epoll.register(fd, select.EPOLLIN | _EXCLUSIVE)
 
     def stop_accepting(self, listening: dict[int, socket.socket]) -> None:
-        """Stop taking connections. Those the kernel has already queued are taken first
-        (their clients saw the connection established: closing the socket would reset
-        them); they are served like the others, with Connection: close."""
+        """Stop taking connections. When the whole server is stopping, those the kernel has
+        already queued are taken first (their clients saw the connection established: closing
+        the last copy of the socket would reset them) and served with Connection: close. On a
+        reload or a recycle there is nothing to take: the other workers go on accepting."""
         now = time.monotonic()
+        last_holder = self.heartbeat.master_stopping()
         for fd, sock in list(listening.items()):
             with contextlib.suppress(OSError):
                 self.epoll.unregister(fd)
-            for _ in range(self.settings.worker_connections):
-                if not self.accept_one(sock, now):
-                    break
+            if last_holder:
+                # Until the queue is empty (the master has shrunk it to almost nothing, so
+                # new arrivals mostly wait in SYN retries and are refused once it closes).
+                for _ in range(self.settings.worker_connections):
+                    if not self.accept_one(sock, now):
+                        break
             sock.close()
         listening.clear()
 
