@@ -97,7 +97,10 @@ class Worker(WorkerLifecycle):
         self.timeout = float(settings.timeout) if settings.timeout > 0 else 30.0
         self.longest_line = max(self.limits.line_cap, self.limits.field_size_cap) + 2
         self.conns: dict[int, Connection] = {}
-        self.busy: set[int] = set()  # connections whose request a thread is serving
+        # Connections whose request a thread is serving. Held by identity, not by descriptor:
+        # a thread finishing with one connection must never mark a new connection that got
+        # the same descriptor number in the meantime.
+        self.busy: set[Connection] = set()
         self.epoll: Any = None
         self.fd_handlers: dict[int, Callable[[], None]] = {}
         self.adapter: WSGIAdapter | None = None
@@ -249,7 +252,7 @@ class Worker(WorkerLifecycle):
         # register only a connection that still waits (saves a system call per request
         # when the connection is answered and closed at once).
         self.on_readable(conn, now)
-        if self.conns.get(fd) is conn and not conn.registered and fd not in self.busy:
+        if self.conns.get(fd) is conn and not conn.registered and conn not in self.busy:
             self.arm(conn)
         return True
 
@@ -416,7 +419,7 @@ class Worker(WorkerLifecycle):
             self.statsd.flush_if_due()
         keepalive = float(self.settings.keepalive)
         for conn in list(self.conns.values()):
-            if conn.fd in self.busy:
+            if conn in self.busy:
                 continue
             waiting_for_head = bool(conn.buf) or not conn.requests
             if now - conn.since <= (self.timeout if waiting_for_head else keepalive):

@@ -55,7 +55,7 @@ class ThreadWorker(Worker):
     def dispatch(self, conn: Connection, req: Request, pending: bytes) -> bytes | None:
         if not self.multithread:
             return super().dispatch(conn, req, pending)
-        self.busy.add(conn.fd)
+        self.busy.add(conn)
         self.jobs.put((conn, req, pending))
         return None
 
@@ -99,12 +99,12 @@ class ThreadWorker(Worker):
             conn.buf = rest
             try:
                 self.arm(conn)  # before leaving `busy`: the loop must not arm it too
-                self.busy.discard(fd)
+                self.busy.discard(conn)
                 return
             except OSError:
                 pass
         self.conns.pop(fd, None)
-        self.busy.discard(fd)
+        self.busy.discard(conn)
         conn.close()
         if not self.alive:
             # Stopping: the loop waits for the last connection to go; tell it now rather than
