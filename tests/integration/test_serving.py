@@ -365,3 +365,14 @@ def test_absolute_form_target_overrides_host(server: Server) -> None:
         "8080",
     )
     assert (env["PATH_INFO"], env["QUERY_STRING"]) == ("/p", "q=1")
+
+
+def test_many_short_connections_never_hang() -> None:
+    """Thousands of back-to-back connections: descriptors are reused at once, and a thread
+    finishing with an old connection must never disturb the new one with the same number."""
+    with Server("support.apps:echo", "-k", "gthread", "--threads", "4") as srv:
+        for i in range(1500):
+            with connect(srv.port, timeout=5) as sock:
+                sock.sendall(f"GET /n{i} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+                resp, _ = read_response(sock)
+                assert resp.status == 200
