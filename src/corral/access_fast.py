@@ -33,51 +33,63 @@ LineBuilder = Callable[
 
 _PLACEHOLDER = re.compile(r"%\((?P<key>[^)]*)\)(?P<conv>[^a-zA-Z%]*[a-zA-Z%])")
 
-# Atom -> expression over (environ as `e`, `get` = e.get, status, headers, length, seconds).
-# Anything from the environ is escaped: a client chose it, or an application replaced it.
+# Atom -> expression over (environ as `e`, `get` = e.get, status, headers, length, seconds `t`),
+# giving a str. Anything from the environ is escaped: a client chose it, or an application
+# replaced it.
 _INLINE = {
-    "h": 'ESC(get("REMOTE_ADDR") or "-")',
+    "h": '(ESC(_h) if (_h := get("REMOTE_ADDR")) else "-")',
     "l": '"-"',
     "t": "DATE(None)",
-    "m": 'ESC(get("REQUEST_METHOD") or "-")',
-    "U": 'ESC(get("PATH_INFO") or "-")',
-    "q": 'ESC(get("QUERY_STRING") or "-")',
-    "H": 'ESC(get("SERVER_PROTOCOL") or "-")',
+    "m": '(ESC(_m) if (_m := get("REQUEST_METHOD")) else "-")',
+    "U": '(ESC(_u) if (_u := get("PATH_INFO")) else "-")',
+    "q": '(ESC(_q) if (_q := get("QUERY_STRING")) else "-")',
+    "H": '(ESC(_p) if (_p := get("SERVER_PROTOCOL")) else "-")',
     "s": "status[:3]",  # checked by start_response: three digits
-    "b": '"-" if length is None else str(length)',
-    "B": "length or 0",
-    "f": 'ESC(get("HTTP_REFERER") or "-")',
-    "a": 'ESC(get("HTTP_USER_AGENT") or "-")',
-    "u": '"-" if "HTTP_AUTHORIZATION" not in e else USER(REQ(e, status, headers, length, t))',
+    "b": '("-" if length is None else str(length))',
+    "B": "str(length or 0)",
+    "f": '(ESC(_f) if (_f := get("HTTP_REFERER")) else "-")',
+    "a": '(ESC(_a) if (_a := get("HTTP_USER_AGENT")) else "-")',
+    "u": '("-" if "HTTP_AUTHORIZATION" not in e else USER(REQ(e, status, headers, length, t)))',
     "r": "ESC(f\"{get('REQUEST_METHOD') or '-'} {TARGET(e)} {get('SERVER_PROTOCOL') or '-'}\")",
 }
 
 
 def compile_line(fmt: str) -> LineBuilder | None:
     """A function building the line `fmt` describes, or None when the format uses anything
-    but `%(key)s` placeholders (then the general path, which handles every format, is used)."""
-    keys = []
+    but `%(key)s` placeholders (then the general path, which handles every format, is used).
+
+    The function concatenates the literal text and the atoms' values directly: no dict of
+    values and no %-formatting per request."""
+    parts: list[str] = []
+    generic = False
+    position = 0
     for match in _PLACEHOLDER.finditer(fmt):
         if match["conv"] != "s":
             return None
-        keys.append(match["key"])
-    if "%" in _PLACEHOLDER.sub("", fmt.replace("%%", "")):
-        return None
-    items = []
-    for key in dict.fromkeys(keys):
+        literal = fmt[position : match.start()]
+        if "%" in literal.replace("%%", ""):
+            return None
+        if literal:
+            parts.append(repr(literal.replace("%%", "%")))
+        key = match["key"]
         expression = _INLINE.get(key)
         if expression is None:
-            # The rest (request line, {header}i, times, ...) use the general atoms.
-            atom = f"ATOMS[{key!r}]"
-            expression = f"{atom}(REQ(e, status, headers, length, t))"
-        items.append(f"{key!r}: {expression}")
-    source = (
-        "def line(e, status, headers, length, t):\n"
-        "    get = e.get\n"
-        f"    return FMT % {{{', '.join(items)}}}\n"
-    )
+            # The rest ({header}i, times, pid, unknown atoms) use the general atoms.
+            generic = True
+            expression = f"str(ATOMS[{key!r}](req))"
+        parts.append(expression)
+        position = match.end()
+    tail = fmt[position:]
+    if "%" in tail.replace("%%", ""):
+        return None
+    if tail:
+        parts.append(repr(tail.replace("%%", "%")))
+    source = "def line(e, status, headers, length, t):\n    get = e.get\n"
+    if generic:
+        source += "    req = REQ(e, status, headers, length, t)\n"
+    source += f"    return {' + '.join(parts) or repr('')}\n"
+    keys = [match["key"] for match in _PLACEHOLDER.finditer(fmt)]
     names: dict[str, Any] = {
-        "FMT": fmt,
         "ESC": escape,
         "DATE": access_lines._date,
         "USER": access_lines._user,

@@ -21,7 +21,7 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from corral.access_fast import BatchedFile, LineBuilder, compile_line
@@ -347,6 +347,27 @@ class Logger:
             )
             return
         self.access_log.log(environ, status, response_headers, response_length, request_time)
+
+    def access_writer(self) -> Callable[..., None]:
+        """What a worker calls per request: `access`, or on the fast path a function that
+        builds the line and batches it, with no further layers."""
+        access_file, builder = self.access_file, self.line_builder
+        if access_file is None or builder is None:
+            return self.access
+        lines, flush, limit = access_file.lines, access_file.flush, access_file.LIMIT
+
+        def write(
+            environ: Mapping[str, Any],
+            status: str,
+            response_headers: Sequence[tuple[str, str]],
+            response_length: int | None,
+            request_time: float,
+        ) -> None:
+            lines.append(builder(environ, status, response_headers, response_length, request_time))
+            if len(lines) >= limit:
+                flush()
+
+        return write
 
     def flush(self) -> None:
         """Write the access lines still in the batch (the worker's loop calls this)."""

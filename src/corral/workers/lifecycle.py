@@ -96,7 +96,7 @@ class WorkerLifecycle:
             assert self.settings.app_spec is not None
             self.app = load_app(self.settings.app_spec)
         s = self.settings
-        access = self.logger.access if self.logger.access_enabled else None
+        access = self.logger.access_writer() if self.logger.access_enabled else None
         self.adapter = WSGIAdapter(
             self.app,
             multithread=self.multithread,
