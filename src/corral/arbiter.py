@@ -36,6 +36,7 @@ from corral.listeners import (
     close_listeners,
     create_listeners,
     listener_url,
+    refuse_new_connections,
 )
 from corral.logs import Logger, load_logger
 from corral.process import Pidfile, set_process_title
@@ -449,12 +450,11 @@ class Arbiter:
         self.notifier.stopping()
         shared = bool(self.reexec_pid or self.upgrade_parent)
         if not shared:
-            # Shrink the accept queue to (almost) nothing: connections arriving from now on
-            # wait in SYN retries and are refused once the workers have closed the socket,
-            # instead of being queued and then reset. The workers take what is queued.
+            # Connections arriving from now on wait in SYN retries and are refused once the
+            # workers have closed the socket, instead of being queued and then reset. The
+            # workers take what is already queued.
             for sock in self.listeners:
-                with contextlib.suppress(OSError):
-                    sock.listen(0)
+                refuse_new_connections(sock)
         # Another master may serve from the same unix socket: then leave its path alone.
         close_listeners(self.listeners, unlink=not shared)
         self.listeners = []

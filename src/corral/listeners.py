@@ -11,6 +11,7 @@ import errno
 import os
 import socket
 import stat
+import struct
 
 from corral.errors import HaltServer
 
@@ -139,6 +140,30 @@ def listener_url(sock: socket.socket) -> str:
     if sock.family == socket.AF_INET6:
         return f"http://[{host}]:{port}"
     return f"http://{host}:{port}"
+
+
+def refuse_new_connections(sock: socket.socket) -> None:
+    """Before a final shutdown: new connection attempts no longer complete on this socket,
+    while connections already queued stay there for the workers to take.
+
+    A classic BPF filter that drops every packet stops SYNs from reaching the listening socket
+    (clients retry, and are refused once the socket is closed); the backlog shrinks to nothing
+    for the packets that got past it. Without this, a connection that completed its handshake
+    after the workers had emptied the queue would be reset when the socket closes.
+    """
+    with contextlib.suppress(OSError):
+        sock.listen(0)
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    import ctypes
+
+    drop_all = (ctypes.c_ubyte * 8).from_buffer_copy(struct.pack("HBBI", 0x06, 0, 0, 0))
+    program = struct.pack("HL", 1, ctypes.addressof(drop_all))  # struct sock_fprog
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)
+
+
+_SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 
 
 def close_listeners(listeners: list[socket.socket], unlink: bool) -> None:

@@ -57,6 +57,9 @@ class Prober:
                 self.refused += 1
                 time.sleep(0.002)
                 continue
+            except OSError as exc:  # reset or timed out while connecting: broken too
+                self.broken.append(repr(exc))
+                continue
             try:
                 sock.sendall(b"GET /pid HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
                 resp, _ = read_response(sock)
