@@ -61,11 +61,21 @@ class AccessLog:
         """Log one request; `response_length` is the body bytes sent, `request_time` seconds."""
         if not self.enabled or not access_log.isEnabledFor(logging.INFO):
             return
-        request = _Request(environ, status, response_headers, response_length, request_time)
-        values = {key: atom(request) for key, atom in self._plan}
         # The line is final: its "%" signs are not placeholders (logging formats a message only
         # when it has arguments).
-        _emit(self.fmt % values)
+        _emit(self.line(environ, status, response_headers, response_length, request_time))
+
+    def line(
+        self,
+        environ: Mapping[str, Any],
+        status: str,
+        response_headers: ResponseHeaders,
+        response_length: int | None,
+        request_time: float,
+    ) -> str:
+        """The access line of one request, in the user's format."""
+        request = _Request(environ, status, response_headers, response_length, request_time)
+        return self.fmt % {key: atom(request) for key, atom in self._plan}
 
 
 class JsonAccessLog(AccessLog):
@@ -75,18 +85,6 @@ class JsonAccessLog(AccessLog):
         self.fmt = ""
         self.enabled = enabled
         self._plan = ()
-
-    def log(
-        self,
-        environ: Mapping[str, Any],
-        status: str,
-        response_headers: ResponseHeaders,
-        response_length: int | None,
-        request_time: float,
-    ) -> None:
-        if not self.enabled or not access_log.isEnabledFor(logging.INFO):
-            return
-        _emit(self.line(environ, status, response_headers, response_length, request_time))
 
     def line(
         self,

@@ -315,7 +315,7 @@ class Logger:
             return
         assert settings.accesslog is not None
         if settings.access_log_json:
-            self.line_builder = self.access_log.line  # type: ignore[attr-defined]
+            self.line_builder = self.access_log.line
         else:
             self.line_builder = compile_line(settings.access_log_format)
         if self.line_builder is not None:
