@@ -34,30 +34,7 @@ ERROR_LINE = re.compile(
 CLF_DATE = re.compile(r"^\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]$")
 
 
-@pytest.fixture(autouse=True)
-def restore_loggers() -> Iterator[None]:
-    """Leave corral.error and corral.access as they were: other tests share the process."""
-    saved = [
-        (logger, list(logger.handlers), logger.level, logger.propagate, logger.disabled)
-        for logger in (error_log, access_log)
-    ]
-    yield
-    close_logging()
-    for logger, handlers, level, propagate, disabled in saved:
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-        for handler in handlers:
-            logger.addHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
-        logger.disabled = disabled
-
-
-@pytest.fixture
-def access_file(tmp_path: Path) -> Path:
-    path = tmp_path / "access.log"
-    setup_logging("-", "info", str(path))
-    return path
+pytestmark = pytest.mark.usefixtures("restore_loggers")
 
 
 ENVIRON: dict[str, Any] = {

@@ -6,7 +6,6 @@ import datetime
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,7 @@ import pytest
 from corral.config import load_settings
 from corral.logs import (
     JsonAccessLog,
-    access_log,
-    close_logging,
-    error_log,
     load_logger,
-    setup_logging,
 )
 
 ENVIRON: dict[str, Any] = {
@@ -50,30 +45,7 @@ KEYS = [
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d")
 
 
-@pytest.fixture(autouse=True)
-def restore_loggers() -> Iterator[None]:
-    """Leave corral.error and corral.access as they were: other tests share the process."""
-    saved = [
-        (logger, list(logger.handlers), logger.level, logger.propagate, logger.disabled)
-        for logger in (error_log, access_log)
-    ]
-    yield
-    close_logging()
-    for logger, handlers, level, propagate, disabled in saved:
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-        for handler in handlers:
-            logger.addHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
-        logger.disabled = disabled
-
-
-@pytest.fixture
-def access_file(tmp_path: Path) -> Path:
-    path = tmp_path / "access.log"
-    setup_logging("-", "info", str(path))
-    return path
+pytestmark = pytest.mark.usefixtures("restore_loggers")
 
 
 def json_line(

@@ -14,7 +14,7 @@ import pytest
 
 from corral.config import Settings, load_settings
 from corral.errors import ConfigError
-from corral.logs import Logger, access_log, close_logging, error_log, load_logger
+from corral.logs import Logger, error_log, load_logger
 from corral.syslog import SyslogAddress, facility_code, parse_address
 
 ENVIRON: dict[str, Any] = {
@@ -28,23 +28,7 @@ ENVIRON: dict[str, Any] = {
 LOCAL3_WARNING, LOCAL3_INFO = "<156>", "<158>"
 
 
-@pytest.fixture(autouse=True)
-def restore_loggers() -> Iterator[None]:
-    """Leave corral.error and corral.access as they were: other tests share the process."""
-    saved = [
-        (logger, list(logger.handlers), logger.level, logger.propagate, logger.disabled)
-        for logger in (error_log, access_log)
-    ]
-    yield
-    close_logging()
-    for logger, handlers, level, propagate, disabled in saved:
-        for handler in list(logger.handlers):
-            logger.removeHandler(handler)
-        for handler in handlers:
-            logger.addHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
-        logger.disabled = disabled
+pytestmark = pytest.mark.usefixtures("restore_loggers")
 
 
 def settings_for(tmp_path: Path, *argv: str) -> Settings:

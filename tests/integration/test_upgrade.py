@@ -8,22 +8,7 @@ import time
 from pathlib import Path
 
 from support.load import Load
-from support.server import Server, wait_for
-
-
-def read_pid(path: Path) -> int:
-    try:
-        return int(path.read_text().strip() or 0)
-    except (OSError, ValueError):
-        return 0
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+from support.server import Server, alive, read_pid, wait_for
 
 
 def test_usr2_winch_term_switches_masters_without_failures(tmp_path: Path) -> None:

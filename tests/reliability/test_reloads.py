@@ -18,25 +18,10 @@ from reliability.apps import APP
 from reliability.figures import Figures
 from reliability.procfs import children, fd_count, largest_fds, largest_rss
 from reliability.traffic import MeasuredLoad
-from support.server import Server, wait_for
+from support.server import Server, alive, read_pid, wait_for
 
 KINDS = {"sync": ["-k", "sync"], "gthread": ["-k", "gthread", "--threads", "4"]}
 HUPS = 20
-
-
-def read_pid(path: Path) -> int:
-    try:
-        return int(path.read_text().strip() or 0)
-    except (OSError, ValueError):
-        return 0
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def hup_rounds(srv: Server, load: MeasuredLoad) -> None:
