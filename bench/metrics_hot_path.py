@@ -12,8 +12,8 @@ from __future__ import annotations
 import socket
 import timeit
 
-from corral.stats import WorkerStats
-from corral.statsd import StatsdClient
+from corral.metrics.stats import WorkerStats
+from corral.metrics.statsd import StatsdClient
 
 NUMBER = 200_000
 REPEAT = 9

@@ -16,7 +16,7 @@ if str(TESTS) not in sys.path:
 @pytest.fixture
 def restore_loggers() -> Iterator[None]:
     """Leave corral.error and corral.access as they were: other tests share the process."""
-    from corral.logs import access_log, close_logging, error_log
+    from corral.logs.logger import access_log, close_logging, error_log
 
     saved = [
         (logger, list(logger.handlers), logger.level, logger.propagate, logger.disabled)
@@ -37,7 +37,7 @@ def restore_loggers() -> Iterator[None]:
 @pytest.fixture
 def access_file(tmp_path: Path, restore_loggers: None) -> Path:
     """An access log file set up with the plain logging path."""
-    from corral.logs import setup_logging
+    from corral.logs.logger import setup_logging
 
     path = tmp_path / "access.log"
     setup_logging("-", "info", str(path))

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from corral import __version__
 from corral.app_loader import load_app
 from corral.config import Settings, format_settings, load_settings
-from corral.daemon import daemonize
 from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_USAGE, AppLoadError, ConfigError
-from corral.logs import load_logger
+from corral.logs.logger import load_logger
+from corral.master.daemon import daemonize
 
 log = logging.getLogger("corral.error")
 
@@ -84,7 +84,7 @@ def run(argv: Sequence[str]) -> int:
             return EXIT_APP_LOAD_ERROR
         if result.action == "check_config":
             return 0
-    from corral.arbiter import Arbiter
+    from corral.master.arbiter import Arbiter
 
     def reload_settings() -> Settings:
         return load_settings(argv, environ, cwd).settings

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.health import OomCounter
+from corral.resources import OomCounter
 from support.server import Server, wait_for
 
 

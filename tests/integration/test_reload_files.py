@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.reloader import available_engines
+from corral.workers.reloader import available_engines
 from support.server import Server, wait_for
 
 APP = """

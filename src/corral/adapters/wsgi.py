@@ -24,8 +24,8 @@ from corral.errors import ClientDisconnected, ProtocolError
 from corral.http.body import decoder_for
 from corral.http.parser import Request
 from corral.http.writer import REASONS, error_response
-from corral.stats import WorkerStats
-from corral.statsd import StatsdClient
+from corral.metrics.stats import WorkerStats
+from corral.metrics.statsd import StatsdClient
 
 log = logging.getLogger("corral.error")
 

@@ -2,7 +2,7 @@
 
 They follow the contract of `converters.py`: return the typed value or raise `ValueError` with
 a short reason, and stay pure (no imports of user code, no files read: a logging config file
-is read when logging is set up, a logger class imported by `corral.logs.load_logger`).
+is read when logging is set up, a logger class imported by `corral.logs.logger.load_logger`).
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from corral import syslog
 from corral.config.converters import to_str
+from corral.logs import syslog
 
-DEFAULT_LOGGER_CLASS = "corral.logs.Logger"
+DEFAULT_LOGGER_CLASS = "corral.logs.logger.Logger"
 # The setting's default, typed as the setting is (a path, or a class from a config file).
 LOGGER_CLASS_DEFAULT: str | type[Any] = DEFAULT_LOGGER_CLASS
 # Gunicorn's names for its default logger class, which corral's default stands in for.

@@ -44,7 +44,7 @@ PreRequestHook = Callable[[Any, Any], object]
 PostRequestHook = Callable[[Any, Any, Any, Any], object]
 NworkersChangedHook = Callable[[Any, int, int | None], object]
 # ssl_context(config, default_factory): the factory returns an ssl.SSLContext and so must the
-# hook; corral.tls checks that at run time, so this module need not import ssl.
+# hook; corral.workers.tls checks that at run time, so this module need not import ssl.
 SSLContextHook = Callable[[Any, Callable[[], Any]], object]
 Hook = Callable[..., object]
 
@@ -982,7 +982,7 @@ errorlog must then name a file.""",
         type_doc="str (dotted path) | class",
         help="""
 The class that sets up logging and writes the access log: the dotted path of a subclass of
-`corral.logs.Logger` (or, in a config file, the class itself).
+`corral.logs.logger.Logger` (or, in a config file, the class itself).
 
 Override its methods to change what corral logs and where; docs/logging.md lists them.
 Gunicorn's default, `gunicorn.glogging.Logger`, is accepted and means corral's default.""",

@@ -25,19 +25,19 @@ from corral.adapters.wsgi import WSGIAdapter, WSGIApp
 from corral.app_loader import load_app
 from corral.config import settings as default_hooks
 from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_WORKER_BOOT_ERROR, AppLoadError
-from corral.health import rss_bytes
-from corral.heartbeat import REASON_MAX_MEMORY, REASON_RELOAD
 from corral.hooks import call_hook
 from corral.http.parser import Request
-from corral.logs import Logger
-from corral.privileges import drop_privileges
+from corral.logs.logger import Logger
+from corral.metrics.statsd import StatsdClient
 from corral.process import set_process_title
-from corral.statsd import StatsdClient
+from corral.resources import rss_bytes
+from corral.workers.heartbeat import REASON_MAX_MEMORY, REASON_RELOAD
+from corral.workers.privileges import drop_privileges
 
 if TYPE_CHECKING:
     from corral.config import Settings
-    from corral.heartbeat import Heartbeat
-    from corral.stats import WorkerStats
+    from corral.metrics.stats import WorkerStats
+    from corral.workers.heartbeat import Heartbeat
 
 log = logging.getLogger("corral.error")
 
@@ -135,7 +135,7 @@ class WorkerLifecycle:
             self.adapter.post_request = post_request
 
     def start_reloader(self) -> None:
-        from corral.reloader import Reloader  # ctypes and threads only when --reload is on
+        from corral.workers.reloader import Reloader  # ctypes and threads only when --reload is on
 
         def on_change(path: str) -> None:
             log.info("Worker reloading: %s modified", path)

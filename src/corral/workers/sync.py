@@ -4,7 +4,7 @@ client that trickles its request never holds the worker."""
 
 from __future__ import annotations
 
-from corral.workers.base import Worker
+from corral.workers.engine import Worker
 
 
 class SyncWorker(Worker):

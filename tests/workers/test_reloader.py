@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.reloader import ENGINES, Reloader, available_engines
+from corral.workers.reloader import ENGINES, Reloader, available_engines
 
 DEADLINE = 10.0
 ENGINE_PARAMS = [

@@ -4,7 +4,7 @@ Each record becomes one message `<PRI>TAG: [PID] MESSAGE` (RFC 3164 style, with 
 or host name: the daemon adds those), where PRI combines the facility with the record's level
 and TAG is `gunicorn.<prefix>.error` or `gunicorn.<prefix>.access`. That is Gunicorn's tag,
 word for word, so that syslog filters written for Gunicorn keep matching; a logger class can
-change the first word (`corral.logs.Logger.syslog_program`).
+change the first word (`corral.logs.logger.Logger.syslog_program`).
 
 Addresses are written as in Gunicorn: `udp://HOST:PORT`, `tcp://HOST:PORT`, and
 `unix://PATH`, optionally followed by `#dgram` or `#stream`. The parsing here is pure (it is

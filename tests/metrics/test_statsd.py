@@ -1,4 +1,4 @@
-"""corral.statsd: Gunicorn's StatsD metrics, batched, received on real UDP and unix sockets."""
+"""corral.metrics.statsd: Gunicorn's StatsD metrics, received on real UDP and unix sockets."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from corral.config.settings import Settings
-from corral.statsd import MAX_DATAGRAM, StatsdClient, StatsdLogHandler, normalize_prefix
+from corral.metrics.statsd import MAX_DATAGRAM, StatsdClient, StatsdLogHandler, normalize_prefix
 
 
 class FakeClock:

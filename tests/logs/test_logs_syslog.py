@@ -14,8 +14,8 @@ import pytest
 
 from corral.config import Settings, load_settings
 from corral.errors import ConfigError
-from corral.logs import Logger, error_log, load_logger
-from corral.syslog import SyslogAddress, facility_code, parse_address
+from corral.logs.logger import Logger, error_log, load_logger
+from corral.logs.syslog import SyslogAddress, facility_code, parse_address
 
 ENVIRON: dict[str, Any] = {
     "REQUEST_METHOD": "GET",

@@ -30,7 +30,7 @@ import pytest
 
 from corral.config import Settings
 from corral.errors import ClientDisconnected, ConfigError
-from corral.tls import TLSConnection, build_context
+from corral.workers.tls import TLSConnection, build_context
 
 OPENSSL = shutil.which("openssl")
 CURL = shutil.which("curl")

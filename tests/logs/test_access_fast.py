@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from corral.access_fast import BatchedFile, compile_line
-from corral.access_lines import DEFAULT_ACCESS_LOG_FORMAT, _plan, _Request
+from corral.logs.access_fast import BatchedFile, compile_line
+from corral.logs.access_lines import DEFAULT_ACCESS_LOG_FORMAT, _plan, _Request
 
 ENVIRON = {
     "REMOTE_ADDR": "10.0.0.7",

@@ -1,4 +1,4 @@
-"""corral.stats: counters a forked worker writes and the master reads, listen queues."""
+"""corral.metrics.stats: counters a forked worker writes and the master reads, listen queues."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.stats import (
+from corral.metrics.stats import (
     BUCKETS,
     RESTART_CAUSES,
     StatsAggregator,

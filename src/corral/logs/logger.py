@@ -24,18 +24,18 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from corral.access_fast import BatchedFile, LineBuilder, compile_line
-from corral.access_lines import (
+from corral.config.log_converters import DEFAULT_LOGGER_CLASS
+from corral.errors import ConfigError
+from corral.logs.access_fast import BatchedFile, LineBuilder, compile_line
+from corral.logs.access_lines import (
     DEFAULT_ACCESS_LOG_FORMAT,
     AccessLog,
     JsonAccessLog,
     access_log,
     escape,
 )
-from corral.config.log_converters import DEFAULT_LOGGER_CLASS
-from corral.errors import ConfigError
-from corral.log_config import ERROR_DATE_FORMAT, ERROR_FORMAT, LogConfig
-from corral.syslog import SyslogTarget, default_prefix, make_handler
+from corral.logs.setup import ERROR_DATE_FORMAT, ERROR_FORMAT, LogConfig
+from corral.logs.syslog import SyslogTarget, default_prefix, make_handler
 
 if TYPE_CHECKING:
     from corral.config.settings import Settings
@@ -396,7 +396,9 @@ def load_logger(settings: Settings) -> Logger:
     else:
         cls = Logger if value == DEFAULT_LOGGER_CLASS else _import_class(value)
     if not (isinstance(cls, type) and issubclass(cls, Logger)):
-        raise ConfigError(f"Invalid logger_class {value!r}: not a subclass of corral.logs.Logger")
+        raise ConfigError(
+            f"Invalid logger_class {value!r}: not a subclass of corral.logs.logger.Logger"
+        )
     return cls(settings)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.health import FD_HEADROOM, OomCounter, limit_warnings, rss_bytes
+from corral.resources import FD_HEADROOM, OomCounter, limit_warnings, rss_bytes
 
 V1_CGROUP = "12:memory:/system.slice/app.service\n11:cpu,cpuacct:/system.slice/app.service\n"
 MEMORY_EVENTS = "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\noom_group_kill 0\n"

@@ -24,25 +24,25 @@ from typing import TYPE_CHECKING, Any
 
 from corral.adapters.wsgi import WSGIAdapter, WSGIApp
 from corral.errors import ProtocolError
-from corral.heartbeat import (
-    REASON_MAX_REQUESTS,
-    REASON_ORPHANED,
-)
 from corral.http.parser import Limits, Request, parse_head
 from corral.http.proxy import parse_proxy_header
 from corral.http.writer import error_response, health_response
-from corral.logs import Logger
-from corral.stats import WorkerStats
-from corral.statsd import StatsdClient
+from corral.logs.logger import Logger
+from corral.metrics.stats import WorkerStats
+from corral.metrics.statsd import StatsdClient
 from corral.trust import is_trusted
 from corral.workers.connection import RECV_SIZE, Connection
+from corral.workers.heartbeat import (
+    REASON_MAX_REQUESTS,
+    REASON_ORPHANED,
+)
 from corral.workers.lifecycle import WorkerLifecycle
 
 if TYPE_CHECKING:
     import ssl
 
     from corral.config import Settings
-    from corral.heartbeat import Heartbeat
+    from corral.workers.heartbeat import Heartbeat
 
 log = logging.getLogger("corral.error")
 
@@ -107,7 +107,7 @@ class Worker(WorkerLifecycle):
         self.server_addrs: dict[int, tuple[int, tuple[str, str]]] = {}
         self.tls: ssl.SSLContext | None = tls_context
         if tls_context is not None:
-            from corral.tls import TLSConnection  # ssl is imported only when TLS is on
+            from corral.workers.tls import TLSConnection  # ssl is imported only when TLS is on
 
             self.tls_connection = TLSConnection
         # Set up by the master; inherited across fork, never set up again here.

@@ -15,12 +15,17 @@ import signal
 from typing import TYPE_CHECKING
 
 from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_WORKER_BOOT_ERROR, HaltServer
-from corral.health import OomCounter
-from corral.heartbeat import EXIT_REASONS, REASON_MAX_MEMORY, REASON_MAX_REQUESTS, REASON_RELOAD
-from corral.stats import RestartCause
+from corral.metrics.stats import RestartCause
+from corral.resources import OomCounter
+from corral.workers.heartbeat import (
+    EXIT_REASONS,
+    REASON_MAX_MEMORY,
+    REASON_MAX_REQUESTS,
+    REASON_RELOAD,
+)
 
 if TYPE_CHECKING:
-    from corral.workers.base import Worker
+    from corral.workers.engine import Worker
 
 log = logging.getLogger("corral.error")
 

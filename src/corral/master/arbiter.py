@@ -20,32 +20,33 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from corral import __version__, systemd, upgrade
+from corral import __version__
 from corral.errors import (
     EXIT_OK,
     EXIT_WORKER_BOOT_ERROR,
     CorralError,
     HaltServer,
 )
-from corral.exits import ExitReporter
-from corral.health import limit_warnings
-from corral.heartbeat import Heartbeat
 from corral.hooks import call_hook
-from corral.listeners import (
+from corral.logs.logger import Logger, load_logger
+from corral.master import systemd, upgrade
+from corral.master.exits import ExitReporter
+from corral.master.listeners import (
     activated_listeners,
     close_listeners,
     create_listeners,
     listener_url,
     refuse_new_connections,
 )
-from corral.logs import Logger, load_logger
+from corral.metrics.prometheus import MetricsServer, render
+from corral.metrics.stats import StatsAggregator, WorkerStats, listen_queue
+from corral.metrics.statsd import StatsdClient
 from corral.process import Pidfile, set_process_title
-from corral.prometheus import MetricsServer, render
-from corral.stats import StatsAggregator, WorkerStats, listen_queue
-from corral.statsd import StatsdClient
-from corral.workers.base import Worker
+from corral.resources import limit_warnings
+from corral.workers.engine import Worker
+from corral.workers.gthread import ThreadWorker
+from corral.workers.heartbeat import Heartbeat
 from corral.workers.sync import SyncWorker
-from corral.workers.threaded import ThreadWorker
 
 if TYPE_CHECKING:
     import ssl
@@ -65,7 +66,7 @@ def build_context(settings: Settings) -> ssl.SSLContext | None:
     """The TLS context, when certfile is set; ssl is not even imported otherwise."""
     if settings.certfile is None:
         return None
-    from corral.tls import build_context as build
+    from corral.workers.tls import build_context as build
 
     return build(settings)
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from corral.config import load_settings
-from corral.logs import (
+from corral.logs.logger import (
     JsonAccessLog,
     load_logger,
 )

@@ -23,7 +23,7 @@ SRC = str(Path(corral.__file__).resolve().parents[1])
 DAEMON = textwrap.dedent(
     """
     import json, os, sys, time
-    from corral.daemon import daemonize
+    from corral.master.daemon import daemonize
 
     report = int(sys.argv[1])
     print("before daemonize", flush=False)

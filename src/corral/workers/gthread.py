@@ -21,8 +21,8 @@ from corral.config import Settings
 from corral.errors import ProtocolError
 from corral.http.parser import Request, parse_head
 from corral.http.writer import error_response
-from corral.workers.base import Worker
 from corral.workers.connection import Connection
+from corral.workers.engine import Worker
 
 log = logging.getLogger("corral.error")
 

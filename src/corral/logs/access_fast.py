@@ -24,8 +24,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from corral import access_lines
-from corral.access_lines import escape
+from corral.logs import access_lines
+from corral.logs.access_lines import escape
 
 LineBuilder = Callable[
     [Mapping[str, Any], str, Sequence[tuple[str, str]], "int | None", float], str

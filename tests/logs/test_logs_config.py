@@ -14,7 +14,7 @@ import pytest
 
 from corral.config import Settings, load_settings
 from corral.errors import ConfigError
-from corral.logs import AccessLog, Logger, access_log, close_logging, error_log, load_logger
+from corral.logs.logger import AccessLog, Logger, access_log, close_logging, error_log, load_logger
 
 ENVIRON: dict[str, Any] = {
     "REQUEST_METHOD": "GET",
@@ -309,7 +309,7 @@ def test_logconfig_dict_must_be_a_dict(tmp_path: Path) -> None:
 # --- logger_class -----------------------------------------------------------------------------
 
 LOGGER_MODULE = """
-    from corral.logs import Logger
+    from corral.logs.logger import Logger
 
     class CountingLogger(Logger):
         def __init__(self, settings):
@@ -366,11 +366,11 @@ def test_custom_logger_class_object_in_the_config_file(tmp_path: Path, logger_mo
 
 @pytest.mark.parametrize(
     "spelling",
-    ["corral.logs.Logger", "gunicorn.glogging.Logger", "gunicorn.glogging:Logger", "simple"],
+    ["corral.logs.logger.Logger", "gunicorn.glogging.Logger", "gunicorn.glogging:Logger", "simple"],
 )
 def test_default_logger_class_spellings(tmp_path: Path, spelling: str) -> None:
     settings = settings_for(tmp_path, "--logger-class", spelling)
-    assert settings.logger_class == "corral.logs.Logger"
+    assert settings.logger_class == "corral.logs.logger.Logger"
     assert type(load_logger(settings)) is Logger
 
 
@@ -390,7 +390,7 @@ def test_bad_logger_class_fails_at_load(tmp_path: Path, spelling: str, reason: s
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("NotALogger", "not a subclass of corral.logs.Logger"),
+        ("NotALogger", "not a subclass of corral.logs.logger.Logger"),
         ("Missing", "Cannot import logger_class .*: no 'Missing' in corral_test_loggers.custom"),
     ],
 )

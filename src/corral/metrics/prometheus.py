@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 from corral.config.metrics_converters import split_address
 from corral.errors import HaltServer
-from corral.listeners import listener_url
-from corral.stats import StatsAggregator, Totals, listen_queue_info
+from corral.master.listeners import listener_url
+from corral.metrics.stats import StatsAggregator, Totals, listen_queue_info
 
 log = logging.getLogger("corral.error")
 

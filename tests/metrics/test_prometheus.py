@@ -1,4 +1,4 @@
-"""corral.prometheus: the exposition text, checked with prometheus_client's own parser, and
+"""corral.metrics.prometheus: the exposition text, checked with prometheus_client's own parser, and
 the master's metrics endpoint answering real HTTP clients."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from corral.errors import HaltServer
-from corral.prometheus import CONTENT_TYPE, MetricsServer, render
-from corral.stats import RESTART_CAUSES, StatsAggregator, WorkerStats
+from corral.metrics.prometheus import CONTENT_TYPE, MetricsServer, render
+from corral.metrics.stats import RESTART_CAUSES, StatsAggregator, WorkerStats
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from corral.errors import ConfigError
-from corral.logs import (
+from corral.logs.logger import (
     DEFAULT_ACCESS_LOG_FORMAT,
     AccessLog,
     access_log,
@@ -146,7 +146,7 @@ def test_capture_output_sends_fds_1_and_2_to_the_error_log(tmp_path: Path) -> No
     script = textwrap.dedent(
         f"""
         import os, sys
-        from corral.logs import error_log, setup_logging
+        from corral.logs.logger import error_log, setup_logging
         setup_logging({str(path)!r}, "info", None, capture_output=True)
         print("from print")
         sys.stderr.write("from stderr\\n")

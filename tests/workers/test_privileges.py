@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from corral.privileges import drop_privileges
+from corral.workers.privileges import drop_privileges
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.systemd import Notifier, listen_fds, notify_address
+from corral.master.systemd import Notifier, listen_fds, notify_address
 
 
 def test_listen_fds_for_our_pid() -> None:

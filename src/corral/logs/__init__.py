@@ -1,0 +1,1 @@
+"""Logging: the logger class, its setup from user configs, the access log and syslog."""

@@ -1,0 +1,1 @@
+"""The master process: the arbiter, its listeners, exits, upgrades, systemd and daemon mode."""

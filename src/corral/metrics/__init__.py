@@ -1,0 +1,1 @@
+"""Metrics: per-worker stats in shared memory, the Prometheus endpoint, StatsD."""
