@@ -24,11 +24,13 @@ EXIT_REASONS = (
     "max_worker_memory exceeded",
     "source files changed (--reload)",
     "master gone",
+    "a request ran past timeout",
 )
 REASON_MAX_REQUESTS = 1
 REASON_MAX_MEMORY = 2
 REASON_RELOAD = 3
 REASON_ORPHANED = 4
+REASON_STUCK_REQUEST = 5
 
 
 class Heartbeat:
