@@ -147,6 +147,36 @@ def test_int_stops_quickly() -> None:
         assert srv.wait_exit() == 0
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGQUIT], ids=["INT", "QUIT"])
+@pytest.mark.parametrize(
+    "kind", [["-k", "sync"], ["-k", "gthread", "--threads", "2"]], ids=["sync", "gthread"]
+)
+def test_int_and_quit_cut_a_slow_request(tmp_path: Path, kind: list[str], sig: int) -> None:
+    """INT and QUIT are the quick shutdown (TERM is the graceful one): the master must not
+    wait for a request in flight, even with a long graceful_timeout."""
+    seen = tmp_path / "seen"
+    env = {"CORRAL_TEST_SEEN": str(seen)}
+    with Server("support.apps:echo", *kind, "--graceful-timeout", "30", env=env) as srv:
+        outcome: dict[str, object] = {}
+
+        def slow() -> None:
+            try:
+                outcome["resp"] = get(srv.port, "/slow?10", timeout=20)
+            except (ConnectionError, http.client.HTTPException) as exc:
+                outcome["error"] = exc
+
+        client = threading.Thread(target=slow)
+        client.start()
+        wait_for(lambda: seen.exists() and "/slow" in seen.read_text(), what="the slow request")
+        started = time.monotonic()
+        srv.signal(sig)
+        assert srv.wait_exit(timeout=8) == 0
+        assert time.monotonic() - started < 3, "the master waited for the request in flight"
+        client.join(15)
+        assert "resp" not in outcome, "the slow request should have been cut"
+        assert "error" in outcome
+
+
 def test_timeout_kills_stuck_worker_with_stack() -> None:
     with Server("support.apps:echo", "--timeout", "2") as srv:
         pid = json.loads(get(srv.port, "/pid")[1])["pid"]

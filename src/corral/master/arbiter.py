@@ -131,7 +131,7 @@ class Arbiter:
                 self.murder_workers()
                 self.manage_workers()
         except StopServer as stop:
-            self.halt(stop.exit_status)
+            self.halt(stop.exit_status, graceful=stop.graceful)
             return stop.exit_status
         except HaltServer as exc:
             log.error("Shutting down: %s", exc.reason)
