@@ -84,7 +84,9 @@ def test_hooks_in_order(tmp_path: Path) -> None:
         assert srv.wait_exit() == 0
     seen = lines(log)
     names = [x.split()[0] for x in seen]
-    assert names[:3] == ["on_starting", "when_ready", "pre_fork"]
+    # As Gunicorn: the worker count is first set (old value None) before on_starting.
+    assert seen[0] == "nworkers_changed 1 None"
+    assert names[1:4] == ["on_starting", "when_ready", "pre_fork"]
     assert "post_fork 1 True" in seen
     assert "post_worker_init True True" in seen
     assert "pre_request GET /hooked" in seen
@@ -93,7 +95,7 @@ def test_hooks_in_order(tmp_path: Path) -> None:
     assert "worker_exit True" in seen
     assert any(x.startswith("child_exit") and x.endswith("True") for x in seen)
     assert names[-1] == "on_exit"
-    assert seen[0].split()[1] == "Arbiter"
+    assert seen[1].split()[1] == "Arbiter"
 
 
 def test_hook_that_raises_is_logged_not_fatal(tmp_path: Path) -> None:
@@ -109,3 +111,27 @@ def test_hook_that_raises_is_logged_not_fatal(tmp_path: Path) -> None:
         conn.close()
         srv.wait_log("hook blew up")
         assert "ready blew up" in srv.log()
+
+
+def test_nworkers_changed_on_start_reload_and_ttou(tmp_path: Path) -> None:
+    """The hook sees every change of the worker count: None -> the first value, a HUP that
+    reads a new `workers` from the config file, and TTOU."""
+    log = tmp_path / "hooks.log"
+    conf = tmp_path / "workers.conf.py"
+    hook = (
+        f"def nworkers_changed(server, new_value, old_value):\n"
+        f"    with open({str(log)!r}, 'a') as fh:\n"
+        f"        fh.write(f'{{new_value}} {{old_value}}\\n')\n"
+    )
+    conf.write_text("workers = 1\n" + hook)
+    srv = Server("support.apps:echo", "-c", str(conf), workers=1, workers_flag=False)
+    with srv:
+        assert lines(log) == ["1 None"]
+        conf.write_text("workers = 3\n" + hook)
+        srv.signal(signal.SIGHUP)
+        wait_for(lambda: "3 1" in lines(log), what="nworkers_changed 3 1 after HUP")
+        wait_for(lambda: len(srv.worker_pids()) == 3, 15, "three workers")
+        srv.signal(signal.SIGTTOU)
+        wait_for(lambda: "2 3" in lines(log), what="nworkers_changed 2 3 after TTOU")
+        wait_for(lambda: len(srv.worker_pids()) == 2, 15, "two workers")
+    assert lines(log) == ["1 None", "3 1", "2 3"]

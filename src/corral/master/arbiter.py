@@ -106,11 +106,26 @@ class Arbiter:
         self.listeners: list[socket.socket] = []
         self.signals: list[int] = []
         self.worker_age = 0
-        self.num_workers = settings.workers
+        self._num_workers: int | None = None
+        self.num_workers = settings.workers  # the first nworkers_changed, old value None
         self.pidfile: Pidfile | None = None
         self.worker_class = WORKER_CLASSES[settings.effective_worker_class]
         self.wake_r = self.wake_w = -1
         self.stopping = False
+
+    @property
+    def num_workers(self) -> int:
+        """How many workers the master keeps running."""
+        return self._num_workers or 0
+
+    @num_workers.setter
+    def num_workers(self, value: int) -> None:
+        # Every assignment calls the hook, as Gunicorn's does, so that hooks written for it see
+        # the same calls: None as the old value the first time, and one call on each reload
+        # (even one that keeps the count), TTIN, TTOU and WINCH.
+        old = self._num_workers
+        self._num_workers = value
+        self.call_hook("nworkers_changed", self, value, old)
 
     # ---- start and the main loop --------------------------------------------------------
 
@@ -220,12 +235,10 @@ class Arbiter:
 
     def handle_ttin(self) -> None:
         self.num_workers += 1
-        self.call_hook("nworkers_changed", self, self.num_workers, self.num_workers - 1)
 
     def handle_ttou(self) -> None:
         if self.num_workers > 1:
             self.num_workers -= 1
-            self.call_hook("nworkers_changed", self, self.num_workers, self.num_workers + 1)
 
     def handle_hup(self) -> None:
         """Reload: settings again, logs reopened, listeners re-bound if `bind` changed, then a
