@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from corral.errors import ProtocolError
+from corral.http.grammar import BWS, PARAMETER_VALUE, TOKEN
 from corral.http.parser import Request, parse_field_line
 
 
@@ -47,12 +48,10 @@ class ContentLengthDecoder:
 # RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ),
 # chunk-ext-name = token, chunk-ext-val = token / quoted-string (RFC 9110 §5.6.4). Whitespace
 # is allowed only around ";" and "=": "5 " or " 5" is not a chunk size.
-_TCHAR = rb"!#$%&'*+\-.^_`|~0-9A-Za-z"
-_QUOTED_STRING = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-_CHUNK_EXT = rb"[\t ]*;[\t ]*[%s]+(?:[\t ]*=[\t ]*(?:[%s]+|%s))?" % (_TCHAR, _TCHAR, _QUOTED_STRING)
-_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:%s)*" % _CHUNK_EXT)
+_CHUNK_EXT = rf"{BWS};{BWS}{TOKEN}(?:{BWS}={BWS}{PARAMETER_VALUE})?"
+_CHUNK_LINE = re.compile(rf"([0-9A-Fa-f]{{1,16}})(?:{_CHUNK_EXT})*".encode())
 _HEX_PREFIX = re.compile(rb"[0-9A-Fa-f]*")
-_EXT_START = re.compile(rb"[\t ]*;")
+_EXT_START = re.compile(rf"{BWS};".encode())
 MAX_CHUNK_SIZE_DIGITS = 16
 
 # RFC 9110 §6.5.1: trailers must not carry fields that frame, route, authenticate or modify

@@ -30,6 +30,15 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from corral.errors import ProtocolError
+from corral.http.grammar import (
+    BWS,
+    FIELD_TEXT,
+    FIELD_VCHAR,
+    OWS,
+    PARAMETER_VALUE,
+    TOKEN,
+    TOKEN_RE,
+)
 
 # Hard ceilings that settings of 0 ("unlimited", as in Gunicorn) or larger values fall back to,
 # so that a peer can never make us buffer an unbounded head.
@@ -113,15 +122,10 @@ class Request:
 
 
 # ---------------------------------------------------------------------------------------------
-# Grammar. Patterns are str patterns applied to the latin-1 decoding of the head, so each
-# character stands for exactly one wire byte.
+# Grammar (the shared rules are in grammar.py). Patterns are str patterns applied to the latin-1
+# decoding of the head, so each character stands for exactly one wire byte.
 
 _EMPTY_LINES = re.compile(rb"(?:\r\n)*")
-
-# RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" /
-# "_" / "`" / "|" / "~" / DIGIT / ALPHA; token = 1*tchar
-_TCHAR = r"!#$%&'*+\-.^_`|~0-9A-Za-z"
-_TOKEN = re.compile(rf"[{_TCHAR}]+")
 
 # RFC 9112 §3.1: method = token. Like Gunicorn's default we further require 3 to 20 of the
 # tchars that Gunicorn allows (upper case letters, digits, "$%&'*+-.^_"); anything else is
@@ -137,29 +141,23 @@ _REQUEST_LINE = re.compile(rf"({_METHOD_RE}) ({_TARGET_RE}) HTTP/1\.([01])")
 _ANY_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 # The same line read loosely (any token as method, any DIGIT.DIGIT version), tried only when
 # an option may admit what _REQUEST_LINE refused; the options then judge the parts.
-_LOOSE_REQUEST_LINE = re.compile(rf"([{_TCHAR}]+) ({_TARGET_RE}) HTTP/([0-9])\.([0-9])")
+_LOOSE_REQUEST_LINE = re.compile(rf"({TOKEN}) ({_TARGET_RE}) HTTP/([0-9])\.([0-9])")
 
-# RFC 9110 §5.5: field-value = *field-content;
-#   field-content = field-vchar [ 1*( SP / HTAB / field-vchar ) field-vchar ]
-#   field-vchar = VCHAR / obs-text
 # RFC 9112 §5: field-line = field-name ":" OWS field-value OWS, field-name = token (no
-# whitespace before the colon, §5.1). The OWS is matched outside the value group, so the value
-# comes out with leading/trailing SP and HTAB (and only those) removed.
-_VCHAR = r"\x21-\x7e\x80-\xff"
-# Trailing OWS is only tried after a non-empty value, or it would compete with the leading OWS.
-_FIELD_LINE = re.compile(
-    rf"([{_TCHAR}]+):[\t ]*(?:([{_VCHAR}](?:[\t {_VCHAR}]*[{_VCHAR}])?)[\t ]*)?"
-)
+# whitespace before the colon, §5.1); field-value = *field-content (RFC 9110 §5.5). The OWS is
+# matched outside the value group, so the value comes out with leading/trailing SP and HTAB
+# (and only those) removed. Trailing OWS is only tried after a non-empty value, or it would
+# compete with the leading OWS.
+_FIELD_CONTENT = rf"[{FIELD_VCHAR}](?:[{FIELD_TEXT}]*[{FIELD_VCHAR}])?"
+_FIELD_LINE = re.compile(rf"({TOKEN}):{OWS}(?:({_FIELD_CONTENT}){OWS})?")
 # The same grammar for a whole block at once (the hot path): each match is one line, anchored
 # at a line start. The value keeps its trailing OWS here; it is cut off with rstrip(" \t"),
 # which removes exactly SP and HTAB and nothing else. The value must start with a field-vchar
 # so that the leading OWS and the value can never trade characters: that would make a failing
 # line cost quadratic time in its length.
-_FIELD_LINES = re.compile(rf"(?m)^([{_TCHAR}]+):[\t ]*((?:[{_VCHAR}][\t {_VCHAR}]*)?)\r\n")
+_FIELD_LINES = re.compile(rf"(?m)^({TOKEN}):{OWS}((?:[{FIELD_VCHAR}][{FIELD_TEXT}]*)?)\r\n")
 # strip_header_spaces: SP and HTAB also allowed between name and colon, against §5.1.
-_SPACED_FIELD_LINE = re.compile(
-    rf"([{_TCHAR}]+)[\t ]*:[\t ]*(?:([{_VCHAR}](?:[\t {_VCHAR}]*[{_VCHAR}])?)[\t ]*)?"
-)
+_SPACED_FIELD_LINE = re.compile(rf"({TOKEN}){OWS}:{OWS}(?:({_FIELD_CONTENT}){OWS})?")
 # permit_obsolete_folding: fields that frame or route the request are never unfolded. An
 # intermediary that does not unfold (or unfolds differently) would read another length,
 # coding or host than we do: the disagreement request smuggling feeds on (RFC 9112 §11.2).
@@ -181,12 +179,12 @@ _AUTHORITY_FORM = re.compile(rf"(?:[{_REG_NAME}]+|{_IP_LITERAL}):[0-9]{{1,5}}")
 # hierarchical "scheme://authority path?query" shape that http(s) URIs have (RFC 9110 §4.2).
 _ABSOLUTE_FORM = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*://([^/?]*)([^?]*)(?:\?(.*))?")
 
-# RFC 9112 §6.1 + RFC 9110 §5.6.1: Transfer-Encoding = #transfer-coding, with transfer-coding =
-# token *( OWS ";" OWS transfer-parameter ). We parse elements strictly and, stricter than the
-# list rule, reject empty elements: "chunked," is too close to smuggling tricks to guess at.
-_QUOTED_STRING = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
-_PARAM = rf"[\t ]*;[\t ]*[{_TCHAR}]+=(?:[{_TCHAR}]+|{_QUOTED_STRING})"
-_CODING = re.compile(rf"([{_TCHAR}]+)(?:{_PARAM})*")
+# RFC 9112 §6.1 + RFC 9110 §5.6.1: Transfer-Encoding = #transfer-coding; RFC 9112 §7:
+# transfer-coding = token *( OWS ";" OWS transfer-parameter ), transfer-parameter = token BWS
+# "=" BWS ( token / quoted-string ). We parse elements strictly and, stricter than the list
+# rule, reject empty elements: "chunked," is too close to smuggling tricks to guess at.
+_PARAM = rf"{OWS};{OWS}{TOKEN}{BWS}={BWS}{PARAMETER_VALUE}"
+_CODING = re.compile(rf"({TOKEN})(?:{_PARAM})*")
 
 # RFC 9110 §8.6: Content-Length = 1*DIGIT. Bounded to 19 digits so the value stays in 64 bits.
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,19}")
@@ -397,7 +395,7 @@ def _reject_field_line(line: str, strip_header_spaces: bool = False) -> NoReturn
         reason = "field line without a colon"
     elif name[-1:] in (" ", "\t"):
         reason = "whitespace between field name and colon"  # RFC 9112 §5.1
-    elif _TOKEN.fullmatch(name) is None:
+    elif TOKEN_RE.fullmatch(name) is None:
         reason = "invalid field name"  # RFC 9110 §5.1
     else:
         reason = "invalid character in field value"  # RFC 9110 §5.5
@@ -436,7 +434,7 @@ def _reject_request_line(line: str, limits: Limits = DEFAULT_LIMITS) -> NoReturn
     if len(parts) != 3:
         raise ProtocolError(400, "malformed request line")
     method, target, version = parts
-    method_pattern = _TOKEN if limits.permit_unconventional_http_method else _METHOD
+    method_pattern = TOKEN_RE if limits.permit_unconventional_http_method else _METHOD
     if method_pattern.fullmatch(method) is None:
         raise ProtocolError(400, "invalid method")
     if version not in _VERSIONS.values():

@@ -12,13 +12,14 @@ import time
 from email.utils import formatdate
 
 from corral import SERVER_SOFTWARE
+from corral.http.grammar import FIELD_TEXT, TOKEN_RE
 
-# RFC 9110 §5.1: field-name = token
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
-# RFC 9110 §5.5: field-value = *field-content; no CTL except HTAB (obs-text allowed).
-_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*\Z")
-# RFC 9110 §15: status-code is three digits; the reason phrase is free text without CR/LF.
-_STATUS = re.compile(r"([1-5][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?\Z")
+# RFC 9110 §5.5: field-value = *field-content; no CTL except HTAB (obs-text allowed). Leading
+# and trailing SP/HTAB are let through: they are OWS on the wire, harmless to the framing.
+_FIELD_VALUE = re.compile(rf"[{FIELD_TEXT}]*")
+# RFC 9110 §15: status-code is three digits (we send 1xx to 5xx). RFC 9112 §4: the status
+# line is status-code SP [ reason-phrase ], reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ).
+_STATUS = re.compile(rf"([1-5][0-9][0-9])(?: [{FIELD_TEXT}]*)?")
 
 # RFC 9110 §6.4.1 and RFC 9112 §6.3: these responses never carry content.
 NO_BODY_STATUSES = frozenset({204, 304}) | frozenset(range(100, 200))
@@ -83,7 +84,7 @@ def check_status(status: str) -> int:
     """Return the status code of a WSGI status string, or raise ValueError naming the problem."""
     if type(status) is not str:
         raise ValueError(f"status must be a str, not {type(status).__name__}")
-    match = _STATUS.match(status)
+    match = _STATUS.fullmatch(status)
     if match is None:
         raise ValueError(f"invalid status line {status!r}")
     return int(match.group(1))
@@ -93,9 +94,9 @@ def check_header(name: str, value: str) -> None:
     """Raise ValueError when an application header could corrupt the response."""
     if type(name) is not str or type(value) is not str:
         raise ValueError(f"header {name!r}: name and value must be str")
-    if _TOKEN.match(name) is None:
+    if TOKEN_RE.fullmatch(name) is None:
         raise ValueError(f"invalid header name {name!r}")
-    if _FIELD_VALUE.match(value) is None:
+    if _FIELD_VALUE.fullmatch(value) is None:
         raise ValueError(f"invalid value for header {name!r}: {value!r}")
 
 
