@@ -1,4 +1,4 @@
-"""Request-head parser: the corpus under every split, then limits, persistence and pipelining."""
+"""Request-head parser: the corpus under every split, then persistence and pipelining."""
 
 from __future__ import annotations
 
@@ -17,10 +17,6 @@ from corral.errors import ProtocolError
 from corral.http.body import decoder_for
 from corral.http.parser import (
     DEFAULT_LIMITS,
-    MAX_FIELD_SIZE,
-    MAX_FIELDS,
-    MAX_HEAD_SIZE,
-    MAX_REQUEST_LINE,
     Limits,
     Request,
     parse_field_line,
@@ -153,9 +149,7 @@ def test_pipelined_after_chunked_body() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Limits: complete heads and heads still arriving
-
-SMALL = Limits(request_line=30, fields=3, field_size=40)
+# Heads still arriving (the size limits are in test_limits.py)
 
 
 def status_of(buf: bytes, limits: Limits = DEFAULT_LIMITS) -> int | None:
@@ -164,62 +158,6 @@ def status_of(buf: bytes, limits: Limits = DEFAULT_LIMITS) -> int | None:
     except ProtocolError as exc:
         return exc.status
     return None
-
-
-def test_request_line_limit_complete_and_incomplete() -> None:
-    line = b"GET /" + b"a" * 21 + b" HTTP/1.1"  # 35 bytes
-    assert status_of(line + b"\r\nHost: a\r\n\r\n", SMALL) == 414
-    assert status_of(line, SMALL) == 414  # no CRLF yet
-    assert status_of(line + b"\r\nHost: a\r\n", SMALL) == 414  # no blank line yet
-    ok = b"GET /" + b"a" * 16 + b" HTTP/1.1"  # exactly 30 bytes
-    assert status_of(ok + b"\r\nHost: a\r\n\r\n", SMALL) is None
-    assert status_of(ok, SMALL) is None
-    assert status_of(ok + b"\r", SMALL) is None  # the CR may start the CRLF
-
-
-def test_request_line_limit_default() -> None:
-    long_target = b"/" + b"x" * 4100
-    assert status_of(b"GET " + long_target + b" HTTP/1.1\r\nHost: a\r\n\r\n") == 414
-    assert status_of(b"GET " + long_target) == 414
-
-
-def test_field_count_limit() -> None:
-    head = b"GET / HTTP/1.1\r\nHost: a\r\nB: 1\r\nC: 2\r\n"
-    assert status_of(head + b"\r\n", SMALL) is None
-    assert status_of(head + b"D: 3\r\n\r\n", SMALL) == 431
-
-
-def test_field_size_limit_complete_and_incomplete() -> None:
-    field = b"X-Long: " + b"v" * 33  # 41 bytes
-    head = b"GET / HTTP/1.1\r\nHost: a\r\n"
-    assert status_of(head + field + b"\r\n\r\n", SMALL) == 431
-    assert status_of(head + field, SMALL) == 431
-    assert status_of(head + field[:-1] + b"\r\n\r\n", SMALL) is None
-    assert status_of(head + field[:-1] + b"\r", SMALL) is None
-
-
-def test_head_cap_stops_incomplete_head() -> None:
-    limits = Limits(request_line=100, fields=2, field_size=100)
-    assert limits.head_cap == 100 + 2 + 2 * 102 + 2
-    head = b"GET / HTTP/1.1\r\n" + b"A: 1\r\n" * 60  # many short lines, never finished
-    assert status_of(head, limits) == 431
-
-
-def test_limit_zero_means_the_ceiling() -> None:
-    limits = Limits(request_line=0, fields=0, field_size=0)
-    assert limits.line_cap == MAX_REQUEST_LINE
-    assert limits.fields_cap == MAX_FIELDS
-    assert limits.field_size_cap == MAX_FIELD_SIZE
-    assert limits.head_cap == MAX_HEAD_SIZE
-    too_big = Limits(request_line=10**6, fields=10**6, field_size=10**7)
-    assert (too_big.line_cap, too_big.fields_cap) == (MAX_REQUEST_LINE, MAX_FIELDS)
-    assert status_of(b"GET /" + b"a" * MAX_REQUEST_LINE, limits) == 414
-    assert status_of(b"GET / HTTP/1.1\r\n" + b"A: 1\r\n" * (MAX_HEAD_SIZE // 6), limits) == 431
-
-
-def test_limits_are_frozen() -> None:
-    with pytest.raises(AttributeError):
-        DEFAULT_LIMITS.fields = 5  # type: ignore[misc]
 
 
 def test_bare_lf_rejected_before_the_head_is_complete() -> None:
@@ -442,17 +380,6 @@ def test_casefold_only_touches_ascii_letters() -> None:
     parsed = parse_head(b"a-b_c.1~z / HTTP/1.1\r\nHost: a\r\n\r\n", limits)
     assert parsed is not None
     assert parsed[0].method == "A-B_C.1~Z"
-
-
-def test_fold_limits_count_fields_and_unfolded_size() -> None:
-    folded = b"GET / HTTP/1.1\r\nHost: a\r\nX: a" + b"\r\n b" * 9 + b"\r\n\r\n"
-    limits = Limits(fields=2, field_size=22, permit_obsolete_folding=True)
-    parsed = parse_head(folded, limits)
-    assert parsed is not None
-    assert parsed[0].headers == [("HOST", "a"), ("X", "a b b b b b b b b b")]
-    # 9 continuation lines are not 9 fields; but the unfolded field must fit field_size.
-    assert status_of(folded, Limits(fields=2, field_size=21, permit_obsolete_folding=True)) == 431
-    assert status_of(folded, Limits(fields=1, permit_obsolete_folding=True)) == 431
 
 
 def test_trailers_keep_the_strict_grammar() -> None:

@@ -40,26 +40,32 @@ from corral.http.grammar import (
     TOKEN_RE,
 )
 
-# Hard ceilings that settings of 0 ("unlimited", as in Gunicorn) or larger values fall back to,
-# so that a peer can never make us buffer an unbounded head.
+# The three size settings count as Gunicorn 27 counts them, so that the same configuration
+# refuses the same requests (docs/http.md, "Limits"), except that nothing is ever unbounded:
+# - limit_request_line: the request line without its CRLF. 0 means no limit in Gunicorn's
+#   Python parser and 1 MiB in its C parser; here 1 MiB. Above 8190 it is 8190.
+# - limit_request_fields: field lines (after unfolding). 0, or above 32768, means 32768.
+# - limit_request_field_size: a field line *with* its CRLF, plus each of its continuation lines
+#   with theirs. 0 means 8190 (Gunicorn 27 does this, though its docs say "unlimited"); Gunicorn
+#   has no ceiling, ours is 64 KiB.
+# The field section as a whole (the field lines and the blank line) never exceeds 1 MiB.
 MAX_REQUEST_LINE = 8190
+UNLIMITED_REQUEST_LINE = 1 << 20
 MAX_FIELDS = 32768
+DEFAULT_FIELD_SIZE = 8190
 MAX_FIELD_SIZE = 65536
-MAX_HEAD_SIZE = 1 << 20
-
-
-def _effective(value: int, ceiling: int) -> int:
-    return ceiling if value <= 0 or value > ceiling else value
+MAX_FIELD_SECTION = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Size limits and leniency options of a request head.
 
-    A limit of 0 (or anything above its ceiling) means the ceiling. `request_line` and
-    `field_size` count the bytes of one line without its CRLF. The booleans are the settings of
-    the same names, all off by default; each admits requests the strict grammar refuses (see
-    docs/http.md) and costs nothing until a request fails the strict grammar.
+    The sizes are the settings of the same names, counted as Gunicorn counts them (see the
+    constants above): `request_line` is a line without its CRLF, `field_size` a field line with
+    its CRLF. The booleans are the settings of the same names, all off by default; each admits
+    requests the strict grammar refuses (see docs/http.md) and costs nothing until a request
+    fails the strict grammar.
     """
 
     request_line: int = 4094
@@ -70,11 +76,14 @@ class Limits:
     permit_unconventional_http_method: bool = False
     permit_unconventional_http_version: bool = False
     casefold_http_method: bool = False
+    # The effective limits: the longest request line (without CRLF), the most fields, the
+    # largest field (field_size: with CRLF; field_line_cap: the longest line without CRLF).
     line_cap: int = field(init=False, repr=False, compare=False)
     fields_cap: int = field(init=False, repr=False, compare=False)
     field_size_cap: int = field(init=False, repr=False, compare=False)
-    # The whole head: request line + fields, each with its CRLF, + the blank line.
-    head_cap: int = field(init=False, repr=False, compare=False)
+    field_line_cap: int = field(init=False, repr=False, compare=False)
+    # The field section: the field lines with their CRLFs and the final CRLF.
+    section_cap: int = field(init=False, repr=False, compare=False)
     # Whether an option may admit a request line / field section that the strict grammar
     # refused. (casefold_http_method alone admits nothing: strict methods are upper case.)
     lenient_request_line: bool = field(init=False, repr=False, compare=False)
@@ -87,14 +96,19 @@ class Limits:
         object.__setattr__(self, "lenient_request_line", lenient_line)
         lenient_fields = self.permit_obsolete_folding or self.strip_header_spaces
         object.__setattr__(self, "lenient_fields", lenient_fields)
-        line = _effective(self.request_line, MAX_REQUEST_LINE)
-        count = _effective(self.fields, MAX_FIELDS)
-        size = _effective(self.field_size, MAX_FIELD_SIZE)
+        line = self.request_line
+        if line == 0:
+            line = UNLIMITED_REQUEST_LINE
+        elif line < 0 or line > MAX_REQUEST_LINE:
+            line = MAX_REQUEST_LINE
+        count = MAX_FIELDS if self.fields <= 0 or self.fields > MAX_FIELDS else self.fields
+        size = DEFAULT_FIELD_SIZE if self.field_size <= 0 else min(self.field_size, MAX_FIELD_SIZE)
         object.__setattr__(self, "line_cap", line)
         object.__setattr__(self, "fields_cap", count)
         object.__setattr__(self, "field_size_cap", size)
-        head = line + 2 + count * (size + 2) + 2
-        object.__setattr__(self, "head_cap", min(head, MAX_HEAD_SIZE))
+        # A field line is never empty (that is the end of the head), so 0 already refuses all.
+        object.__setattr__(self, "field_line_cap", max(size - 2, 0))
+        object.__setattr__(self, "section_cap", min(count * size + 2, MAX_FIELD_SECTION))
 
 
 DEFAULT_LIMITS = Limits()
@@ -212,7 +226,7 @@ def parse_head(
     """Parse one request head at the start of buf.
 
     Returns None when buf holds no complete head yet (but raises ProtocolError 414 / 431 as soon
-    as the incomplete data already exceeds the request-line limit / the head cap, so a client
+    as the incomplete data already exceeds the request-line limit / a field limit, so a client
     can never make us buffer without bound). Returns (request, n) where n is the number of bytes
     of buf the head used (through the blank line). Raises ProtocolError(status, reason) for
     malformed input.
@@ -232,13 +246,14 @@ def parse_head(
         return None
     # Limits first, in the order _check_incomplete applies them, so that a head gets the same
     # answer whether it arrives whole or a byte at a time.
-    if buf.find(b"\r\n", start) - start > limits.line_cap:
+    eol = buf.find(b"\r\n", start)
+    if eol - start > limits.line_cap:
         raise ProtocolError(414, "request line too long")
-    if end - start > limits.head_cap:
-        raise ProtocolError(431, "request head too large")
+    if end - eol + 2 > limits.section_cap:
+        raise ProtocolError(431, "request header section too large")
     # Every line of text, the last one included, ends in CRLF.
     text = buf[start : end + 2].decode("latin-1")
-    eol = text.find("\r\n")
+    eol -= start
     line = text[:eol]
     match = _REQUEST_LINE.fullmatch(line)
     if match is None:
@@ -273,14 +288,14 @@ def _check_incomplete(buf: bytes | bytearray, start: int, limits: Limits) -> Non
     line = size - pending_cr if first_lf < 0 else first_lf - start - 1
     if line > limits.line_cap:
         raise ProtocolError(414, "request line too long")
-    if size > limits.head_cap:
-        raise ProtocolError(431, "request head too large")
     if first_lf < 0:
         return
-    if len(buf) - buf.rfind(b"\n") - 1 - pending_cr > limits.field_size_cap:
+    if len(buf) - first_lf - 1 > limits.section_cap:
+        raise ProtocolError(431, "request header section too large")
+    if len(buf) - buf.rfind(b"\n") - 1 - pending_cr > limits.field_line_cap:
         raise ProtocolError(431, "request header field too large")
     # RFC 9112 §2.2: a bare CR or LF is not a line ending we accept. Counting in C keeps a
-    # byte-by-byte client from waiting out the head cap before being told.
+    # byte-by-byte client from waiting out the section cap before being told.
     crlf = buf.count(b"\r\n", start)
     if buf.count(b"\n", start) != crlf or buf.count(b"\r", start) - pending_cr != crlf:
         raise ProtocolError(400, "bare CR or LF in request head")
@@ -295,7 +310,7 @@ def _parse_fields(text: str, pos: int, limits: Limits) -> list[tuple[str, str]]:
             raise ProtocolError(431, "too many request header fields")
         # Continuation lines are not fields: count again after unfolding.
         return _parse_lenient_fields(text, pos, limits)
-    cap = limits.field_size_cap
+    cap = limits.field_line_cap
     if len(text) - pos > cap and any(len(line) > cap for line in text[pos:].split("\r\n")):
         raise ProtocolError(431, "request header field too large")
     pairs = _FIELD_LINES.findall(text, pos)
@@ -313,8 +328,7 @@ def _parse_fields(text: str, pos: int, limits: Limits) -> list[tuple[str, str]]:
 def _parse_lenient_fields(text: str, pos: int, limits: Limits) -> list[tuple[str, str]]:
     """The field lines of text[pos:], as _parse_fields, under the leniency options."""
     lines = text[pos:].split("\r\n")[:-1]
-    cap = limits.field_size_cap
-    if any(len(line) > cap for line in lines):
+    if any(len(line) > limits.field_line_cap for line in lines):
         raise ProtocolError(431, "request header field too large")
     fields = _unfold(lines, limits.permit_obsolete_folding)
     if len(fields) > limits.fields_cap:
@@ -322,9 +336,9 @@ def _parse_lenient_fields(text: str, pos: int, limits: Limits) -> list[tuple[str
     strip = limits.strip_header_spaces
     pattern = _SPACED_FIELD_LINE if strip else _FIELD_LINE
     headers = []
-    for line, folded in fields:
-        # An unfolded field counts against limit_request_field_size like any other.
-        if len(line) > cap:
+    for line, size, folded in fields:
+        # A folded field counts all its lines, each with its CRLF, as Gunicorn counts it.
+        if size > limits.field_size_cap:
             raise ProtocolError(431, "request header field too large")
         match = pattern.fullmatch(line)
         if match is None:
@@ -336,13 +350,14 @@ def _parse_lenient_fields(text: str, pos: int, limits: Limits) -> list[tuple[str
     return headers
 
 
-def _unfold(lines: list[str], permit: bool) -> list[tuple[str, bool]]:
+def _unfold(lines: list[str], permit: bool) -> list[tuple[str, int, bool]]:
     """Join each obs-fold continuation line to the field line it continues, if permitted.
 
     RFC 9112 §5.2: obs-fold = OWS CRLF RWS; a server may replace each obs-fold with SP
-    before interpreting the value; we replace it with exactly one. Returns (field line,
-    whether it was folded) pairs. Parts are joined once per field: linear time. When folding
-    is not permitted, continuation lines stay lines of their own (and fail the grammar).
+    before interpreting the value; we replace it with exactly one. Returns (field line, bytes
+    it took on the wire with its CRLFs, whether it was folded). Parts are joined once per
+    field: linear time. When folding is not permitted, continuation lines stay lines of their
+    own (and fail the grammar).
     """
     fields: list[list[str]] = []
     for line in lines:
@@ -356,16 +371,19 @@ def _unfold(lines: list[str], permit: bool) -> list[tuple[str, bool]]:
         # RFC 9112 §5.2: obs-fold only occurs within a field value, after the colon.
         if len(fields[-1]) == 1 and ":" not in fields[-1][0]:
             raise ProtocolError(400, "obsolete line folding outside a field value")
-        continuation = line.strip(" \t")
         # A blank continuation carries nothing, and is one strip() away from the empty line
         # that ends the head for a lax reader: refuse it.
-        if not continuation:
+        if not line.strip(" \t"):
             raise ProtocolError(400, "obsolete line folding with an empty line")
-        fields[-1].append(continuation)
+        fields[-1].append(line)
     return [
-        (parts[0], False)
+        (parts[0], len(parts[0]) + 2, False)
         if len(parts) == 1
-        else (" ".join([parts[0].rstrip(" \t"), *parts[1:]]), True)
+        else (
+            " ".join([parts[0].rstrip(" \t"), *(part.strip(" \t") for part in parts[1:])]),
+            sum(map(len, parts)) + 2 * len(parts),
+            True,
+        )
         for parts in fields
     ]
 
