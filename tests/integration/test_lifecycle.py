@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from support.server import Server, run_corral, wait_for
+from support.server import Server, alive, run_corral, wait_for
 
 
 def get(port: int, path: str, timeout: float = 30) -> tuple[int, bytes]:
@@ -222,3 +223,92 @@ def test_max_worker_memory_recycles_worker() -> None:
         srv.wait_log("max_worker_memory exceeded", timeout=10)
         srv.wait_booted(2)
         assert json.loads(get(srv.port, "/pid")[1])["pid"] != first
+
+
+DIES_WITH_3 = """
+import os
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/die":
+        os._exit(3)  # the boot-failure status, from a worker that has served
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+@pytest.mark.parametrize("kind", [["-k", "sync"], ["-k", "gthread"]], ids=["sync", "gthread"])
+def test_served_worker_exiting_3_is_replaced_not_a_boot_failure(
+    tmp_path: Path, kind: list[str]
+) -> None:
+    write_module(tmp_path, "dies3", DIES_WITH_3)
+    with Server("dies3", *kind, "--chdir", str(tmp_path)) as srv:
+        status, first = get(srv.port, "/")
+        assert status == 200
+        with pytest.raises((ConnectionError, http.client.HTTPException)):
+            get(srv.port, "/die")
+        srv.wait_log(f"Worker (pid:{int(first)}) exited with code 3")
+        srv.wait_booted(2)
+        status, second = get(srv.port, "/")
+        assert status == 200 and second != first
+        assert "failed to boot" not in srv.log()
+
+
+# The engine calls worker.retire(REASON_STUCK_REQUEST) when a request thread runs past
+# `timeout`; this app does the same from the request itself, then holds its thread until the
+# test lets it go, so that the master's side can be watched without waiting for a timeout.
+STUCK_APP = """
+import os
+import time
+
+from corral.workers.heartbeat import REASON_STUCK_REQUEST
+
+WORKER = None  # set by the post_worker_init hook
+RELEASE = {release!r}
+
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/stuck":
+        WORKER.retire(REASON_STUCK_REQUEST)
+        deadline = time.monotonic() + 30
+        while not os.path.exists(RELEASE) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+STUCK_CONF = """
+def post_worker_init(worker):
+    import stuckapp
+    stuckapp.WORKER = worker
+"""
+
+
+def test_worker_with_stuck_request_is_replaced_at_once(tmp_path: Path) -> None:
+    release = tmp_path / "release"
+    write_module(tmp_path, "stuckapp", STUCK_APP.format(release=str(release)))
+    conf = tmp_path / "stuck.conf.py"
+    conf.write_text(STUCK_CONF)
+    args = ["-k", "gthread", "--threads", "2", "-c", str(conf), "--chdir", str(tmp_path)]
+    with Server("stuckapp", *args, "--metrics-bind", "127.0.0.1:0") as srv:
+        found = re.search(r"Serving metrics at: http://127\.0\.0\.1:(\d+)/", srv.log())
+        assert found is not None
+        metrics_port = int(found.group(1))
+        first = int(get(srv.port, "/")[1])
+        stuck = threading.Thread(target=lambda: get(srv.port, "/stuck"))
+        stuck.start()
+        try:
+            srv.wait_log(
+                f"Worker (pid:{first}) is retiring: a request ran past timeout; "
+                "starting its replacement now"
+            )
+            srv.wait_booted(2)
+            assert alive(first), "the replacement must start while the old worker still runs"
+            assert get(srv.port, "/")[0] == 200
+        finally:
+            release.touch()
+            stuck.join(15)
+        srv.wait_log(f"Worker exiting (pid: {first}): a request ran past timeout")
+        metrics = get(metrics_port, "/metrics")[1].decode()
+        assert 'corral_worker_restarts_total{cause="stuck_request"} 1' in metrics, metrics

@@ -9,7 +9,6 @@ HTTP. It reaps and replaces workers, kills the ones whose heartbeat is older tha
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import select
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from corral import __version__
 from corral.errors import (
+    EXIT_ERROR,
     EXIT_OK,
     EXIT_WORKER_BOOT_ERROR,
     CorralError,
@@ -144,6 +144,7 @@ class Arbiter:
                 self.report_metrics()
                 self.check_upgrade_parent()
                 self.murder_workers()
+                self.replace_leaving_workers()
                 self.manage_workers()
         except StopServer as stop:
             self.halt(stop.exit_status, graceful=stop.graceful)
@@ -394,7 +395,8 @@ class Arbiter:
             self.call_hook("worker_exit", self, worker)
         except BaseException:
             log.exception("Exception in worker process")
-            status = EXIT_WORKER_BOOT_ERROR
+            # As Gunicorn: the boot-failure status only from a worker that never served.
+            status = EXIT_ERROR if worker.heartbeat.ready() else EXIT_WORKER_BOOT_ERROR
         finally:
             try:
                 sys.stdout.flush()
@@ -438,6 +440,14 @@ class Arbiter:
             if cause is not None and not self.stopping:
                 self.stats.count_restart(cause)
             self.call_hook("child_exit", self, worker)
+
+    def replace_leaving_workers(self) -> None:
+        """A worker that told it is leaving for a reason that warrants it (a request stuck past
+        timeout) no longer counts: manage_workers starts its replacement now, while it finishes
+        its other requests."""
+        running = [w for w in self.workers.values() if w.alive]
+        for worker in self.exits.leaving(running):
+            worker.alive = False
 
     def murder_workers(self) -> None:
         timeout = self.settings.timeout
@@ -523,6 +533,3 @@ class StopServer(Exception):
         super().__init__(exit_status)
         self.exit_status = exit_status
         self.graceful = graceful
-
-
-_ = errno

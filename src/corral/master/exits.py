@@ -1,10 +1,15 @@
-"""Why a worker died, said clearly in the log, and as a cause the metrics can count.
+"""Which reason of corral.exit_reasons applies to a worker the master reaped, said in the log.
 
 The master calls `report()` for every reaped worker. A SIGKILL it did not send itself is
 checked against the kernel's OOM-kill counter (read before reaping, compared after), so the log
 says whether the OOM killer did it instead of guessing. A worker that left on its own tells why
-through its heartbeat block. This module only reads counters and writes log lines: it never
-signals or reaps a process.
+through its heartbeat block. The status of a boot failure (3) or of an application that would
+not load (4) stops the whole server only when the worker never became ready: a worker that
+served and then died that way is replaced like any other crash.
+
+The words, the restart causes and which reasons halt the server are rows of the one table in
+corral.exit_reasons; this module only picks the row. It reads counters and heartbeats and
+writes log lines: it never signals or reaps a process.
 """
 
 from __future__ import annotations
@@ -12,29 +17,32 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Protocol
 
 from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_WORKER_BOOT_ERROR, HaltServer
-from corral.metrics.stats import RestartCause
+from corral.exit_reasons import EXITS, ExitReason, RestartCause
 from corral.resources import OomCounter
-from corral.workers.heartbeat import (
-    EXIT_REASONS,
-    REASON_MAX_MEMORY,
-    REASON_MAX_REQUESTS,
-    REASON_RELOAD,
-)
-
-if TYPE_CHECKING:
-    from corral.workers.engine import Worker
+from corral.workers.heartbeat import Heartbeat
 
 log = logging.getLogger("corral.error")
 
-# Heartbeat exit reasons -> restart causes (the names metrics use).
-_CAUSES: dict[str, RestartCause] = {
-    EXIT_REASONS[REASON_MAX_REQUESTS]: "max_requests",
-    EXIT_REASONS[REASON_MAX_MEMORY]: "max_worker_memory",
-    EXIT_REASONS[REASON_RELOAD]: "reload",
+# A worker's exit status that, before the worker was ready, means it could not start.
+_BOOT_STATUSES = {
+    EXIT_WORKER_BOOT_ERROR: ExitReason.BOOT_FAILED,
+    EXIT_APP_LOAD_ERROR: ExitReason.APP_LOAD_FAILED,
 }
+
+Details = dict[str, object]
+
+
+class Reaped(Protocol):
+    """What the reporter reads of a worker (corral.workers.engine.Worker, or a test's fake)."""
+
+    pid: int
+    alive: bool  # False once the master has decided to stop it
+    aborted_at: float  # when the master sent the timeout abort; 0.0 if never
+    heartbeat: Heartbeat
 
 
 class ExitReporter:
@@ -55,67 +63,67 @@ class ExitReporter:
         elif self.mark_value is not None:
             self.baseline = max(self.baseline, self.mark_value)
 
-    def report(self, worker: Worker, status: int, stopping: bool) -> RestartCause | None:
-        """Log why the worker ended; return the restart cause, or None for a clean exit.
-        Raises HaltServer when a worker could not boot or load the application."""
-        pid = worker.pid
+    def report(self, worker: Reaped, status: int, stopping: bool) -> RestartCause | None:
+        """Log why the worker ended; return the restart cause, or None when it is not one.
+        Raises HaltServer when a worker could not boot or load the application (unless the
+        server is stopping anyway)."""
+        reason, details = self.classify(worker, status)
+        row = EXITS[reason]
+        if row.halt and not stopping:
+            raise HaltServer(row.message, row.halt)
+        log.log(row.level, row.message, details)
+        return row.cause
+
+    def classify(self, worker: Reaped, status: int) -> tuple[ExitReason, Details]:
+        """The reason for a wait() status, and the fields its log line names."""
+        details: Details = {"pid": worker.pid}
         if os.WIFSIGNALED(status):
             sig = os.WTERMSIG(status)
-            name = signal.Signals(sig).name
+            details["signal"] = signal.Signals(sig).name
             if worker.aborted_at:
-                log.error("Worker (pid:%s) was killed after timing out (%s)", pid, name)
-                return "timeout"
+                return ExitReason.TIMED_OUT, details
             if sig == signal.SIGKILL:
-                return self.report_sigkill(pid)
-            if sig != signal.SIGTERM or worker.alive:
-                log.error("Worker (pid:%s) was sent %s!", pid, name)
-                return "crash"
-            return None
-        code = os.WEXITSTATUS(status)
-        if code == EXIT_WORKER_BOOT_ERROR and not stopping:
-            raise HaltServer("Worker failed to boot.", EXIT_WORKER_BOOT_ERROR)
-        if code == EXIT_APP_LOAD_ERROR and not stopping:
-            raise HaltServer("App failed to load.", EXIT_APP_LOAD_ERROR)
+                return self.classify_sigkill(details)
+            if sig == signal.SIGTERM and not worker.alive:
+                return ExitReason.STOPPED, details
+            return ExitReason.SIGNALLED, details
+        code = details["code"] = os.WEXITSTATUS(status)
+        if code in _BOOT_STATUSES:
+            # Only the heartbeat tells a boot failure from a worker that served, then died.
+            ready = worker.heartbeat.ready()
+            return (ExitReason.FAILED_AFTER_SERVING if ready else _BOOT_STATUSES[code]), details
         if worker.aborted_at:
-            log.error("Worker (pid:%s) was killed after timing out (SIGABRT; stacks above)", pid)
-            return "timeout"
+            details["signal"] = "SIGABRT; stacks above"
+            return ExitReason.TIMED_OUT, details
         if code != 0:
-            log.error("Worker (pid:%s) exited with code %s", pid, code)
-            return "crash"
-        reason = worker.heartbeat.exit_reason()
-        if reason:
-            log.info("Worker exiting (pid: %s): %s", pid, reason)
-            return _CAUSES.get(reason)
-        log.info("Worker exiting (pid: %s)", pid)
-        return None
+            return ExitReason.CRASHED, details
+        return worker.heartbeat.exit_reason(), details
 
-    def report_sigkill(self, pid: int) -> RestartCause:
-        """Say whether the kernel's OOM killer did it, from its kill counter, not a guess."""
+    def classify_sigkill(self, details: Details) -> tuple[ExitReason, Details]:
+        """Whether the kernel's OOM killer did it, from its kill counter, not a guess."""
         now = self.oom.read()
         before = self.baseline
         if now is None or before is None:
-            log.error(
-                "Worker (pid:%s) was sent SIGKILL! (no OOM-kill counter is readable here, "
-                "so whether the OOM killer did it is unknown)",
-                pid,
-            )
-            return "crash"
+            return ExitReason.KILLED_UNKNOWN, details
+        details.update(source=self.oom.source, before=before, now=now)
         if now > before:
-            log.error(
-                "Worker (pid:%s) was killed by the kernel's OOM killer "
-                "(oom_kill in %s went from %d to %d)",
-                pid,
-                self.oom.source,
-                before,
-                now,
-            )
             self.baseline = now
-            return "oom"
-        log.error(
-            "Worker (pid:%s) was sent SIGKILL by another process; not the OOM killer "
-            "(oom_kill in %s unchanged at %d)",
-            pid,
-            self.oom.source,
-            now,
-        )
-        return "crash"
+            return ExitReason.OOM_KILLED, details
+        return ExitReason.KILLED, details
+
+    def leaving(self, workers: Iterable[Reaped]) -> list[Reaped]:
+        """Of these running workers, those whose heartbeat tells a reason to be replaced at
+        once (a request stuck past timeout), each logged; the caller stops counting them."""
+        found = []
+        for worker in workers:
+            reason = worker.heartbeat.exit_reason()
+            row = EXITS[reason]
+            if row.replace_at_once:
+                log.log(
+                    row.level,
+                    "Worker (pid:%s) is retiring: %s; starting its replacement now",
+                    worker.pid,
+                    row.told,
+                )
+                found.append(worker)
+        return found

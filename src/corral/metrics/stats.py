@@ -26,7 +26,10 @@ import struct
 import threading
 from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Literal, get_args
+
+# The restart causes are a column of the table of exit reasons; re-exported for the formatters.
+from corral.exit_reasons import RESTART_CAUSES as RESTART_CAUSES
+from corral.exit_reasons import RestartCause as RestartCause
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other")
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
@@ -35,9 +38,6 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Status codes counted one by one: 100..599.
 FIRST_CODE = 100
 CODE_COUNT = 500
-
-RestartCause = Literal["timeout", "oom", "max_requests", "max_worker_memory", "crash", "reload"]
-RESTART_CAUSES: tuple[RestartCause, ...] = get_args(RestartCause)
 
 # --- the block's layout, in 8-byte slots ------------------------------------------------------
 # Requests are counted per (method, status code), one row of slots per method; the last slot of a

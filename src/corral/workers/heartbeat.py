@@ -12,25 +12,21 @@ import mmap
 import struct
 import time
 
+from corral.exit_reasons import ExitReason, told_reason
+
 _STAMP = struct.Struct("d")
 _READY_AT = _STAMP.size
 _REASON_AT = 2 * _STAMP.size
 _STOPPING_AT = 3 * _STAMP.size
 
-# Why a worker left on its own, as it tells the master before exiting (index = code).
-EXIT_REASONS = (
-    "",
-    "max_requests reached",
-    "max_worker_memory exceeded",
-    "source files changed (--reload)",
-    "master gone",
-    "a request ran past timeout",
-)
-REASON_MAX_REQUESTS = 1
-REASON_MAX_MEMORY = 2
-REASON_RELOAD = 3
-REASON_ORPHANED = 4
-REASON_STUCK_REQUEST = 5
+# Why a worker leaves on its own, as it tells the master before exiting. The codes, their log
+# wording and their restart causes are rows of corral.exit_reasons; these names are the ones
+# the workers pass to `set_exit_reason`.
+REASON_MAX_REQUESTS = ExitReason.MAX_REQUESTS
+REASON_MAX_MEMORY = ExitReason.MAX_MEMORY
+REASON_RELOAD = ExitReason.RELOAD
+REASON_ORPHANED = ExitReason.ORPHANED
+REASON_STUCK_REQUEST = ExitReason.STUCK_REQUEST
 
 
 class Heartbeat:
@@ -68,9 +64,9 @@ class Heartbeat:
     def set_exit_reason(self, code: int) -> None:
         _STAMP.pack_into(self._mem, _REASON_AT, float(code))
 
-    def exit_reason(self) -> str:
-        code = int(_STAMP.unpack_from(self._mem, _REASON_AT)[0])
-        return EXIT_REASONS[code] if 0 <= code < len(EXIT_REASONS) else ""
+    def exit_reason(self) -> ExitReason:
+        """What the worker told; ExitReason.EXITED when it told nothing."""
+        return told_reason(int(_STAMP.unpack_from(self._mem, _REASON_AT)[0]))
 
     def age(self) -> float:
         """Seconds since the last beat."""
