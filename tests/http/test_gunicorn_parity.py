@@ -123,6 +123,7 @@ SAME: list[tuple[str, bytes, dict[str, Any]]] = [
         head(fields=b"X-A: a\r\n b\r\n c\r\n"),
         {"limit_request_fields": 2, "permit_obsolete_folding": True},
     ),
+    ("connect closes", b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", {}),
     ("http/1.0 closes", b"GET / HTTP/1.0\r\n\r\n", {}),
     ("http/1.1 persists", head(), {}),
 ]

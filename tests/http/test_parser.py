@@ -221,6 +221,27 @@ def test_keep_alive(version: bytes, connection: bytes | None, keep_alive: bool) 
     assert parsed[0].keep_alive is keep_alive
 
 
+@pytest.mark.parametrize("version", [b"1.0", b"1.1"])
+@pytest.mark.parametrize("connection", [None, b"keep-alive", b"Upgrade, keep-alive"])
+def test_connect_never_keeps_alive(version: bytes, connection: bytes | None) -> None:
+    # RFC 9110 §9.3.6: after CONNECT come tunnel bytes, never a request to serve.
+    head = b"CONNECT example.com:443 HTTP/" + version + b"\r\nHost: example.com:443\r\n"
+    if connection is not None:
+        head += b"Connection: " + connection + b"\r\n"
+    pipelined = b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
+    parsed = parse_head(head + b"\r\n" + pipelined)
+    assert parsed is not None
+    request, used = parsed
+    assert (request.method, request.keep_alive) == ("CONNECT", False)
+    assert (head + b"\r\n" + pipelined)[used:] == pipelined
+
+
+def test_absolute_form_target_still_keeps_alive() -> None:
+    parsed = parse_head(b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    assert parsed is not None
+    assert parsed[0].keep_alive is True
+
+
 @pytest.mark.parametrize(
     ("version", "expect", "expect_continue"),
     [

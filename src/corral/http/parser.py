@@ -126,7 +126,7 @@ class Request:
     headers: list[tuple[str, str]]  # wire order; names upper case, values without OWS
     content_length: int | None
     chunked: bool
-    keep_alive: bool
+    keep_alive: bool  # whether the connection may carry another request (never after CONNECT)
     expect_continue: bool
     # RFC 9112 §3.2.2: for an absolute-form target, its authority (host[:port], as sent) is
     # where the request goes, to be used in place of the Host field (which is still required
@@ -272,7 +272,10 @@ def parse_head(
         headers,
         content_length,
         chunked,
-        keep_alive,
+        # RFC 9110 §9.3.6: after CONNECT the client sends tunnel data, not requests. No WSGI
+        # application can be a tunnel, and serving those bytes as HTTP would let them pass as
+        # requests a proxy never saw (smuggling): the connection closes after the response.
+        keep_alive and method != "CONNECT",
         expect_continue,
         authority,
     )
