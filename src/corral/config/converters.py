@@ -21,6 +21,8 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
+from corral.addresses import split_host_port
+
 WorkerClassName = Literal["sync", "gthread"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 HeaderMapMode = Literal["drop", "refuse", "dangerous"]
@@ -63,7 +65,6 @@ FALSE_WORDS = frozenset({"0", "false", "no", "n", "off"})
 
 MAX_REQUEST_LINE = 8190
 MAX_HEADER_FIELDS = 32768
-MAX_PORT = 65535
 
 # A DNS name (RFC 1123 labels, underscores tolerated as resolvers do) or a dotted IPv4 address.
 HOSTNAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_-]+)*\.?")
@@ -291,11 +292,6 @@ def str_dict(value: object) -> dict[str, str]:
 # --- bind addresses ------------------------------------------------------------------------
 
 
-def _check_port(text: str) -> None:
-    if not text.isdigit() or int(text) > MAX_PORT:
-        raise ValueError(f"port {text!r} must be a number from 0 to {MAX_PORT}")
-
-
 def bind_address(address: str) -> str:
     """Validate one bind address and return its canonical spelling.
 
@@ -313,26 +309,11 @@ def bind_address(address: str) -> str:
             raise ValueError("fd:// needs a file descriptor number")
         return "fd://" + str(int(text[5:]))
     text = text.removeprefix("tcp://")
-    if text.startswith("["):
-        host, closed, rest = text[1:].partition("]")
-        if not closed or (rest and not rest.startswith(":")):
-            raise ValueError("IPv6 addresses are written [ADDRESS] or [ADDRESS]:PORT")
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"{host!r} is not an IPv6 address") from None
-        if rest:
-            _check_port(rest[1:])
-        return text
-    if text.count(":") > 1:
-        raise ValueError("IPv6 addresses need brackets, as in [::1]:8000")
-    host, sep, port = text.partition(":")
-    if sep:
-        _check_port(port)
-    if host and not HOSTNAME.fullmatch(host):
-        raise ValueError(f"{host!r} is not a host name or IP address")
     if not text:
         raise ValueError("the address is empty")
+    host, _ = split_host_port(text)
+    if host and not text.startswith("[") and not HOSTNAME.fullmatch(host):
+        raise ValueError(f"{host!r} is not a host name or IP address")
     return text
 
 

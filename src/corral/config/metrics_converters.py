@@ -4,12 +4,14 @@ They follow `converters.py`'s contract: take a raw value from any source, return
 or raise `ValueError` with a short reason. Addresses come back in one canonical spelling that
 `split_address` takes apart again, so the modules that open sockets parse nothing themselves.
 Like every converter, these are pure: they never resolve a name, open a socket or read a file.
+Host and port are split by corral.addresses.split_host_port, as everywhere.
 """
 
 from __future__ import annotations
 
 import re
 
+from corral.addresses import split_host_port
 from corral.config.converters import bind_address, optional_str, to_str
 
 STATSD_DEFAULT_PORT = 8125
@@ -19,15 +21,8 @@ _TAG_FORBIDDEN = re.compile(r"[|\s]")
 _URL_PATH = re.compile(r"/[^?#\s]*")
 
 
-def split_address(address: str, default_port: int) -> tuple[str, int]:
-    """HOST:PORT, [IPv6]:PORT or HOST (default_port) as (host, port); IPv6 without brackets."""
-    if address.startswith("["):
-        host, _, rest = address[1:].partition("]")
-        return host, int(rest[1:]) if rest else default_port
-    host, sep, port = address.rpartition(":")
-    if not sep:
-        return address, default_port
-    return host, int(port)
+# The name statsd.py and the tests know; the same function, not a second parser.
+split_address = split_host_port
 
 
 def unix_path(address: str) -> str | None:
@@ -70,7 +65,7 @@ def metrics_address(value: object) -> str | None:
     if text is None:
         return None
     address = _tcp_address(text, "the metrics address")
-    if address.endswith("]") or ":" not in address:
+    if split_host_port(address)[1] is None:
         raise ValueError("needs a port, as in 127.0.0.1:9100")
     return address
 

@@ -9,7 +9,7 @@ change the first word (`corral.logs.logger.Logger.syslog_program`).
 Addresses are written as in Gunicorn: `udp://HOST:PORT`, `tcp://HOST:PORT`, and
 `unix://PATH`, optionally followed by `#dgram` or `#stream`. The parsing here is pure (it is
 also the setting's converter); only `make_handler` opens a socket. This module never formats
-access lines and never decides which loggers get a handler: `logs.py` does.
+access lines and never decides which loggers get a handler: `logger.py` does.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import logging
 import socket
 from dataclasses import dataclass
 
+from corral.addresses import split_host_port
 from corral.errors import ConfigError
 
 DEFAULT_PORT = 514
@@ -66,22 +67,10 @@ def parse_address(text: str) -> SyslogAddress:
 
 def _host_and_port(text: str) -> tuple[str, int]:
     """`HOST`, `HOST:PORT`, `[IPv6]` or `[IPv6]:PORT`; the host defaults to localhost."""
-    if text.startswith("["):
-        host, bracket, port = text[1:].partition("]")
-        if not bracket or (port and not port.startswith(":")):
-            raise ValueError("an IPv6 address is written [ADDRESS]:PORT")
-        port = port[1:]
-    elif text.count(":") > 1:
-        raise ValueError("an IPv6 address is written [ADDRESS]:PORT")
-    else:
-        host, _, port = text.partition(":")
-    if not port:
-        number = DEFAULT_PORT
-    elif port.isdigit() and 0 < int(port) < 65536:
-        number = int(port)
-    else:
-        raise ValueError(f"{port!r} is not a port number")
-    return host.lower() or "localhost", number
+    host, port = split_host_port(text, DEFAULT_PORT)
+    if port == 0:
+        raise ValueError("port 0 cannot receive syslog messages")
+    return host.lower() or "localhost", port
 
 
 def facility_code(name: str) -> int:

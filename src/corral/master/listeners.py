@@ -13,6 +13,7 @@ import socket
 import stat
 import struct
 
+from corral.addresses import split_host_port
 from corral.errors import HaltServer
 
 DEFAULT_PORT = 8000
@@ -24,14 +25,7 @@ def parse_address(bind: str) -> tuple[str, object]:
         return "unix", bind[5:]
     if bind.startswith("fd://"):
         return "fd", int(bind[5:])
-    if bind.startswith("["):
-        host, _, rest = bind[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT
-        return "tcp", (host, port)
-    host, sep, port_text = bind.rpartition(":")
-    if not sep:
-        return "tcp", (bind, DEFAULT_PORT)
-    return "tcp", (host, int(port_text))
+    return "tcp", split_host_port(bind, DEFAULT_PORT)
 
 
 def _bind_tcp(address: tuple[str, int], backlog: int, reuse_port: bool) -> socket.socket:

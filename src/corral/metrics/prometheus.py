@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from corral.config.metrics_converters import split_address
+from corral.addresses import split_host_port
 from corral.errors import HaltServer
 from corral.master.listeners import listener_url
 from corral.metrics.stats import StatsAggregator, Totals, listen_queue_info
@@ -182,7 +182,7 @@ def _response(status: int, body: bytes, head_only: bool = False, extra: str = ""
 
 
 def _bind(address: str) -> socket.socket:
-    host, port = split_address(address, 0)
+    host, port = split_host_port(address, 0)
     try:
         infos = socket.getaddrinfo(
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
