@@ -14,9 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import slow_clients
 from scenarios import ACCESS_LOG_REFERENCE
 from servers import BASELINE
 from session import RunResult
+from slow_clients import SlowClientsResult
 from starvation import TARGET_MS, StarvationResult
 
 ACCESS_LOG_TARGET = 0.15
@@ -117,8 +119,45 @@ def starvation_summary(results: list[StarvationResult]) -> list[dict[str, Any]]:
     return rows
 
 
+def slow_clients_summary(results: list[SlowClientsResult]) -> list[dict[str, Any]]:
+    """Per server, every round's probes together; a percentile that falls on an unanswered
+    probe is None (over the deadline)."""
+    by_server: dict[str, list[SlowClientsResult]] = {}
+    for result in results:
+        by_server.setdefault(result.server, []).append(result)
+    rows = []
+    for server, checks in by_server.items():
+        probes = [ms for c in checks for ms in c.probes_ms]
+        p99 = slow_clients.percentile(probes, 0.99)
+        unanswered = sum(c.unanswered for c in checks)
+        rows.append(
+            {
+                "server": server,
+                "probes": len(probes),
+                "p50_ms": slow_clients.percentile(probes, 0.5),
+                "p99_ms": p99,
+                "max_ms": slow_clients.percentile(probes, 1.0),
+                "unanswered": unanswered,
+                "bad_answers": sum(c.bad_answers for c in checks),
+                "readers_started": min((c.readers_started for c in checks), default=0),
+                "slow_closed": max((c.slow_closed for c in checks), default=0),
+                "idle_rss_mib": median(c.idle_rss_mib for c in checks),
+                "loaded_rss_mib": median(c.loaded_rss_mib for c in checks),
+                "errors": [c.error for c in checks if c.error],
+                "passed": p99 is not None
+                and p99 < slow_clients.TARGET_P99_MS
+                and unanswered == 0
+                and not any(c.error for c in checks),
+            }
+        )
+    return rows
+
+
 def document(
-    meta: dict[str, Any], runs: list[RunResult], starvation: list[StarvationResult]
+    meta: dict[str, Any],
+    runs: list[RunResult],
+    starvation: list[StarvationResult],
+    slow: list[SlowClientsResult] | None = None,
 ) -> dict[str, Any]:
     """Everything the JSON file holds; the Markdown is rendered from this alone."""
     summary = summarize(runs)
@@ -127,11 +166,13 @@ def document(
         "summary": summary,
         "access_log": access_log_cost(summary),
         "starvation": starvation_summary(starvation),
+        "slow_clients": slow_clients_summary(slow or []),
         "failures": [
             f"{r.scenario} / {r.server} / round {r.round}: {r.error}" for r in runs if r.error
         ],
         "runs": [asdict(run) for run in runs],
         "starvation_runs": [asdict(s) for s in starvation],
+        "slow_clients_runs": [asdict(s) for s in slow or []],
     }
 
 

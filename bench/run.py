@@ -1,9 +1,9 @@
 """corral against its peers: `make bench`, or `python bench/run.py --help`.
 
 Installs what is missing (peers.py), then for each round runs every scenario on every server,
-round-robin, a fresh server start each time, and the starvation check; finally writes
-results.md, results.json and ratios.png to bench/results/<YYYY-MM-DD>/. Never part of
-`make test`. Only processes this benchmark started are ever signalled, and only 127.0.0.1
+round-robin, a fresh server start each time, then the starvation and slow-clients checks;
+finally writes results.md, results.json and ratios.png to bench/results/<YYYY-MM-DD>/. Never
+part of `make test`. Only processes this benchmark started are ever signalled, and only 127.0.0.1
 is ever loaded.
 """
 
@@ -25,6 +25,7 @@ from typing import Any
 import peers
 import report
 import session
+import slow_clients
 import starvation
 import tables
 from apps.wsgi_app import json_body
@@ -36,6 +37,12 @@ CORRAL_SRC = ROOT / "src" / "corral"
 HERE = Path(__file__).resolve().parent
 STARVATION = "starvation"
 STARVATION_SERVERS = ("corral-gthread-1", "corral-gthread-4", "gunicorn-gthread-4")
+SLOW_CLIENTS = "slow-clients"
+SLOW_CLIENTS_SERVERS = (
+    *("corral-sync", "corral-gthread-1", "corral-gthread-4"),
+    *("gunicorn-sync", "gunicorn-gthread-1", "gunicorn-gthread-4", "granian"),
+)
+CHECKS = (STARVATION, SLOW_CLIENTS)
 
 
 def log(message: str) -> None:
@@ -52,8 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scenarios",
-        default=",".join([*SCENARIOS, STARVATION]),
-        help=f"comma-separated, from: {', '.join([*SCENARIOS, STARVATION])}",
+        default=",".join([*SCENARIOS, *CHECKS]),
+        help=f"comma-separated, from: {', '.join([*SCENARIOS, *CHECKS])}",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 3 s")
     parser.add_argument("--out", type=Path, help="results folder [bench/results/<date>]")
@@ -67,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.rounds, args.duration = 1, 3
     args.servers = choose(args.servers, SERVERS, parser)
-    args.scenarios = choose(args.scenarios, [*SCENARIOS, STARVATION], parser)
+    args.scenarios = choose(args.scenarios, [*SCENARIOS, *CHECKS], parser)
     return args
 
 
@@ -159,7 +166,8 @@ def passes(scenarios: list[Scenario]) -> list[list[Scenario]]:
 
 
 class Rounds:
-    """Every round: each scenario on each server, then the starvation check."""
+    """Every round: each scenario on each server, then the starvation and slow-clients
+    checks."""
 
     def __init__(self, args: argparse.Namespace, ctx: Context, servers: list[Server]) -> None:
         self.args = args
@@ -167,6 +175,7 @@ class Rounds:
         self.servers = servers
         self.runs: list[session.RunResult] = []
         self.checks: list[starvation.StarvationResult] = []
+        self.slow_checks: list[slow_clients.SlowClientsResult] = []
         self.broken: set[tuple[str, str]] = set()  # (server, app) that did not start
 
     def run(self, scenarios: list[Scenario]) -> None:
@@ -181,6 +190,9 @@ class Rounds:
             if STARVATION in self.args.scenarios:
                 for server in (s for s in order if s.name in STARVATION_SERVERS):
                     self.check_starvation(server, round_no)
+            if SLOW_CLIENTS in self.args.scenarios:
+                for server in (s for s in order if s.name in SLOW_CLIENTS_SERVERS):
+                    self.check_slow_clients(server, round_no)
 
     def measure(self, server: Server, scenario: Scenario, round_no: int) -> None:
         if not scenario.admits(server) or (server.name, scenario.app) in self.broken:
@@ -198,6 +210,21 @@ class Rounds:
         worst = f"{check.worst_ms:.1f} ms" if check.worst_ms is not None else "-"
         outcome = f"worst probe {worst}" if check.ok else f"FAILED: {check.error}"
         log(f"[{round_no}/{self.args.rounds}] {STARVATION:13} {server.name:19} {outcome}")
+
+    def check_slow_clients(self, server: Server, round_no: int) -> None:
+        check = slow_clients.check(self.ctx, server, round_no)
+        self.slow_checks.append(check)
+        if check.ok:
+            p99 = slow_clients.percentile(check.probes_ms, 0.99)
+            outcome = (
+                f"p99 {'timeout' if p99 is None else f'{p99:.1f} ms'}, "
+                f"{check.unanswered}/{len(check.probes_ms)} unanswered, "
+                f"readers served {check.readers_started}/{slow_clients.READERS}, "
+                f"slow closed {check.slow_closed}"
+            )
+        else:
+            outcome = f"FAILED: {check.error}"
+        log(f"[{round_no}/{self.args.rounds}] {SLOW_CLIENTS:13} {server.name:19} {outcome}")
 
 
 def command_version(argv: list[str]) -> str:
@@ -304,7 +331,8 @@ def main(argv: list[str] | None = None) -> None:
     meta["loadavg_end"] = loadavg()
     meta["elapsed_s"] = round((datetime.datetime.now(datetime.timezone.utc) - started).seconds)
     out = args.out or HERE / "results" / meta["date"]
-    write(out, report.document(meta, rounds.runs, rounds.checks), toolbox.python)
+    doc = report.document(meta, rounds.runs, rounds.checks, rounds.slow_checks)
+    write(out, doc, toolbox.python)
 
 
 def write(out: Path, doc: dict[str, Any], python: Path, with_json: bool = True) -> None:
@@ -313,12 +341,20 @@ def write(out: Path, doc: dict[str, Any], python: Path, with_json: bool = True) 
     if with_json:
         report.write_json(doc, out / "results.json")
     (out / "results.md").write_text(tables.render(doc))
+    drawn = draw_chart(out, doc, python)
+    log(f"wrote {out}: results.md, results.json" + (", ratios.png" if drawn else ""))
+    sys.stdout.write("\n" + (out / "results.md").read_text())
+
+
+def draw_chart(out: Path, doc: dict[str, Any], python: Path) -> bool:
+    """ratios.png, when there are ratios: a run of the checks alone has none."""
+    if not doc["summary"]:
+        return False
     chart = [str(python), str(HERE / "chart.py"), str(out / "results.json")]
     drawn = subprocess.run([*chart, str(out / "ratios.png")], capture_output=True, text=True)
     if drawn.returncode != 0:
         log(f"chart failed (matplotlib missing?): {peers.last_line(drawn.stderr)}")
-    log(f"wrote {out}: results.md, results.json" + ("" if drawn.returncode else ", ratios.png"))
-    sys.stdout.write("\n" + (out / "results.md").read_text())
+    return drawn.returncode == 0
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ class Scenario:
 
     def admits(self, server: Server) -> bool:
         """Whether `server` takes part in this scenario."""
+        if not server.in_load_scenarios:
+            return False
         if self.access_log and not server.takes_access_log:
             return False
         if not server.runs_python and not self.nginx:

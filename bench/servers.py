@@ -64,6 +64,8 @@ class Server:
     takes_access_log: bool = False
     # False for nginx: it answers fixed strings and the static file, runs no application.
     runs_python: bool = True
+    # False for a server that only the checks (starvation, slow clients) compare with.
+    in_load_scenarios: bool = True
 
 
 def prefork(module: str, *worker_args: str) -> Argv:
@@ -148,13 +150,14 @@ def corral(name: str, *worker_args: str) -> Server:
     )
 
 
-def gunicorn(name: str, *worker_args: str) -> Server:
+def gunicorn(name: str, *worker_args: str, in_load_scenarios: bool = True) -> Server:
     return Server(
         name,
         prefork("gunicorn", *worker_args),
         needs=("gunicorn",),
         processes=master_and,
         takes_access_log=True,
+        in_load_scenarios=in_load_scenarios,
     )
 
 
@@ -165,6 +168,8 @@ SERVERS: dict[str, Server] = {
         corral("corral-gthread-1", "-k", "gthread", "--threads", "1"),
         corral("corral-gthread-4", "-k", "gthread", "--threads", "4"),
         gunicorn(BASELINE, "-k", "sync"),
+        # Only in the slow-clients check, beside corral-gthread-1.
+        gunicorn("gunicorn-gthread-1", "-k", "gthread", "--threads", "1", in_load_scenarios=False),
         gunicorn("gunicorn-gthread-4", "-k", "gthread", "--threads", "4"),
         Server(
             "uvicorn",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import slow_clients
 from report import ACCESS_LOG_TARGET, METRICS
 from scenarios import SCENARIOS
 from servers import BASELINE, SERVERS
@@ -140,6 +141,55 @@ def starvation_table(doc: dict[str, Any]) -> str:
     )
 
 
+def server_rank(name: str) -> int:
+    """Where a server's row goes: the order of SERVERS, as in every table."""
+    names = list(SERVERS)
+    return names.index(name) if name in names else len(names)
+
+
+def probe_ms(entry: dict[str, Any], key: str) -> str:
+    """A percentile of the probes; None means it fell on a probe that got no answer."""
+    if not entry["probes"]:
+        return MISSING
+    value = entry[key]
+    return f"> {slow_clients.PROBE_DEADLINE * 1000:.0f}" if value is None else f"{value:.1f}"
+
+
+def slow_clients_table(doc: dict[str, Any]) -> str:
+    rows = [
+        [
+            entry["server"],
+            str(entry["probes"]),
+            *(probe_ms(entry, key) for key in ("p50_ms", "p99_ms", "max_ms")),
+            str(entry["unanswered"]),
+            f"{entry['readers_started']}/{slow_clients.READERS}",
+            str(entry["slow_closed"]),
+            f"{number(entry['idle_rss_mib'], '{:.1f}')} → "
+            f"{number(entry['loaded_rss_mib'], '{:.1f}')}",
+            ("pass" if entry["passed"] else "FAIL")
+            if entry["server"].startswith(CORRAL)
+            else REFERENCE,
+        ]
+        for entry in sorted(doc["slow_clients"], key=lambda e: server_rank(e["server"]))
+    ]
+    head = ["server", "probes", "p50 ms", "p99 ms", "max ms", "unanswered"]
+    head += ["readers served", "slow closed", "worker RSS MiB"]
+    size = slow_clients.BODY_SIZE >> 20
+    return (
+        "## Slow clients\n\n"
+        f"One worker (pinned) holds {slow_clients.READERS} slow readers (a {size} MiB response "
+        f"each, read {slow_clients.TRICKLE} bytes every {slow_clients.TRICKLE_INTERVAL:g} s) "
+        f"and {slow_clients.UPLOADERS} slow uploaders (Content-Length {size} MiB, "
+        f"{slow_clients.TRICKLE} bytes sent every {slow_clients.TRICKLE_INTERVAL:g} s); "
+        f"meanwhile a new connection is opened every {slow_clients.PROBE_INTERVAL * 1000:g} ms "
+        f"and timed to the whole answer of GET /. Unanswered: no answer within "
+        f"{slow_clients.PROBE_DEADLINE:g} s. Readers served: whose response had begun when the "
+        "probes started; slow closed: slow clients the server had closed by the end. "
+        f"Target: p99 under {slow_clients.TARGET_P99_MS:g} ms, every probe answered.\n\n"
+        + table([*head, "verdict"], rows)
+    )
+
+
 def listing(title: str, lines: list[str]) -> str:
     return f"## {title}\n\n" + "\n".join(f"- {line}" for line in lines) if lines else ""
 
@@ -147,14 +197,19 @@ def listing(title: str, lines: list[str]) -> str:
 def render(doc: dict[str, Any]) -> str:
     meta = doc["meta"]
     versions = [f"{name} {version}" for name, version in meta["versions"].items()]
-    parts = [
-        header(meta),
+    # A run of the checks alone (--scenarios starvation,slow-clients) has no load figures.
+    loads = [
         ratio_matrix(doc, "requests_per_cpu_s", "Requests per CPU-second, ratio to baseline"),
         ratio_matrix(doc, "requests_per_s", "Requests per second, ratio to baseline"),
         "## Scenarios",
         *(scenario_table(doc, name) for name in ordered(doc["summary"], SCENARIOS)),
+    ]
+    parts = [
+        header(meta),
+        *(loads if doc["summary"] else []),
         access_log_table(doc) if doc["access_log"] else "",
         starvation_table(doc) if doc["starvation"] else "",
+        slow_clients_table(doc) if doc.get("slow_clients") else "",
         listing("Skipped", meta["skipped"]),
         listing("Failed runs", doc["failures"]),
         listing("Versions", versions),

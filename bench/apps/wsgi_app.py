@@ -6,6 +6,8 @@ Routes, one per scenario:
     GET  /json     a 1 KB JSON document, serialised on every request
     GET  /static   the file named by BENCH_STATIC_FILE, through wsgi.file_wrapper
     POST /echo     the request body, sent back
+    GET  /stream?N N bytes (32 MiB if no N), generated 64 KiB at a time, never held whole
+    POST /upload   the request body read 64 KiB at a time and counted; answers the count
 
 It must stay framework-free and do the same work under every server, so that a difference in
 the numbers is the server's. It imports nothing outside the standard library.
@@ -24,6 +26,8 @@ App = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 HELLO = b"Hello, World!"
 BLOCK_SIZE = 64 * 1024
+STREAM_SIZE = 32 * 1024 * 1024
+_BLOCK = bytes(range(256)) * (BLOCK_SIZE // 256)
 STATIC_FILE = os.environ.get("BENCH_STATIC_FILE", "")
 
 # About 1 KB once serialised: a list of records, as a typical API answer looks.
@@ -93,6 +97,35 @@ def echo(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     return [body]
 
 
+def stream_route(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    size = int(environ.get("QUERY_STRING") or STREAM_SIZE)
+    headers = [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))]
+    start_response("200 OK", headers)
+    return _generated(size)
+
+
+def _generated(size: int) -> Iterator[bytes]:
+    while size > 0:
+        block = _BLOCK if size >= BLOCK_SIZE else _BLOCK[:size]
+        size -= len(block)
+        yield block
+
+
+def upload(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    remaining = int(environ.get("CONTENT_LENGTH") or 0)
+    stream = environ["wsgi.input"]
+    size = 0
+    while size < remaining:
+        block = stream.read(min(remaining - size, BLOCK_SIZE))
+        if not block:
+            break
+        size += len(block)
+    body = str(size).encode()
+    headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+    start_response("200 OK", headers)
+    return [body]
+
+
 def not_found(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", "0")])
     return []
@@ -103,6 +136,8 @@ ROUTES: dict[tuple[str, str], App] = {
     ("GET", "/json"): json_route,
     ("GET", "/static"): static,
     ("POST", "/echo"): echo,
+    ("GET", "/stream"): stream_route,
+    ("POST", "/upload"): upload,
 }
 
 
