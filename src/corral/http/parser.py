@@ -254,15 +254,26 @@ def parse_head(
     # Every line of text, the last one included, ends in CRLF.
     text = buf[start : end + 2].decode("latin-1")
     eol -= start
-    line = text[:eol]
-    match = _REQUEST_LINE.fullmatch(line)
-    if match is None:
-        method, target, minor = _parse_unusual_request_line(line, limits)
-    else:
-        method, target, minor = match.groups()
-    headers = _parse_fields(text, eol + 2, limits)
-    path, query, authority = _split_target(method, target)
-    content_length, chunked, keep_alive, expect_continue = _interpret(minor, headers)
+    pos = eol + 2
+    cap = limits.field_line_cap
+    if len(text) - pos > cap and any(len(line) > cap for line in text[pos:].split("\r\n")):
+        raise ProtocolError(431, "request header field too large")
+    try:
+        line = text[:eol]
+        match = _REQUEST_LINE.fullmatch(line)
+        if match is None:
+            method, target, minor = _parse_unusual_request_line(line, limits)
+        else:
+            method, target, minor = match.groups()
+        headers = _parse_fields(text, pos, limits)
+        path, query, authority = _split_target(method, target)
+        content_length, chunked, keep_alive, expect_continue = _interpret(minor, headers)
+    except ProtocolError as exc:
+        # A head in pieces is refused with 400 at its first bare CR or LF (_check_incomplete),
+        # before the rest of its grammar is judged; a whole head must get the same answer.
+        if exc.status != 400 and _has_bare_cr_or_lf(buf, start, end + 4):
+            raise ProtocolError(400, "bare CR or LF in request head") from None
+        raise
     request = Request(
         method,
         target,
@@ -299,13 +310,19 @@ def _check_incomplete(buf: bytes | bytearray, start: int, limits: Limits) -> Non
         raise ProtocolError(431, "request header field too large")
     # RFC 9112 §2.2: a bare CR or LF is not a line ending we accept. Counting in C keeps a
     # byte-by-byte client from waiting out the section cap before being told.
-    crlf = buf.count(b"\r\n", start)
-    if buf.count(b"\n", start) != crlf or buf.count(b"\r", start) - pending_cr != crlf:
+    if _has_bare_cr_or_lf(buf, start, len(buf) - pending_cr):
         raise ProtocolError(400, "bare CR or LF in request head")
 
 
+def _has_bare_cr_or_lf(buf: bytes | bytearray, start: int, stop: int) -> bool:
+    """Whether buf[start:stop] holds a CR or an LF that is not part of a CRLF."""
+    crlf = buf.count(b"\r\n", start, stop)
+    return buf.count(b"\n", start, stop) != crlf or buf.count(b"\r", start, stop) != crlf
+
+
 def _parse_fields(text: str, pos: int, limits: Limits) -> list[tuple[str, str]]:
-    """Validate and split the field lines of text[pos:], each of which ends in CRLF."""
+    """Validate and split the field lines of text[pos:], each of which ends in CRLF and none of
+    which is longer than limits.field_line_cap (parse_head checked)."""
     count = text.count("\n", pos)
     # RFC 9110 §5.4 + RFC 6585 §5: a server may refuse a field section that is too large.
     if count > limits.fields_cap:
@@ -313,9 +330,6 @@ def _parse_fields(text: str, pos: int, limits: Limits) -> list[tuple[str, str]]:
             raise ProtocolError(431, "too many request header fields")
         # Continuation lines are not fields: count again after unfolding.
         return _parse_lenient_fields(text, pos, limits)
-    cap = limits.field_line_cap
-    if len(text) - pos > cap and any(len(line) > cap for line in text[pos:].split("\r\n")):
-        raise ProtocolError(431, "request header field too large")
     pairs = _FIELD_LINES.findall(text, pos)
     # Each match is a whole line: it starts at a line start and ends at the first LF after it,
     # which it requires to follow a CR. So as many matches as LFs means every line matched.
@@ -331,8 +345,6 @@ def _parse_fields(text: str, pos: int, limits: Limits) -> list[tuple[str, str]]:
 def _parse_lenient_fields(text: str, pos: int, limits: Limits) -> list[tuple[str, str]]:
     """The field lines of text[pos:], as _parse_fields, under the leniency options."""
     lines = text[pos:].split("\r\n")[:-1]
-    if any(len(line) > limits.field_line_cap for line in lines):
-        raise ProtocolError(431, "request header field too large")
     fields = _unfold(lines, limits.permit_obsolete_folding)
     if len(fields) > limits.fields_cap:
         raise ProtocolError(431, "too many request header fields")
@@ -445,7 +457,7 @@ def _parse_unusual_request_line(line: str, limits: Limits) -> tuple[str, str, st
     return method, target, "0" if minor == "0" else "1"
 
 
-def _reject_request_line(line: str, limits: Limits = DEFAULT_LIMITS) -> NoReturn:
+def _reject_request_line(line: str, limits: Limits) -> NoReturn:
     """Raise the error that explains why line is refused as a request line under limits."""
     if "\r" in line or "\n" in line:
         raise ProtocolError(400, "bare CR or LF in request head")  # RFC 9112 §2.2
