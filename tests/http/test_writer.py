@@ -64,6 +64,17 @@ def test_encode_chunk() -> None:
     assert writer.encode_chunk(b"x" * 255) == b"ff\r\n" + b"x" * 255 + b"\r\n"
 
 
+@pytest.mark.parametrize(
+    "seconds", [0, 784111777, 951782400, 1_700_000_000.9, 2_000_000_000, 253402300799]
+)
+def test_imf_fixdate_is_what_email_utils_writes(seconds: float) -> None:
+    assert writer.imf_fixdate(seconds) == email.utils.formatdate(seconds, usegmt=True)
+
+
+def test_imf_fixdate_rfc_example() -> None:
+    assert writer.imf_fixdate(784111777) == "Sun, 06 Nov 1994 08:49:37 GMT"  # RFC 9110 §5.6.7
+
+
 def test_date_header_is_an_imf_fixdate_once_per_second() -> None:
     date = writer.DateHeader()
     line = date.line()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import time
-from email.utils import formatdate
 
 from corral import SERVER_SOFTWARE
 from corral.http.grammar import FIELD_TEXT, TOKEN_RE
@@ -60,6 +59,22 @@ LAST_CHUNK = b"0\r\n\r\n"
 SERVER_HEADER = b"Server: " + SERVER_SOFTWARE.split("/")[0].encode() + b"\r\n"
 
 
+# RFC 9110 §5.6.7: IMF-fixdate = day-name "," SP day SP month SP year SP hour ":" minute ":"
+# second SP "GMT", with English names whatever the locale ("Sun, 06 Nov 1994 08:49:37 GMT").
+# (email.utils.formatdate writes the same, but importing it imports socket.)
+_DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # tm_wday 0 is Monday
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def imf_fixdate(seconds: float) -> str:
+    """The HTTP date of a POSIX timestamp."""
+    t = time.gmtime(seconds)
+    return (
+        f"{_DAY_NAMES[t.tm_wday]}, {t.tm_mday:02d} {_MONTH_NAMES[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
+
+
 class DateHeader:
     """The `Date` header line (RFC 9110 §6.6.1), formatted at most once per second."""
 
@@ -73,7 +88,7 @@ class DateHeader:
         now = int(time.time())
         if now != self._second:
             self._second = now
-            self._line = b"Date: " + formatdate(now, usegmt=True).encode("ascii") + b"\r\n"
+            self._line = b"Date: " + imf_fixdate(now).encode("ascii") + b"\r\n"
         return self._line
 
 
@@ -103,10 +118,6 @@ def check_header(name: str, value: str) -> None:
 def encode_chunk(data: bytes) -> bytes:
     """One chunk of a chunked body (RFC 9112 §7.1); never call it with empty data."""
     return b"%x\r\n%b\r\n" % (len(data), data)
-
-
-def chunk_header(size: int) -> bytes:
-    return b"%x\r\n" % size
 
 
 def health_response(status: int, keep_alive: bool, head: bool = False) -> bytes:
