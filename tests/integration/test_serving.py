@@ -341,10 +341,12 @@ def test_unread_body_is_drained_for_keepalive(server: Server) -> None:
     assert json.loads(second.body)["PATH_INFO"] == "/next"
 
 
-def test_stalled_unread_body_closes_connection(server: Server) -> None:
-    if server.kind == "sync":  # type: ignore[attr-defined]
-        return
-    with connect(server.port) as sock:
+@pytest.mark.parametrize("kind", ["gthread", "gthread-inline"])
+def test_stalled_unread_streamed_body_closes_connection(kind: str) -> None:
+    """With buffering off the application reads the body itself; one it leaves unread and
+    that never completes is given up on within the drain bound."""
+    args = [*WORKER_ARGS[kind], "--request-body-buffer", "0"]
+    with Server("support.apps:echo", *args) as srv, connect(srv.port) as sock:
         sock.sendall(b"POST /ignored HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\nabc")
         started = time.monotonic()
         resp, _ = read_response(sock)
@@ -352,6 +354,23 @@ def test_stalled_unread_body_closes_connection(server: Server) -> None:
         # The rest of the body never comes: the server gives up within its drain bound.
         assert sock.recv(100) == b""
         assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("kind", sorted(WORKER_ARGS))
+def test_stalled_buffered_body_gets_408(kind: str) -> None:
+    """A body the worker buffers that stops arriving: 408 after `timeout` without progress,
+    and the application is never called."""
+    with Server("support.apps:echo", *WORKER_ARGS[kind], "--timeout", "2") as srv:
+        with connect(srv.port) as sock:
+            sock.sendall(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\nabc")
+            started = time.monotonic()
+            resp, _ = read_response(sock)
+            assert resp.status == 408
+            assert sock.recv(100) == b""
+            assert time.monotonic() - started < 10
+        with connect(srv.port) as sock:  # the worker goes on
+            sock.sendall(b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert read_response(sock)[0].status == 200
 
 
 def test_absolute_form_target_overrides_host(server: Server) -> None:

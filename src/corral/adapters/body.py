@@ -8,6 +8,8 @@ pipelined request), or block without the connection's timeout.
 
 from __future__ import annotations
 
+import io
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import IO
@@ -20,12 +22,80 @@ from corral.http.writer import CONTINUE
 # past it the connection is closed instead (a client cannot make us read forever).
 DRAIN_LIMIT = 1 << 20
 DRAIN_SECONDS = 2.0
+RECV_CHUNK = 65536
+
+
+class BodyBuffer:
+    """A request body received by the worker's loop before the application is called.
+
+    Decoded bytes stay in memory up to `memory_limit` and go to an unnamed temporary file
+    beyond it. The loop feeds what the socket gives; `feed` returns the bytes past the body
+    (the next pipelined request) once it is complete. A body that grows past `max_size` (only
+    a chunked one can: a Content-Length above it is never buffered) is handed to the
+    application as a stream that starts with what was buffered (`stream`).
+    """
+
+    __slots__ = ("_file", "_memory", "decoder", "max_size", "memory_limit", "size")
+
+    def __init__(
+        self, decoder: ContentLengthDecoder | ChunkedDecoder, memory_limit: int, max_size: int
+    ) -> None:
+        self.decoder = decoder
+        self.memory_limit = memory_limit
+        self.max_size = max_size
+        self.size = 0
+        self._memory = bytearray()
+        self._file: IO[bytes] | None = None
+
+    @property
+    def over_max(self) -> bool:
+        return self.size > self.max_size
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Take received bytes; the bytes past the body once it is complete, else None.
+        Raises ProtocolError when the body's framing is broken."""
+        chunk, rest = self.decoder.feed(data)
+        if chunk:
+            self.size += len(chunk)
+            if self._file is None and len(self._memory) + len(chunk) <= self.memory_limit:
+                self._memory += chunk
+            else:
+                if self._file is None:
+                    self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed with the request)
+                    self._file.write(self._memory)
+                    self._memory = bytearray()
+                self._file.write(chunk)
+        return rest if self.decoder.done else None
+
+    def input(self) -> IO[bytes]:
+        """The buffered body as a file object read from the start (wsgi.input)."""
+        if self._file is None:
+            return io.BytesIO(self._memory)
+        self._file.seek(0)
+        return self._file
+
+    def stream(self, recv: Callable[[], bytes]) -> Body:
+        """What was buffered so far, then the rest straight from the connection."""
+        return Body(self.decoder, b"", recv, None, prefix=self.input())
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 class Body:
     """wsgi.input (PEP 3333): read, readline, readlines and iteration over the request body."""
 
-    __slots__ = ("_buf", "_continue", "_decoder", "_pending", "_recv", "failed", "leftover")
+    __slots__ = (
+        "_buf",
+        "_continue",
+        "_decoder",
+        "_pending",
+        "_prefix",
+        "_recv",
+        "failed",
+        "leftover",
+    )
 
     def __init__(
         self,
@@ -33,11 +103,14 @@ class Body:
         pending: bytes,
         recv: Callable[[], bytes],
         send_continue: Callable[[bytes], None] | None,
+        prefix: IO[bytes] | None = None,
     ) -> None:
         self._decoder = decoder
         self._recv = recv
         self._continue = send_continue
         self._buf = bytearray()
+        # The part the worker already received (a chunked body that outgrew the buffer).
+        self._prefix = prefix
         self.failed = False
         if decoder.done:
             self._pending = b""
@@ -52,6 +125,13 @@ class Body:
 
     def _fill(self) -> bool:
         """Append more decoded body to the buffer; False once the body has ended."""
+        if self._prefix is not None:
+            data = self._prefix.read(RECV_CHUNK)
+            if data:
+                self._buf += data
+                return True
+            self._prefix.close()
+            self._prefix = None
         decoder = self._decoder
         while not decoder.done:
             if self._pending:

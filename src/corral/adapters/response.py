@@ -3,6 +3,7 @@
 Framing follows RFC 9112 §6: Content-Length when the length is known, chunked for HTTP/1.1
 when it is not, and close-delimited for HTTP/1.0. HEAD, 1xx, 204 and 304 never carry a body.
 The head is joined into one buffer and leaves with the first body chunk in one send.
+This module produces bytes; the engine sends them (only PEP 3333 `write()` sends itself).
 What this module must never do: emit an application header without validating it.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from corral.http.parser import Request
 from corral.http.writer import (
@@ -24,9 +24,6 @@ from corral.http.writer import (
     date_header,
     encode_chunk,
 )
-
-if TYPE_CHECKING:
-    from corral.adapters.wsgi import Transport
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
@@ -85,28 +82,48 @@ def _parse_response_head(status: str, headers: list[tuple[str, str]]) -> ParsedH
     return parsed
 
 
+class FileRange:
+    """A part of an open file for the engine to send with sendfile, as the socket drains."""
+
+    __slots__ = ("count", "fd", "offset")
+
+    def __init__(self, fd: int, offset: int, count: int) -> None:
+        self.fd = fd
+        self.offset = offset
+        self.count = count
+
+
+# What an exchange yields for the engine to send.
+Output = bytes | FileRange
+
+
 class Response:
-    """State of one response; `start_response` and `write` are handed to the application."""
+    """State of one response; `start_response` and `write` are handed to the application.
+
+    The framing methods return bytes (`head`, `frame`, `tail`) and never send: the engine
+    sends them when the socket takes them. Only PEP 3333's push-style `write()` sends, through
+    the waiting `send` the connection gives it.
+    """
 
     __slots__ = (
         "block",
         "chunked",
         "code",
-        "conn",
         "content_length",
         "head_sent",
         "headers",
         "is_head",
         "keep_alive",
         "no_body",
+        "send",
         "sent",
         "status",
         "status_line",
         "version",
     )
 
-    def __init__(self, conn: Transport, req: Request, keep_alive: bool) -> None:
-        self.conn = conn
+    def __init__(self, send: Callable[[bytes], None], req: Request, keep_alive: bool) -> None:
+        self.send = send
         self.version = req.version
         self.is_head = req.method == "HEAD"
         self.keep_alive = keep_alive and req.keep_alive
@@ -149,8 +166,8 @@ class Response:
         self.headers = headers
         return self.write
 
-    def _head(self) -> bytes:
-        """Decide the framing and build the head (RFC 9112 §6.1-6.3)."""
+    def head(self) -> bytes:
+        """Decide the framing and build the head (RFC 9112 §6.1-6.3); marks it sent."""
         if self.status is None:
             raise AssertionError("the application returned without calling start_response")
         framing = b""
@@ -172,33 +189,31 @@ class Response:
             framing += b"Connection: close\r\n"
         elif self.version == "HTTP/1.0":
             framing += b"Connection: keep-alive\r\n"
+        self.head_sent = True
         return b"".join(
             (self.status_line, SERVER_HEADER, date_header.line(), self.block, framing, b"\r\n")
         )
 
-    def send_head(self, data: bytes) -> None:
-        """Send the head, with the first piece of body in the same call when it is small."""
-        head = self._head()
-        self.head_sent = True
-        framed = self._frame(data) if data else b""
+    def pieces(self, data: bytes) -> tuple[bytes, ...]:
+        """The output for one body chunk: with the head in front the first time (joined into
+        one buffer when the chunk is small, so both leave in one send)."""
+        if self.head_sent:
+            return (self.frame(data),)
+        head = self.head()
+        framed = self.frame(data)
         if len(framed) <= _COALESCE:
-            self.conn.send(head + framed)
-        else:
-            self.conn.send(head)
-            self.conn.send(framed)
+            return (head + framed,)
+        return head, framed
 
     def write(self, data: bytes) -> None:
-        """PEP 3333 write(): also what the iteration over the response body calls."""
-        if not self.head_sent:
-            if self.status is None:
-                raise AssertionError("write() before start_response")
-            self.send_head(data)
-            return
-        framed = self._frame(data)
-        if framed:
-            self.conn.send(framed)
+        """PEP 3333 write(): push-style, so it sends (waiting up to `timeout` per wait)."""
+        if not self.head_sent and self.status is None:
+            raise AssertionError("write() before start_response")
+        for piece in self.pieces(data):
+            if piece:
+                self.send(piece)
 
-    def _frame(self, data: bytes) -> bytes:
+    def frame(self, data: bytes) -> bytes:
         """The bytes that carry `data` on the wire, counting what the client will receive."""
         if self.no_body or not data:
             return b""
@@ -214,32 +229,30 @@ class Response:
         self.sent += len(data)
         return data
 
-    def send_whole(self, body: bytes) -> None:
+    def whole(self, body: bytes) -> tuple[bytes, ...]:
         """The complete body is known before anything is sent: frame it with Content-Length
-        (unless the application said otherwise) and send it with the head in one call."""
+        (unless the application said otherwise), head and body in one buffer when small."""
         if self.status is None:
             raise AssertionError("the application returned without calling start_response")
         if self.content_length is None and self.code not in NO_BODY_STATUSES:
             self.content_length = len(body)
-        head = self._head()
-        framed = self._frame(body)
-        self.head_sent = True
-        if len(framed) <= _COALESCE:
-            self.conn.send(head + framed)
-        else:
-            self.conn.send(head)
-            self.conn.send(framed)
-        self.finish()
+        pieces = self.pieces(body)
+        self.check_complete()
+        return pieces
 
-    def finish(self) -> None:
+    def tail(self) -> bytes:
+        """What ends the response: the head if nothing was sent yet, the last chunk."""
+        out = b""
         if not self.head_sent:
             if self.content_length is None and self.code not in NO_BODY_STATUSES:
                 self.content_length = 0
-            self.send_head(b"")
+            out = self.head()
         if self.chunked:
-            self.conn.send(LAST_CHUNK)
-        elif (
-            self.content_length is not None and self.sent < self.content_length and not self.no_body
-        ):
+            out += LAST_CHUNK
+        self.check_complete()
+        return out
+
+    def check_complete(self) -> None:
+        if self.content_length is not None and self.sent < self.content_length and not self.no_body:
             # Fewer bytes than announced: the client would wait for the rest forever.
             self.keep_alive = False

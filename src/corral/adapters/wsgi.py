@@ -1,9 +1,10 @@
 """WSGI (PEP 3333): a parsed request becomes an environ; the app is called; its answer framed.
 
 The adapter never imports socket or selectors: it talks to the connection through the small
-`Transport` protocol the worker implements (recv, send, sendfile). What it must never do: send a
-response head the application did not validate, hold a whole large request body in memory, or
-keep a connection alive whose framing it is no longer sure of.
+`Transport` protocol the worker implements (recv, send) and yields its output for the engine
+to send as the socket drains. What it must never do: send a response head the application did
+not validate, hold a whole large request body in memory, or keep a connection alive whose
+framing it is no longer sure of.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from corral import SERVER_SOFTWARE
 from corral.adapters.body import DRAIN_SECONDS, EMPTY_BODY, Body, EmptyBody, FileWrapper
-from corral.adapters.response import Response
+from corral.adapters.response import FileRange, Output, Response
 from corral.errors import ClientDisconnected, ProtocolError
-from corral.http.body import decoder_for
 from corral.http.parser import Request
 from corral.http.writer import REASONS, error_response
 from corral.metrics.stats import WorkerStats
@@ -36,6 +36,11 @@ WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 AccessWriter = Callable[
     [Mapping[str, Any], str, Sequence[tuple[str, str]], "int | None", float], None
 ]
+
+# wsgi.input: nothing, a body buffered by the worker (memory or a spooled file), or a stream.
+Input = Body | EmptyBody | IO[bytes]
+# One request's response, as output for the engine; returns the next request's bytes or None.
+Exchange = Generator[Output, None, "bytes | None"]
 
 # A list response whose pieces add up to at most this is joined and sent in one call.
 _JOIN_LIMIT = 65536
@@ -58,8 +63,6 @@ class Transport(Protocol):
     def recv(self) -> bytes: ...
 
     def send(self, data: bytes) -> None: ...
-
-    def sendfile(self, fd: int, offset: int, count: int) -> int: ...
 
 
 class ErrorStream:
@@ -171,9 +174,7 @@ class WSGIAdapter:
             self.hosts[host] = result
         return result
 
-    def build_environ(
-        self, req: Request, conn: Transport, body: Body | EmptyBody
-    ) -> dict[str, Any]:
+    def build_environ(self, req: Request, conn: Transport, body: Input) -> dict[str, Any]:
         path = req.path
         if "%" in path:
             path = unquote_to_bytes(path).decode("latin-1")
@@ -216,50 +217,54 @@ class WSGIAdapter:
             environ["PATH_INFO"] = path[len(script_name) :]
         return environ
 
-    def handle(
-        self, conn: Transport, req: Request, pending: bytes, keep_alive: bool
-    ) -> bytes | None:
-        """Serve one request. Returns the bytes read past its body (the next pipelined request)
-        when the connection may be kept alive, or None when it must be closed."""
+    def exchange(
+        self, conn: Transport, req: Request, body: Input, pending: bytes, keep_alive: bool
+    ) -> Exchange:
+        """Serve one request as a generator of output for the engine to send as the socket
+        drains: the application is called on the first `next()`, its iterable pulled one
+        chunk per `next()`. Returns (StopIteration.value) the bytes read past the request (the
+        next pipelined request) when the connection may be kept alive, or None to close.
+        Closing the generator early (the client left) still closes the application's iterable
+        and logs the request."""
         stats = self.stats
         timed = stats is not None or self.access is not None or self.statsd is not None
         started = time.monotonic() if timed else 0.0
-        if req.chunked or req.content_length:
-            body: Body | EmptyBody = Body(
-                decoder_for(req), pending, conn.recv, conn.send if req.expect_continue else None
-            )
-        else:
-            body = EMPTY_BODY
-        resp = Response(conn, req, keep_alive)
+        resp = Response(conn.send, req, keep_alive)
+        environ: dict[str, Any] = {}
         try:
             environ = self.build_environ(req, conn, body)
         except ProtocolError as exc:
-            conn.send(error_response(exc.status))
+            yield error_response(exc.status)
             return None
         if stats is not None:
             stats.begin()
         try:
-            self.call_app(environ, resp)
+            yield from self.call_app(environ, resp)
         except (ClientDisconnected, ConnectionError, TimeoutError):
-            return None
+            resp.keep_alive = False
         except ProtocolError as exc:
             # The body's framing broke while the application read it.
-            self.answer_error(resp, exc.status)
-            return None
+            yield from self.answer_error(resp, exc.status)
         except Exception:
             log.exception("Error handling request %s %s", req.method, req.target)
-            self.answer_error(resp, 500)
-            return None
+            yield from self.answer_error(resp, 500)
         finally:
             if timed:
                 self.account(req, environ, resp, time.monotonic() - started)
             if self.post_request is not None:
                 self.post_request(req, environ, resp)
+            if not isinstance(body, (Body, EmptyBody)):
+                body.close()  # a buffered body: its spooled file goes now
         if not resp.keep_alive:
             return None
-        if body is EMPTY_BODY:
+        if type(body) is not Body:
             return pending
-        assert isinstance(body, Body)
+        return self.drain(conn, body)
+
+    @staticmethod
+    def drain(conn: Transport, body: Body) -> bytes | None:
+        """A streamed body the application left unread is skipped (within bounds) so the
+        connection can go on; the bytes past it are the next request."""
         if body.failed:
             return None
         if not body.done:
@@ -277,7 +282,14 @@ class WSGIAdapter:
     def account(
         self, req: Request, environ: dict[str, Any], resp: Response, seconds: float
     ) -> None:
-        """Access log and metrics for one finished request (only what is switched on)."""
+        """Access log and metrics for one finished request (only what is switched on). A
+        failure here is logged and never reaches the connection or the worker."""
+        try:
+            self.record(req, environ, resp, seconds)
+        except Exception:
+            log.exception("Error recording request %s %s", req.method, req.target)
+
+    def record(self, req: Request, environ: dict[str, Any], resp: Response, seconds: float) -> None:
         if self.access is not None:
             self.access(environ, resp.status or "500", resp.headers, resp.sent, seconds)
         if self.stats is not None:
@@ -288,65 +300,73 @@ class WSGIAdapter:
             self.statsd.request(resp.code, seconds)
 
     @staticmethod
-    def answer_error(resp: Response, status: int) -> None:
+    def answer_error(resp: Response, status: int) -> Iterator[Output]:
         """Answer `status` unless a response head already left (then closing is all we can do)."""
+        resp.keep_alive = False
         if not resp.head_sent:
             resp.code = status
             resp.status = f"{status} {REASONS.get(status, 'Error')}"
             resp.headers = []
             resp.sent = 0
-            resp.conn.send(error_response(status))
+            resp.head_sent = True
+            yield error_response(status)
 
-    def call_app(self, environ: dict[str, Any], resp: Response) -> None:
+    def call_app(self, environ: dict[str, Any], resp: Response) -> Iterator[Output]:
         result = self.app(environ, resp.start_response)
         try:
-            if type(result) is FileWrapper and self.sendfile and self.send_file(result, resp):
-                return
+            if type(result) is FileWrapper and self.sendfile:
+                file_range = self.file_range(result, resp)
+                if file_range is not None:
+                    yield resp.head()
+                    if not resp.is_head and file_range.count:
+                        yield file_range
+                    return
             if type(result) is list and not resp.head_sent:
                 # The usual answer: the whole body at once, sent with its head in one call
                 # (joined first when it is in small pieces; large ones go piece by piece).
                 if len(result) == 1:
-                    resp.send_whole(result[0])
+                    yield from resp.whole(result[0])
                     return
                 total = sum(map(len, result))
                 if total <= _JOIN_LIMIT:
-                    resp.send_whole(b"".join(result))
+                    yield from resp.whole(b"".join(result))
                     return
                 if resp.content_length is None:
                     resp.content_length = total
             for chunk in result:
                 if chunk:
-                    resp.write(chunk)
-            resp.finish()
+                    yield from resp.pieces(chunk)
+            tail = resp.tail()
+            if tail:
+                yield tail
         finally:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
 
-    def send_file(self, wrapper: FileWrapper, resp: Response) -> bool:
-        """Send a real file with os.sendfile; False when the file is not one (fall back)."""
+    @staticmethod
+    def file_range(wrapper: FileWrapper, resp: Response) -> FileRange | None:
+        """The part of a real file to send with sendfile; None when it is not one (the
+        wrapper is then iterated instead)."""
         if resp.status is None or resp.head_sent:
-            return False
+            return None
         fileno = getattr(wrapper.filelike, "fileno", None)
         if fileno is None:
-            return False
+            return None
         try:
             fd = fileno()
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
-                return False
+                return None
             offset = os.lseek(fd, 0, os.SEEK_CUR)
         except (OSError, ValueError):
-            return False
+            return None
         count = max(info.st_size - offset, 0)
         if resp.content_length is not None:
             count = min(count, resp.content_length)
         else:
             resp.content_length = count
-        resp.send_head(b"")
         if not resp.is_head:
-            sent = resp.conn.sendfile(fd, offset, count)
-            resp.sent += sent
-            if sent < count:
-                resp.keep_alive = False
-        return True
+            # Counted as sent now; the engine closes the connection if the file ends early.
+            resp.sent += count
+        return FileRange(fd, offset, count)

@@ -421,6 +421,55 @@ Seconds an idle keep-alive connection may wait for its next request before it is
 
 0 turns keep-alive off: every connection is closed after one response.""",
     )
+    request_body_buffer: int = setting(
+        64 * 1024 * 1024,
+        "--request-body-buffer",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="BYTES",
+        help="""
+Request bodies up to this many bytes are received by the worker before the application is
+called, so a slow uploader never holds a thread or a sync worker.
+
+Above it (known from Content-Length, or reached by a chunked body) the application reads the rest
+from the connection as it goes, as Gunicorn does: a slow client then holds the thread while it
+reads. 0 turns buffering off, for applications that stream large uploads.""",
+    )
+    request_body_memory: int = setting(
+        1024 * 1024,
+        "--request-body-memory",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="BYTES",
+        help="""
+A buffered request body is held in memory up to this many bytes, and spooled to an unnamed
+temporary file above it.""",
+    )
+    request_body_timeout: int = setting(
+        300,
+        "--request-body-timeout",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+Seconds a client may take to send a whole buffered request body, however steadily it sends.
+
+A client that sends nothing for `timeout` seconds is cut off sooner. Answered with 408.
+0 removes the total limit.""",
+    )
+    response_write_timeout: int = setting(
+        3600,
+        "--response-write-timeout",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+Seconds a client may take to receive a response that does not fit the socket's buffers,
+however steadily it reads; then the connection is closed.
+
+A client that reads nothing for `timeout` seconds is cut off sooner. 0 removes the total
+limit.""",
+    )
     max_worker_memory: int = setting(
         0,
         "--max-worker-memory",

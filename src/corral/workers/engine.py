@@ -1,11 +1,18 @@
-"""The worker: the lifecycle every worker class shares, and the one connection engine.
+"""The connection engine: one epoll loop that owns every connection of a worker.
 
-A worker object is made in the master before fork (so `pre_fork` and `post_fork` hooks see the
-same object), then `run()` in the child: signals, app loading, then the event loop. The loop is
-an epoll over the listeners and every open connection; heads are read non-blocking and parsed
-by the sans-IO parser, so a client that trickles bytes never holds the worker. Worker classes
-only choose a policy: call the application inline or hand requests to threads, and whether
-connections are kept alive. What a worker must never do: block in the loop on one client.
+The loop accepts, reads and parses heads, receives request bodies (before the application is
+called), hands complete requests to the worker class's executor (inline or a thread pool),
+writes responses as the sockets drain, and closes connections past their deadlines. Each
+connection has one explicit state (workers/connection.py) and only the loop changes it, except
+that an executor marks a connection SERVING when it starts on it. Executors hand connections
+back (`settle`); they never register, re-arm or close one.
+
+A response is a generator of output (adapters/wsgi.py). The executor pulls it and writes what
+the socket takes; when the socket would block, the response is parked: the loop waits for the
+socket to drain, sends what was left, and gives the generator back to the executor for its next
+chunk. So no client that reads slowly, or uploads slowly, holds the loop, a thread or a sync
+worker. What this module must never do: wait on one client's socket, or run the application
+while it holds a connection the executor may also touch.
 """
 
 from __future__ import annotations
@@ -19,23 +26,34 @@ import select
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from corral.adapters.wsgi import WSGIAdapter, WSGIApp
+from corral.adapters.body import EMPTY_BODY, Body, BodyBuffer
+from corral.adapters.response import FileRange
+from corral.adapters.wsgi import Exchange, Input, WSGIAdapter, WSGIApp
 from corral.errors import ProtocolError
+from corral.http.body import decoder_for
 from corral.http.parser import Limits, Request, parse_head
 from corral.http.proxy import parse_proxy_header
-from corral.http.writer import error_response, health_response
+from corral.http.writer import CONTINUE, error_response, health_response
 from corral.logs.logger import Logger
 from corral.metrics.stats import WorkerStats
 from corral.metrics.statsd import StatsdClient
 from corral.trust import is_trusted
-from corral.workers.connection import RECV_SIZE, Connection
-from corral.workers.heartbeat import (
-    REASON_MAX_REQUESTS,
-    REASON_ORPHANED,
+from corral.workers.connection import (
+    BODY,
+    CLOSED,
+    HEAD,
+    IDLE,
+    QUEUED,
+    RECV_SIZE,
+    SERVING,
+    WRITING,
+    Connection,
 )
+from corral.workers.heartbeat import REASON_MAX_REQUESTS, REASON_ORPHANED, REASON_STUCK_REQUEST
 from corral.workers.lifecycle import WorkerLifecycle
 
 if TYPE_CHECKING:
@@ -48,16 +66,26 @@ log = logging.getLogger("corral.error")
 
 _EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 _ACCEPT_BATCH = 16
+_READ = select.EPOLLIN | select.EPOLLRDHUP
+_WRITE = select.EPOLLOUT
+
+# What an executor reports when it hands a connection back (`settle`).
+DONE = 0  # the response is complete; the connection may be kept alive
+PARKED = 1  # the socket is full: wait for it to drain, then resume the response
+CLOSE = 2  # the connection is over
+
+
+class ShortFile(OSError):
+    """A file sent with sendfile ended before the length its response announced."""
 
 
 class Worker(WorkerLifecycle):
-    """Lifecycle and engine; subclasses set `keep_alive_allowed` and may override `dispatch`."""
+    """Lifecycle and engine; subclasses set `keep_alive_allowed` and may override `execute`."""
 
     keep_alive_allowed = True
     multithread = False
-    # How connections sit in the epoll set. With EPOLLONESHOT (thread pools) a connection is
-    # disarmed by each event and re-armed only when it is ready for the next one.
-    conn_events = select.EPOLLIN | select.EPOLLRDHUP
+    # With EPOLLONESHOT (thread pools) each event disarms the connection, so one that is
+    # with a thread stays silent; the loop re-arms it when it waits on it again.
     oneshot = False
 
     def __init__(
@@ -96,18 +124,19 @@ class Worker(WorkerLifecycle):
         )
         self.timeout = float(settings.timeout) if settings.timeout > 0 else 30.0
         self.longest_line = max(self.limits.line_cap, self.limits.field_size_cap) + 2
+        self.body_buffer = settings.request_body_buffer
         self.conns: dict[int, Connection] = {}
-        # Connections whose request a thread is serving. Held by identity, not by descriptor:
-        # a thread finishing with one connection must never mark a new connection that got
-        # the same descriptor number in the meantime.
-        self.busy: set[Connection] = set()
+        self.in_flight = 0  # connections handed to the thread pool and not yet back
+        self.capacity = sys.maxsize  # how many the executor can serve at once
+        self.listening: dict[int, socket.socket] = {}
+        self.accepting = False
         self.epoll: Any = None
         self.fd_handlers: dict[int, Callable[[], None]] = {}
         self.adapter: WSGIAdapter | None = None
         self.server_addrs: dict[int, tuple[int, tuple[str, str]]] = {}
         self.tls: ssl.SSLContext | None = tls_context
         if tls_context is not None:
-            from corral.workers.tls import TLSConnection  # ssl is imported only when TLS is on
+            from corral.workers.tls import TLSConnection  # ssl only when TLS is on
 
             self.tls_connection = TLSConnection
         # Set up by the master; inherited across fork, never set up again here.
@@ -123,18 +152,20 @@ class Worker(WorkerLifecycle):
         self.accept_wakeups = 0  # listener readiness events (thundering-herd evidence)
         self.accepted = 0
 
-    # ---- the engine ---------------------------------------------------------------------
+    # ---- the loop -----------------------------------------------------------------------
 
     def serve(self) -> None:
         epoll = self.epoll
         handlers = self.fd_handlers
-        listening = {sock.fileno(): sock for sock in self.listeners}
+        listening = self.listening
         for sock in self.listeners:
+            listening[sock.fileno()] = sock
             self.server_addrs[sock.fileno()] = (sock.family.value, _server_address(sock))
-        self.start_accepting(listening)
+        self.set_accepting(True)
         self.heartbeat.mark_ready()
         conns = self.conns
         heartbeat = self.heartbeat
+        flush = self.logger.flush
         interval = min(1.0, self.settings.timeout / 4) if self.settings.timeout > 0 else 1.0
         next_sweep = 0.0
         deadline = 0.0
@@ -142,9 +173,10 @@ class Worker(WorkerLifecycle):
             if not self.alive:
                 if deadline == 0.0:
                     deadline = time.monotonic() + self.settings.graceful_timeout
-                    self.stop_accepting(listening)
-                if not conns or time.monotonic() > deadline:
+                    self.stop_accepting()
+                if self.drained() or time.monotonic() > deadline:
                     break
+            flush()  # access lines reach their file before the loop waits
             try:
                 events = epoll.poll(interval)
             except InterruptedError:
@@ -154,11 +186,14 @@ class Worker(WorkerLifecycle):
             for fd, _ in events:
                 conn = conns.get(fd)
                 if conn is not None:
-                    self.on_readable(conn, now)
+                    self.on_event(conn, now)
                 elif fd in listening:
                     self.accept(listening[fd], now)
                 elif fd in handlers:
                     handlers[fd]()
+            self.after_events()
+            if self.listening:
+                self.update_accepting()
             if self.reopen_requested:
                 self.reopen_logs_if_requested()
             if now >= next_sweep:
@@ -169,8 +204,11 @@ class Worker(WorkerLifecycle):
                     self.retire(REASON_ORPHANED)
         self.finish()
         for conn in list(conns.values()):
-            self.close(conn)
-        self.logger.flush()
+            if conn.state in (QUEUED, SERVING):
+                conn.close()  # a thread may still run it: leave its generator alone
+            else:
+                self.abandon(conn)
+        flush()
         log.debug(
             "Worker %s: woken %d times to accept, accepted %d connections",
             self.pid,
@@ -178,20 +216,40 @@ class Worker(WorkerLifecycle):
             self.accepted,
         )
 
-    def start_accepting(self, listening: dict[int, socket.socket]) -> None:
-        for fd in listening:
-            self.epoll.register(fd, select.EPOLLIN | _EXCLUSIVE)
+    def after_events(self) -> None:
+        """Subclasses take back the connections their threads finished with."""
 
-    def stop_accepting(self, listening: dict[int, socket.socket]) -> None:
+    def drained(self) -> bool:
+        """Stopping: nothing left but requests stuck past `timeout` (they die with us)."""
+        return all(conn.stuck for conn in self.conns.values())
+
+    def update_accepting(self) -> None:
+        """Take new connections only while there is room for them and a free executor."""
+        want = len(self.conns) < self.settings.worker_connections and self.in_flight < self.capacity
+        if want != self.accepting:
+            self.set_accepting(want)
+
+    def set_accepting(self, on: bool) -> None:
+        """Watch the listeners or not. At worker_connections (or with every thread busy) the
+        listeners leave the epoll set: level-triggered, they would wake the loop for ever."""
+        self.accepting = on
+        for fd in self.listening:
+            if on:
+                self.epoll.register(fd, select.EPOLLIN | _EXCLUSIVE)
+            else:
+                with contextlib.suppress(OSError):
+                    self.epoll.unregister(fd)
+
+    def stop_accepting(self) -> None:
         """Stop taking connections. When the whole server is stopping, those the kernel has
         already queued are taken first (their clients saw the connection established: closing
         the last copy of the socket would reset them) and served with Connection: close. On a
         reload or a recycle there is nothing to take: the other workers go on accepting."""
         now = time.monotonic()
         last_holder = self.heartbeat.master_stopping()
-        for fd, sock in list(listening.items()):
-            with contextlib.suppress(OSError):
-                self.epoll.unregister(fd)
+        if self.accepting:
+            self.set_accepting(False)
+        for sock in list(self.listening.values()):
             if last_holder:
                 # Until the queue is empty (the master has shrunk it to almost nothing, so
                 # new arrivals mostly wait in SYN retries and are refused once it closes).
@@ -199,7 +257,7 @@ class Worker(WorkerLifecycle):
                     if not self.accept_one(sock, now):
                         break
             sock.close()
-        listening.clear()
+        self.listening.clear()
 
     def finish(self) -> None:
         """Subclasses wait here for requests handed to threads."""
@@ -207,10 +265,17 @@ class Worker(WorkerLifecycle):
     def trusted(self, peer: object) -> bool:
         return is_trusted(peer, self.forwarded_allow_ips)
 
+    # ---- accepting ----------------------------------------------------------------------
+
     def accept(self, listener: socket.socket, now: float) -> None:
         self.accept_wakeups += 1
-        # sync takes one connection at a time and lets the other workers take the rest.
-        for _ in range(_ACCEPT_BATCH if self.keep_alive_allowed else 1):
+        # sync takes one connection at a time and lets the other workers take the rest; a
+        # thread pool takes more only while it has free threads. One is always taken: the
+        # listener was watched because there was room, and requests on connections already
+        # open must not starve new ones.
+        for n in range(_ACCEPT_BATCH if self.keep_alive_allowed else 1):
+            if n and self.in_flight >= self.capacity:
+                return
             if not self.accept_one(listener, now):
                 return
 
@@ -246,61 +311,81 @@ class Worker(WorkerLifecycle):
             )
         if self.proxy_mode and is_trusted(peer, self.proxy_allow_ips):
             conn.proxy_mode = self.proxy_mode
-        fd = conn.fd
-        self.conns[fd] = conn
-        # Clients send right after connecting: read now instead of waiting for epoll, and
-        # register only a connection that still waits (saves a system call per request
-        # when the connection is answered and closed at once).
+        self.conns[conn.fd] = conn
+        # Clients send right after connecting: read now instead of waiting for epoll (the
+        # connection is registered only if it has to wait).
         self.on_readable(conn, now)
-        if self.conns.get(fd) is conn and not conn.registered and conn not in self.busy:
-            self.arm(conn)
         return True
 
-    def arm(self, conn: Connection) -> None:
-        """Have the loop wait for this connection's next bytes."""
-        if conn.registered:
-            if self.oneshot:
-                self.epoll.modify(conn.fd, self.conn_events)
-        else:
-            conn.registered = True
-            self.epoll.register(conn.fd, self.conn_events)
+    # ---- waiting --------------------------------------------------------------------------
 
-    def wait_more(self, conn: Connection) -> None:
-        """The connection's request is incomplete: wait for more of it."""
-        if self.oneshot and conn.registered:
-            self.epoll.modify(conn.fd, self.conn_events)
+    def wait_for(self, conn: Connection, events: int) -> None:
+        """Have the loop wait for `events` on this connection."""
+        if conn.events == events and not self.oneshot:
+            return  # level-triggered and already watched
+        flags = events | select.EPOLLONESHOT if self.oneshot else events
+        if conn.events:
+            self.epoll.modify(conn.fd, flags)
+        else:
+            self.epoll.register(conn.fd, flags)
+        conn.events = events
+
+    def on_event(self, conn: Connection, now: float) -> None:
+        if conn.state == WRITING:
+            self.on_writable(conn, now)
+        elif conn.state in (HEAD, IDLE, BODY):
+            self.on_readable(conn, now)
+
+    # ---- reading ------------------------------------------------------------------------
 
     def on_readable(self, conn: Connection, now: float) -> None:
         if self.tls is not None:
-            self.on_readable_tls(conn)
-            return
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except BlockingIOError:
-            self.wait_more(conn)
-            return
-        except OSError:
-            self.close(conn)
-            return
-        if not data:
-            self.close(conn)
-            return
-        self.received(conn, data)
-
-    def on_readable_tls(self, conn: Connection) -> None:
-        """TLS: the handshake and decryption advance without blocking; plaintext goes on."""
-        data = conn.advance()  # type: ignore[attr-defined]
+            data = self.read_tls(conn)
+        else:
+            try:
+                data = conn.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                self.wait_for(conn, _READ)
+                return
+            except OSError:
+                data = None
+            else:
+                if not data:
+                    data = None
         if data is None:
             self.close(conn)
-        elif data:
-            self.received(conn, data)
+        elif not data:
+            self.wait_for(conn, _READ)
+        elif conn.state == BODY:
+            conn.progress = now
+            self.feed_body(conn, data, now)
         else:
-            self.wait_more(conn)
+            self.received(conn, data, now)
 
-    def received(self, conn: Connection, data: bytes) -> None:
+    def read_tls(self, conn: Connection) -> bytes | None:
+        """TLS: the handshake and decryption advance without blocking. A PROXY header comes
+        before the handshake, in the clear, so it is read from the socket first."""
+        if conn.proxy_mode:
+            try:
+                raw = conn.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                return b""
+            except OSError:
+                return None
+            if not raw:
+                return None
+            rest = self.read_proxy_header(conn, bytes(conn.buf) + raw)
+            if rest is None or conn.proxy_mode:
+                return b"" if rest is not None else None
+            conn.buf = b""
+            conn.feed_ciphertext(rest)  # type: ignore[attr-defined]
+        data: bytes | None = conn.advance()  # type: ignore[attr-defined]
+        return data
+
+    def received(self, conn: Connection, data: bytes, now: float) -> None:
         buf = conn.buf
         if not buf:
-            self.process(conn, data)
+            self.process(conn, data, now)
             return
         # Part of a head is waiting. A head can only end at a line end, so until one arrives
         # just collect (in place): re-parsing on every tiny read would cost quadratic time.
@@ -309,46 +394,47 @@ class Worker(WorkerLifecycle):
         buf += data
         if b"\n" not in data and len(buf) <= self.longest_line:
             conn.buf = buf
-            self.wait_more(conn)
+            self.wait_for(conn, _READ)
             return
-        self.process(conn, bytes(buf))
+        self.process(conn, bytes(buf), now)
 
-    def process(self, conn: Connection, buf: bytes) -> None:
-        """Parse what the connection has sent and serve each complete request."""
-        if conn.proxy_mode:
-            buf = self.read_proxy_header(conn, buf)
-            if conn.proxy_mode:
-                return
-        while True:
-            try:
-                parsed = parse_head(buf, self.limits)
-            except ProtocolError as exc:
-                self.reject(conn, exc)
-                return
-            if parsed is None:
-                conn.buf = buf
-                self.wait_more(conn)
-                return
-            req, used = parsed
-            conn.buf = b""
-            rest = self.dispatch(conn, req, buf[used:])
+    def process(self, conn: Connection, buf: bytes, now: float) -> None:
+        """Parse what the connection has sent and start the request it holds, if complete.
+        This is the one place requests are parsed: pipelined ones come back here when the
+        response before them is done."""
+        if conn.proxy_mode and self.tls is None:
+            rest = self.read_proxy_header(conn, buf)
             if rest is None:
+                self.close(conn)
                 return
-            if not rest:
+            if conn.proxy_mode:
+                self.wait_for(conn, _READ)
                 return
             buf = rest
+        try:
+            parsed = parse_head(buf, self.limits)
+        except ProtocolError as exc:
+            self.reject(conn, exc)
+            return
+        if parsed is None:
+            conn.buf = buf
+            conn.state = HEAD
+            self.wait_for(conn, _READ)
+            return
+        req, used = parsed
+        conn.buf = b""
+        self.begin(conn, req, buf[used:], now)
 
-    def read_proxy_header(self, conn: Connection, buf: bytes) -> bytes:
-        """Consume the PROXY protocol header a trusted proxy sends first (or close)."""
+    def read_proxy_header(self, conn: Connection, buf: bytes) -> bytes | None:
+        """Consume the PROXY protocol header a trusted proxy sends first: the bytes after
+        it, or b"" with `proxy_mode` still set when incomplete, or None (closed) if bad."""
         try:
             parsed = parse_proxy_header(buf, conn.proxy_mode)
         except ProtocolError as exc:
             log.info("Closing connection from %s: %s", conn.remote_addr, exc.reason)
-            self.close(conn)
-            return b""
+            return None
         if parsed is None:
             conn.buf = buf
-            self.wait_more(conn)
             return b""
         info, used = parsed
         conn.proxy_mode = ""
@@ -357,76 +443,283 @@ class Worker(WorkerLifecycle):
             conn.remote_port = str(info.client_port)
         return buf[used:]
 
-    def dispatch(self, conn: Connection, req: Request, pending: bytes) -> bytes | None:
-        """Serve one request inline; returns the pipelined bytes, or None once closed."""
-        rest = self.handle(conn, req, pending)
-        if rest is None:
-            self.close(conn)
-        return rest
+    # ---- a request ----------------------------------------------------------------------
 
-    def handle(self, conn: Connection, req: Request, pending: bytes) -> bytes | None:
+    def begin(self, conn: Connection, req: Request, rest: bytes, now: float) -> None:
         self.handled += 1
         if self.handled >= self.max_requests and self.alive:
             log.info("Autorestarting worker after current request.")
             self.retire(REASON_MAX_REQUESTS)
-        keep = self.keep_alive_allowed and self.alive
         if req.path == self.health_path:
-            return self.answer_health(conn, req, pending, keep)
-        if self.pre_request is not None:
-            try:
-                self.pre_request(self, req)
-            except Exception:
-                log.exception("Exception in pre_request hook")
-        assert self.adapter is not None
-        try:
-            rest = self.adapter.handle(conn, req, pending, keep)
-        except OSError:
-            rest = None
-        conn.requests += 1
-        conn.since = time.monotonic()
-        return rest
+            self.answer_health(conn, req, rest)
+            return
+        if not (req.chunked or req.content_length):
+            self.dispatch(conn, req, EMPTY_BODY, rest, now)
+            return
+        size = req.content_length
+        if self.body_buffer and (size is None or size <= self.body_buffer):
+            conn.body = (
+                req,
+                BodyBuffer(decoder_for(req), self.settings.request_body_memory, self.body_buffer),
+            )
+            conn.state = BODY
+            conn.progress = now
+            limit = self.settings.request_body_timeout
+            conn.deadline = now + limit if limit else 0.0
+            if req.expect_continue and not rest:
+                # RFC 9110 §10.1.1: the client waits for this before sending the body.
+                conn.send_nowait(CONTINUE)
+            if rest:
+                self.feed_body(conn, rest, now)
+            else:
+                self.wait_for(conn, _READ)
+            return
+        body = Body(decoder_for(req), rest, conn.recv, conn.send if req.expect_continue else None)
+        self.dispatch(conn, req, body, b"", now)
 
-    def answer_health(
-        self, conn: Connection, req: Request, pending: bytes, keep: bool
-    ) -> bytes | None:
+    def feed_body(self, conn: Connection, data: bytes, now: float) -> None:
+        req, buffer = conn.body
+        try:
+            rest = buffer.feed(data)
+        except ProtocolError as exc:
+            buffer.discard()
+            conn.body = None
+            self.reject(conn, exc)
+            return
+        if rest is not None:
+            conn.body = None
+            conn.deadline = 0.0
+            self.dispatch(conn, req, buffer.input(), rest, now)
+        elif buffer.over_max:
+            conn.body = None
+            conn.deadline = 0.0
+            self.dispatch(conn, req, buffer.stream(conn.recv), b"", now)
+        else:
+            self.wait_for(conn, _READ)
+
+    def dispatch(
+        self, conn: Connection, req: Request, body: Input, rest: bytes, now: float
+    ) -> None:
+        """Hand a complete request to the executor."""
+        assert self.adapter is not None
+        keep = self.keep_alive_allowed and self.alive
+        exchange = self.adapter.exchange(conn, req, body, rest, keep)
+        if self.pre_request is not None:
+            exchange = self.with_pre_request(req, exchange)
+        conn.exchange = exchange
+        conn.started = now
+        conn.deadline = 0.0
+        self.execute(conn)
+
+    def with_pre_request(self, req: Request, exchange: Exchange) -> Exchange:
+        """The pre_request hook, run by the executor just before the application."""
+        assert self.pre_request is not None
+        try:
+            self.pre_request(self, req)
+        except Exception:
+            log.exception("Exception in pre_request hook")
+        return (yield from exchange)
+
+    def execute(self, conn: Connection) -> None:
+        """Run the response inline (sync, gthread with one thread); thread pools override."""
+        conn.state = SERVING
+        self.settle(conn, self.pump(conn), time.monotonic())
+
+    # ---- the response ---------------------------------------------------------------------
+
+    def pump(self, conn: Connection) -> int:
+        """Produce and write the response until it is done or the socket is full. Runs on
+        the executor (it calls the application); touches only this connection's output."""
+        exchange = conn.exchange
+        try:
+            while True:
+                out = conn.outbox
+                if out is not None:
+                    if not self.write_out(conn, out):
+                        return PARKED
+                    conn.outbox = None
+                conn.outbox = next(exchange)
+        except StopIteration as stop:
+            conn.exchange = None
+            if stop.value is None:
+                return CLOSE
+            conn.buf = stop.value
+            return DONE
+        except OSError:
+            self.close_exchange(conn)
+            return CLOSE
+        except Exception:
+            log.exception("Unexpected error serving %s", conn.remote_addr)
+            self.close_exchange(conn)
+            return CLOSE
+
+    def write_out(self, conn: Connection, out: bytes | memoryview | FileRange) -> bool:
+        """Send output without waiting: True when all of it went, False when the rest is
+        left in `conn.outbox` for when the socket drains. Raises OSError if the peer left."""
+        if type(out) is FileRange:
+            while out.count > 0:
+                sent = conn.sendfile_some(out.fd, out.offset, out.count)
+                if sent is None:
+                    conn.outbox = out
+                    return False
+                if sent == 0:
+                    raise ShortFile("the file is shorter than its response announced")
+                out.offset += sent
+                out.count -= sent
+                conn.progress = time.monotonic()
+            return True
+        assert not isinstance(out, FileRange)
+        while True:
+            sent = conn.write_some(out)
+            if sent == len(out):
+                return True
+            if sent == 0:
+                conn.outbox = out
+                return False
+            out = memoryview(out)[sent:]
+            conn.progress = time.monotonic()
+
+    def settle(self, conn: Connection, outcome: int, now: float) -> None:
+        """A connection comes back from the executor: park it, go on with it, or close it."""
+        if outcome == PARKED:
+            conn.state = WRITING
+            conn.progress = now
+            if not conn.deadline:
+                limit = self.settings.response_write_timeout
+                conn.deadline = now + limit if limit else 0.0
+            self.wait_for(conn, _WRITE)
+            return
+        conn.requests += 1
+        conn.since = now
+        conn.deadline = 0.0
+        conn.keep_after = outcome == DONE
+        if conn.flushed:
+            self.output_done(conn, now)
+        else:  # TLS records not yet on the socket
+            conn.state = WRITING
+            self.wait_for(conn, _WRITE)
+
+    def output_done(self, conn: Connection, now: float) -> None:
+        """All output of a response has gone: read the next request, or close."""
+        if not conn.keep_after:
+            self.close(conn)
+            return
+        rest, conn.buf = conn.buf, b""
+        if rest:
+            self.process(conn, bytes(rest), now)
+        else:
+            conn.state = IDLE
+            self.wait_for(conn, _READ)
+
+    def on_writable(self, conn: Connection, now: float) -> None:
+        try:
+            out = conn.outbox
+            if out is not None:
+                if not self.write_out(conn, out):
+                    self.wait_for(conn, _WRITE)
+                    return
+                conn.outbox = None
+            if conn.exchange is not None:
+                self.execute(conn)  # the socket drained: the next chunk
+                return
+            if not conn.flush_some():
+                self.wait_for(conn, _WRITE)
+                return
+        except OSError:
+            self.abandon(conn)
+            return
+        self.output_done(conn, now)
+
+    def answer_health(self, conn: Connection, req: Request, rest: bytes) -> None:
         """--health-path: answered by corral itself, 200 while serving, 503 once stopping;
         the application is never called."""
-        keep = keep and req.keep_alive and not req.chunked and not req.content_length
-        conn.send(health_response(200 if self.alive else 503, keep, req.method == "HEAD"))
+        keep = self.keep_alive_allowed and self.alive and req.keep_alive
+        keep = keep and not req.chunked and not req.content_length
+        conn.outbox = health_response(200 if self.alive else 503, keep, req.method == "HEAD")
+        conn.buf = rest
+        conn.keep_after = keep
         conn.requests += 1
         conn.since = time.monotonic()
-        return pending if keep else None
+        conn.state = WRITING
+        self.on_writable(conn, conn.since)
+
+    # ---- ending -------------------------------------------------------------------------
 
     def reject(self, conn: Connection, exc: ProtocolError) -> None:
         """A request we will not serve: answer its status, close, never call the app."""
         log.debug("Invalid request from %s: %s", conn.remote_addr, exc.reason)
-        with contextlib.suppress(OSError):
-            conn.sock.send(error_response(exc.status))
+        conn.send_nowait(error_response(exc.status))
+        self.close(conn)
+
+    def close_exchange(self, conn: Connection) -> None:
+        """End a response early: the application's iterable is closed, the request logged."""
+        exchange, conn.exchange = conn.exchange, None
+        if exchange is not None:
+            try:
+                exchange.close()
+            except Exception:
+                log.exception("Error closing the response to %s", conn.remote_addr)
+
+    def abandon(self, conn: Connection) -> None:
+        """Close a connection the loop holds, with whatever response it was writing."""
+        self.close_exchange(conn)
+        if conn.body is not None:
+            conn.body[1].discard()
+            conn.body = None
         self.close(conn)
 
     def close(self, conn: Connection) -> None:
         # Closing the descriptor also removes it from the epoll set.
-        self.conns.pop(conn.fd, None)
+        if self.conns.get(conn.fd) is conn:
+            del self.conns[conn.fd]
+        conn.state = CLOSED
         conn.close()
 
     def sweep(self, now: float) -> None:
-        """Close connections past their deadline: `timeout` to send a complete head (counted
-        from the connection or the previous response, however slowly bytes trickle in, and
-        answered 408), `keepalive` when idle between requests."""
+        """Close connections past their deadlines, by state: `timeout` to send a complete
+        head (however slowly it trickles in: 408), `keepalive` when idle, `timeout` without
+        progress or the total deadline for a body (408) or a parked response; report a
+        request that has run past `timeout` on a thread."""
         self.check_memory()
-        self.logger.flush()
         if self.statsd is not None:
             self.statsd.flush_if_due()
         keepalive = float(self.settings.keepalive)
+        timeout = self.timeout
         for conn in list(self.conns.values()):
-            if conn in self.busy:
-                continue
-            waiting_for_head = bool(conn.buf) or not conn.requests
-            if now - conn.since <= (self.timeout if waiting_for_head else keepalive):
-                continue
-            if conn.buf:
-                conn.send_nowait(error_response(408))
-            self.close(conn)
+            state = conn.state
+            if state == HEAD:
+                if now - conn.since > timeout:
+                    if conn.buf:
+                        conn.send_nowait(error_response(408))
+                    self.close(conn)
+            elif state == IDLE:
+                if now - conn.since > keepalive:
+                    self.close(conn)
+            elif state in (BODY, WRITING):
+                if now - conn.progress > timeout or 0.0 < conn.deadline < now:
+                    if state == BODY:
+                        conn.send_nowait(error_response(408))
+                    self.abandon(conn)
+            elif state == SERVING and self.multithread and not conn.stuck:
+                if now - conn.started > timeout:  # noqa: SIM102 (one test per state)
+                    self.report_stuck(conn, now)
+
+    def report_stuck(self, conn: Connection, now: float) -> None:
+        """A thread has run one request for longer than `timeout`: show where it is (once),
+        then stop taking work; the master starts a replacement when this worker exits."""
+        conn.stuck = True
+        frame = sys._current_frames().get(conn.thread)
+        stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
+        log.error(
+            "Worker (pid:%s): a request from %s has run for %.0f s (timeout %d); "
+            "stack of its thread:\n%s",
+            self.pid,
+            conn.remote_addr,
+            now - conn.started,
+            self.settings.timeout,
+            stack,
+        )
+        self.retire(REASON_STUCK_REQUEST)
 
 
 def _server_address(sock: socket.socket) -> tuple[str, str]:

@@ -1,32 +1,32 @@
-"""`gthread`: keep-alive connections, and complete requests handed to `--threads` threads.
+"""`gthread`: keep-alive connections, and requests served by `--threads` threads.
 
-The engine's loop reads and parses every connection. A connection with a complete request is
-handed to a thread through a queue; it sits in the epoll set with EPOLLONESHOT, so it stays
-silent while the thread serves it (and any requests pipelined behind it), and the thread re-arms
-it when the response has gone: no wake-up of the loop, no hand-back queue. With `--threads 1`
-there is nothing to gain from a hand-off, so the application runs inline in the loop, like
-`sync` but with keep-alive.
+The engine's loop reads, parses and receives bodies for every connection. A complete request
+goes to a thread through a queue; the thread runs the application and writes the response
+until it is done or the socket is full, then hands the connection back through a completion
+queue and wakes the loop (one pipe write, as Gunicorn's gthread does). The
+loop alone re-arms, parks or closes it. A worker takes new connections only while it has a
+free thread, so a burst spreads over the workers instead of queueing behind busy threads.
+
+With `--threads 1` there is nothing to gain from a hand-off, so the application runs inline in
+the loop, like `sync` but with keep-alive.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
 import queue
-import select
 import threading
+import time
 
 from corral.config import Settings
-from corral.errors import ProtocolError
-from corral.http.parser import Request, parse_head
-from corral.http.writer import error_response
-from corral.workers.connection import Connection
-from corral.workers.engine import Worker
+from corral.workers.connection import QUEUED, SERVING, Connection
+from corral.workers.engine import CLOSE, Worker
+from corral.workers.lifecycle import drain_pipe
 
 log = logging.getLogger("corral.error")
-
-Job = tuple[Connection, Request, bytes]
 
 
 class ThreadWorker(Worker):
@@ -38,13 +38,17 @@ class ThreadWorker(Worker):
 
     def init_process(self) -> None:
         self.multithread = self.settings.threads > 1
-        if self.multithread:
-            self.oneshot = True
-            self.conn_events = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLONESHOT
+        self.oneshot = self.multithread
         super().init_process()
         if self.settings.keepalive <= 0:
             self.keep_alive_allowed = False
-        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
+        # (connection, outcome) handed back by threads; only the loop pops.
+        self.completed: collections.deque[tuple[Connection, int]] = collections.deque()
+        if self.multithread:
+            self.capacity = self.settings.threads
+            # The loop learns of completions through the wake-up pipe it already watches.
+            self.fd_handlers[self.wake_r] = self.on_wake
         self.threads = [
             threading.Thread(target=self.run_thread, name=f"corral-{n}", daemon=True)
             for n in range(self.settings.threads if self.multithread else 0)
@@ -52,65 +56,54 @@ class ThreadWorker(Worker):
         for thread in self.threads:
             thread.start()
 
-    def dispatch(self, conn: Connection, req: Request, pending: bytes) -> bytes | None:
+    def execute(self, conn: Connection) -> None:
         if not self.multithread:
-            return super().dispatch(conn, req, pending)
-        self.busy.add(conn)
-        self.jobs.put((conn, req, pending))
-        return None
+            super().execute(conn)
+            return
+        conn.state = QUEUED
+        self.in_flight += 1
+        self.jobs.put(conn)
 
     def run_thread(self) -> None:
+        jobs = self.jobs
+        completed = self.completed
         while True:
-            job = self.jobs.get()
-            if job is None:
+            conn = jobs.get()
+            if conn is None:
                 return
+            # The connection is this thread's until it is handed back below.
+            conn.thread = threading.get_ident()
+            conn.started = time.monotonic()
+            conn.state = SERVING
             try:
-                self.work(*job)
-            except Exception:
+                outcome = self.pump(conn)
+            except BaseException:
                 log.exception("Unexpected error in a request thread")
-
-    def work(self, conn: Connection, req: Request, pending: bytes) -> None:
-        rest: bytes | None = None
-        try:
-            rest = self.handle(conn, req, pending)
-            while rest:
-                try:
-                    parsed = parse_head(rest, self.limits)
-                except ProtocolError as exc:
-                    conn.send(error_response(exc.status))
-                    rest = None
-                    break
-                if parsed is None:
-                    break
-                req, used = parsed
-                rest = self.handle(conn, req, rest[used:])
-        except OSError:
-            rest = None
-        finally:
-            self.release(conn, rest)
-
-    def release(self, conn: Connection, rest: bytes | None) -> None:
-        """Back to the loop: re-armed for its next request, or closed."""
-        fd = conn.fd
-        if rest is not None:
-            # Even while stopping, a kept-alive connection stays until its client sends again
-            # (answered with Connection: close) or it idles out: closing it now could reset a
-            # request already on its way.
-            conn.buf = rest
-            try:
-                self.arm(conn)  # before leaving `busy`: the loop must not arm it too
-                self.busy.discard(conn)
-                return
-            except OSError:
-                pass
-        self.conns.pop(fd, None)
-        self.busy.discard(conn)
-        conn.close()
-        if not self.alive:
-            # Stopping: the loop waits for the last connection to go; tell it now rather than
-            # at its next turn.
+                outcome = CLOSE
+            completed.append((conn, outcome))
             with contextlib.suppress(OSError):
                 os.write(self.wake_w, b"\0")
+
+    def on_wake(self) -> None:
+        drain_pipe(self.wake_r)
+        self.after_events()
+
+    def after_events(self) -> None:
+        completed = self.completed
+        if not completed:
+            return
+        now = time.monotonic()
+        while True:
+            try:
+                conn, outcome = completed.popleft()
+            except IndexError:
+                break
+            self.in_flight -= 1
+            self.settle(conn, outcome, now)
+
+    def drained(self) -> bool:
+        self.after_events()
+        return super().drained()
 
     def finish(self) -> None:
         # Past this point nothing is in flight, or graceful_timeout has run out: threads still

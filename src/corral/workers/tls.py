@@ -6,8 +6,8 @@ which a worker builds once and shares between its connections. `TLSConnection` i
 stays non-blocking and belongs to corral, and OpenSSL only ever sees memory. So the handshake
 advances one step each time the loop finds the socket readable (`advance()`), a client that
 never finishes it costs a slot until its deadline but never holds the loop, and after the
-handshake `recv`, `send` and `sendfile` keep the base class's contracts over the encrypted
-stream.
+handshake `recv`, `send`, `write_some` and `sendfile_some` keep the base class's contracts over
+the encrypted stream.
 
 What this module must never do: block the worker's loop (`advance` only reads what is there and
 writes what the socket takes), log a traceback for a peer's misbehaviour, or read certificate
@@ -37,6 +37,7 @@ log = logging.getLogger("corral.error")
 SEND_CHUNK = 256 * 1024
 ALPN_PROTOCOLS = ["http/1.1"]
 _READ = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+_WRITE = select.POLLOUT | select.POLLERR | select.POLLHUP
 
 # What `_decrypt` found after the plaintext it returns.
 _OPEN = "open"  # more may come
@@ -175,7 +176,8 @@ class TLSConnection(Connection):
     sent a complete head in that time; no 408 is sent then (there is no TLS session to send
     it on). `handshake_expired(now)` states the rule.
 
-    `recv`, `send` and `sendfile` keep the base class's contracts over the decrypted stream
+    `recv`, `send`, `write_some` and `sendfile_some` keep the base class's contracts over the
+    decrypted stream
     (and, if called during the handshake, first finish it, waiting up to `timeout` per read).
     """
 
@@ -270,29 +272,46 @@ class TLSConnection(Connection):
                 raise ClientDisconnected(_STREAM_ERRORS[state])
             self._receive()
 
-    def send(self, data: bytes) -> None:
-        """All of data, encrypted, or raise: waits at most `timeout` each time the socket is
-        full, so a client that stops reading cannot hold us longer."""
-        self._finish_handshake()
-        view = memoryview(data)
-        for start in range(0, len(view), SEND_CHUNK):
-            try:
-                self._tls.write(view[start : start + SEND_CHUNK])
-            except ssl.SSLError as exc:
-                raise ClientDisconnected(f"TLS error: {_reason(exc)}") from None
-            self._flush()
+    def write_some(self, data: bytes | memoryview) -> int:
+        """Encrypt up to SEND_CHUNK bytes of data once earlier output has gone to the socket;
+        returns how much plaintext was taken (0 while encrypted output still waits). Never
+        waits; raises OSError when the connection is broken."""
+        if not self.flush_some():
+            return 0
+        size = min(len(data), SEND_CHUNK)
+        try:
+            self._tls.write(data[:size])
+        except ssl.SSLError as exc:
+            raise ClientDisconnected(f"TLS error: {_reason(exc)}") from None
+        self.flush_some()
+        return size
 
-    def sendfile(self, fd: int, offset: int, count: int) -> int:
-        """The file's bytes, read in chunks and sent encrypted (the kernel's sendfile cannot
-        encrypt); returns the bytes sent (less at end of file)."""
-        total = 0
-        while total < count:
-            chunk = os.pread(fd, min(SEND_CHUNK, count - total), offset + total)
-            if not chunk:
-                break
-            self.send(chunk)
-            total += len(chunk)
-        return total
+    def sendfile_some(self, fd: int, offset: int, count: int) -> int | None:
+        """The kernel's sendfile cannot encrypt: read a chunk and write it through TLS."""
+        if not self.flush_some():
+            return None
+        chunk = os.pread(fd, min(SEND_CHUNK, count), offset)
+        return self.write_some(chunk) if chunk else 0
+
+    @property
+    def flushed(self) -> bool:
+        return not self._unsent and self._outgoing.pending == 0
+
+    def flush_some(self) -> bool:
+        """Send what encrypted output the socket takes now; True once none is left."""
+        data = self._unsent + self._outgoing.read()
+        if data:
+            try:
+                sent = self.sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            self._unsent = data[sent:]
+        return not self._unsent
+
+    def feed_ciphertext(self, data: bytes) -> None:
+        """Bytes read from the socket before TLS started (after a PROXY protocol header)."""
+        if data:
+            self._incoming.write(data)
 
     def send_nowait(self, data: bytes) -> None:
         """Best effort, for a last word such as a 400 or 408 before closing: encrypt data and
@@ -387,10 +406,8 @@ class TLSConnection(Connection):
 
     def _flush(self) -> None:
         """Send all pending TLS output, waiting (up to `timeout` at a time) for the socket."""
-        data = self._unsent + self._outgoing.read()
-        self._unsent = b""
-        if data:
-            super().send(data)
+        while not self.flush_some():
+            self._wait(_WRITE)
 
     def _flush_nowait(self) -> bool:
         """Send what TLS output the socket takes now and keep the rest; False when the socket
