@@ -31,9 +31,8 @@ def _client(port: int, index: int, errors: list[str], served: list[int]) -> None
                 path = "/slow?0.005"
                 # Every fifth request carries a small body, so the body path is raced too.
                 if n % 5 == 0:
-                    sock.sendall(
-                        f"POST {path} HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello".encode()
-                    )
+                    head = f"POST {path} HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"
+                    sock.sendall(head.encode() + b"hello")
                 else:
                     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
                 resp, rest = read_response(sock, rest)

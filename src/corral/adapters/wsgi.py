@@ -19,7 +19,7 @@ from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from corral import SERVER_SOFTWARE
-from corral.adapters.body import DRAIN_SECONDS, EMPTY_BODY, Body, EmptyBody, FileWrapper
+from corral.adapters.body import DRAIN_SECONDS, Body, EmptyBody, FileWrapper
 from corral.adapters.response import FileRange, Output, Response
 from corral.errors import ClientDisconnected, ProtocolError
 from corral.http.parser import Request

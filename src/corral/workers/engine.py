@@ -700,8 +700,8 @@ class Worker(WorkerLifecycle):
                     if state == BODY:
                         conn.send_nowait(error_response(408))
                     self.abandon(conn)
-            elif state == SERVING and self.multithread and not conn.stuck:
-                if now - conn.started > timeout:  # noqa: SIM102 (one test per state)
+            elif state == SERVING and self.multithread:
+                if not conn.stuck and now - conn.started > timeout:
                     self.report_stuck(conn, now)
 
     def report_stuck(self, conn: Connection, now: float) -> None:
