@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -176,3 +178,41 @@ def test_bad_certificate_file_is_a_startup_error(pki: Path) -> None:
     assert result.returncode != 0
     assert "missing.pem" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def tls_socket(port: int, pki: Path) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return context.wrap_socket(sock, server_hostname="127.0.0.1")
+
+
+@pytest.mark.parametrize("kind", [["-k", "sync"], ["-k", "gthread", "--threads", "2"]])
+def test_error_answer_goes_through_tls(pki: Path, kind: list[str]) -> None:
+    """A malformed request on a TLS connection gets its 400 inside the TLS session (it used to
+    be written in plaintext on the raw socket, which the client reads as a TLS error)."""
+    with Server("support.apps:echo", *tls_args(pki), *kind) as srv:
+        with tls_socket(srv.port, pki) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n")
+            data = b""
+            with contextlib.suppress(ssl.SSLError, ConnectionError):
+                while chunk := sock.recv(4096):
+                    data += chunk
+        assert data.startswith(b"HTTP/1.1 400 "), data
+
+
+def test_proxy_header_is_read_before_tls(pki: Path) -> None:
+    """PROXY protocol and TLS together: the header comes first, in the clear, then the
+    handshake, as docs/proxy-protocol.md says."""
+    args = [*tls_args(pki), "-k", "gthread", "--proxy-protocol", "v1"]
+    with Server("support.apps:echo", *args) as srv:
+        raw = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        raw.sendall(b"PROXY TCP4 203.0.113.7 198.51.100.1 40000 443\r\n")
+        context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            sock.sendall(b"GET /p HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            data = b""
+            with contextlib.suppress(ssl.SSLError, ConnectionError):
+                while chunk := sock.recv(65536):
+                    data += chunk
+        env = json.loads(data.partition(b"\r\n\r\n")[2])
+        assert (env["REMOTE_ADDR"], env["wsgi.url_scheme"]) == ("203.0.113.7", "https")
