@@ -3,6 +3,7 @@ thread stuck past `timeout` reported with its stack and its worker replaced."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -66,7 +67,5 @@ def test_stuck_request_thread_is_reported_and_worker_replaced() -> None:
 
 
 def _ignore_errors(port: int, path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         get(port, path)
-    except OSError:
-        pass
