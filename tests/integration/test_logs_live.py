@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import socket
+import textwrap
 from pathlib import Path
+
+import pytest
 
 from support.server import Server, wait_for
 
@@ -74,3 +78,79 @@ def test_json_access_log_shipped_via_syslog() -> None:
     assert line["path"] == "/json-line" and line["query"] == "a=1"
     assert line["status"] == 200 and line["user_agent"] == forged
     assert "evil" not in line
+
+
+# --- the access log must never cost a request, and must not lag ------------------------------
+
+ODD_APP = """
+    import ipaddress, os, time
+    from pathlib import Path
+
+    class Unprintable:
+        def __str__(self):
+            raise RuntimeError("this value has no text")
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path == "/address-object":
+            environ["REMOTE_ADDR"] = ipaddress.ip_address("203.0.113.5")
+            environ["HTTP_USER_AGENT"] = ipaddress.ip_address("2001:db8::1")
+        elif path == "/unprintable":
+            environ["HTTP_REFERER"] = Unprintable()
+        elif path == "/hold":  # stay in the application until the test says so
+            folder = Path(os.environ["ACCESS_TEST_DIR"])
+            (folder / "holding").touch()
+            deadline = time.monotonic() + 30
+            while not (folder / "release").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [b"ok"]
+"""
+
+
+def odd_app(tmp_path: Path) -> list[str]:
+    (tmp_path / "odd_app.py").write_text(textwrap.dedent(ODD_APP))
+    return ["--chdir", str(tmp_path)]
+
+
+@pytest.mark.parametrize("worker", [["-k", "sync"], ["-k", "gthread", "--threads", "4"]])
+def test_environ_values_that_are_not_str_cost_no_request(tmp_path: Path, worker: list[str]) -> None:
+    access_log = tmp_path / "access.log"
+    args = [*odd_app(tmp_path), *worker, "--access-logfile", str(access_log)]
+    with Server("odd_app:app", *args) as srv:
+        workers = srv.worker_pids()
+        for path in ["/address-object", "/unprintable", "/address-object", "/after"]:
+            assert get(srv.port, path) == 200
+        wait_for(lambda: "/after" in access_log.read_text())
+        lines = access_log.read_text().splitlines()
+        assert srv.worker_pids() == workers  # no worker died or was replaced
+        srv.wait_log("Cannot write the access log line of a request")
+        assert "this value has no text" in srv.log()
+    address_lines = [line for line in lines if "/address-object" in line]
+    assert len(address_lines) == 2
+    assert all(line.startswith("203.0.113.5 - - [") for line in address_lines)
+    assert all(line.endswith('"2001:db8::1"') for line in address_lines)
+    assert not any("/unprintable" in line for line in lines)  # its line alone is lost
+    assert len(lines) == 3
+
+
+def test_a_line_is_written_before_the_worker_waits_again(tmp_path: Path) -> None:
+    # A sync worker in the middle of its next request has waited for events since the first
+    # one ended: the first line must be in the file, and survive a SIGKILL there and then.
+    access_log = tmp_path / "access.log"
+    args = [*odd_app(tmp_path), "-k", "sync", "--access-logfile", str(access_log)]
+    env = {"ACCESS_TEST_DIR": str(tmp_path)}
+    with Server("odd_app:app", *args, env=env) as srv:
+        assert get(srv.port, "/first") == 200
+        holder = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        try:
+            holder.sendall(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_for((tmp_path / "holding").exists)
+            (worker,) = srv.worker_pids()
+            os.kill(worker, signal.SIGKILL)
+            assert holder.recv(100) == b""  # the held request died with its worker
+        finally:
+            (tmp_path / "release").touch()
+            holder.close()
+        lines = access_log.read_text().splitlines()
+    assert len(lines) == 1 and '"GET /first HTTP/1.1" 200 2' in lines[0]

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from corral.errors import ConfigError
+from corral.logs.access import access_writer, compile_format
 from corral.logs.logger import (
     DEFAULT_ACCESS_LOG_FORMAT,
-    AccessLog,
     access_log,
+    access_logging_enabled,
     close_logging,
     error_log,
     escape,
@@ -56,6 +57,11 @@ ENVIRON: dict[str, Any] = {
 HEADERS = [("Content-Type", "text/html"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
 
 
+def log_request(fmt: str, *request: Any) -> None:
+    """One request through the `corral.access` logger and its handlers (setup_logging's)."""
+    access_writer(compile_format(fmt), None)(*request)
+
+
 def access_line(
     path: Path,
     fmt: str,
@@ -65,7 +71,7 @@ def access_line(
     length: int | None = 1234,
     request_time: float = 1.002345,
 ) -> str:
-    AccessLog(fmt, enabled=True).log(environ, status, headers, length, request_time)
+    log_request(fmt, environ, status, headers, length, request_time)
     lines = path.read_text().splitlines()
     assert lines, "nothing was logged"
     return lines[-1]
@@ -171,7 +177,7 @@ def test_capture_output_sends_fds_1_and_2_to_the_error_log(tmp_path: Path) -> No
 
 def test_access_log_dash_is_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     setup_logging("-", "info", "-")
-    AccessLog("%(m)s %(U)s", enabled=True).log(ENVIRON, "200 OK", [], 0, 0.0)
+    log_request("%(m)s %(U)s", ENVIRON, "200 OK", [], 0, 0.0)
     assert capsys.readouterr().out == "POST /submit/form\n"
 
 
@@ -187,30 +193,25 @@ def test_access_log_none_is_disabled(
     assert access_log.handlers == []
     assert access_log.propagate is False
     assert not access_log.isEnabledFor(logging.CRITICAL)
-    AccessLog(DEFAULT_ACCESS_LOG_FORMAT, enabled=True).log(ENVIRON, "200 OK", [], 0, 0.0)
+    assert not access_logging_enabled()
     assert capsys.readouterr() == ("", "")
     assert caplog.records == []
-
-
-def test_disabled_access_log_writes_nothing(access_file: Path) -> None:
-    AccessLog("%(s)s", enabled=False).log(ENVIRON, "200 OK", [], 0, 0.0)
-    assert access_file.read_text() == ""
 
 
 def test_reopen_after_rename_recreates_the_files(tmp_path: Path) -> None:
     error_path = tmp_path / "error.log"
     access_path = tmp_path / "access.log"
     setup_logging(str(error_path), "info", str(access_path))
-    access = AccessLog("%(m)s %(s)s", enabled=True)
+    access = access_writer(compile_format("%(m)s %(s)s"), None)
     error_log.info("before rotation")
-    access.log(ENVIRON, "200 OK", [], 0, 0.0)
+    access(ENVIRON, "200 OK", [], 0, 0.0)
 
     os.rename(error_path, tmp_path / "error.log.1")
     os.rename(access_path, tmp_path / "access.log.1")
     error_log.info("still to the moved file")
     reopen_log_files()
     error_log.info("after rotation")
-    access.log(ENVIRON, "404 Not Found", [], 0, 0.0)
+    access(ENVIRON, "404 Not Found", [], 0, 0.0)
 
     rotated = (tmp_path / "error.log.1").read_text()
     assert "before rotation" in rotated
@@ -334,7 +335,7 @@ def test_custom_format_with_literal_text(access_file: Path) -> None:
 @pytest.mark.parametrize("fmt", ["%(s)d", "%(h", "%(h)s %"])
 def test_broken_format_is_refused_up_front(fmt: str) -> None:
     with pytest.raises(ConfigError, match="access log format"):
-        AccessLog(fmt, enabled=True)
+        compile_format(fmt)
 
 
 # --- laziness ---------------------------------------------------------------------------------
@@ -406,7 +407,7 @@ def test_an_atom_used_twice_is_computed_once(access_file: Path) -> None:
 def test_newline_in_a_header_cannot_forge_a_line(access_file: Path) -> None:
     forged = 'curl\r\n203.0.113.9 - - [01/Jan/2026:00:00:00 +0000] "GET /admin HTTP/1.1" 200 0'
     environ = {**ENVIRON, "HTTP_USER_AGENT": forged}
-    AccessLog(DEFAULT_ACCESS_LOG_FORMAT, enabled=True).log(environ, "200 OK", [], 0, 0.0)
+    log_request(DEFAULT_ACCESS_LOG_FORMAT, environ, "200 OK", [], 0, 0.0)
     lines = access_file.read_text().splitlines()
     assert len(lines) == 1
     assert lines[0].endswith(
@@ -439,3 +440,4 @@ def test_client_values_are_escaped_in_every_atom(access_file: Path, atom: str) -
 def test_escape() -> None:
     assert escape("plain text é") == "plain text é"
     assert escape('a"b\\c\td\r\n') == 'a\\"b\\\\c\\x09d\\x0d\\x0a'
+    assert escape(b"x\n") == "b'x\\\\n'"  # type: ignore[arg-type] (any value is str()ed)

@@ -14,7 +14,7 @@ import pytest
 
 from corral.config import Settings, load_settings
 from corral.errors import ConfigError
-from corral.logs.logger import AccessLog, Logger, access_log, close_logging, error_log, load_logger
+from corral.logs.logger import Logger, access_log, close_logging, error_log, load_logger
 
 ENVIRON: dict[str, Any] = {
     "REQUEST_METHOD": "GET",
@@ -411,11 +411,17 @@ def test_logger_class_module_that_does_not_import(tmp_path: Path) -> None:
 # --- the default Logger -----------------------------------------------------------------------
 
 
+class ExplodingEnviron(dict[str, Any]):
+    def get(self, key: str, default: Any = None) -> Any:
+        raise AssertionError(f"an access line was built: {key} was read")
+
+
 def test_default_logger_with_no_access_log_builds_no_lines(tmp_path: Path) -> None:
     logger = set_up(settings_for(tmp_path))
     assert not logger.access_enabled
-    assert not logger.access_log.enabled
     assert access_log.propagate is False
+    # Called anyway (a subclass may turn access_enabled on): no line is built.
+    logger.access(ExplodingEnviron(), "200 OK", [], 0, 0.0)
 
 
 def test_bad_access_log_format_leaves_logging_alone(tmp_path: Path) -> None:
@@ -425,7 +431,7 @@ def test_bad_access_log_format_leaves_logging_alone(tmp_path: Path) -> None:
         logger.setup(settings_for(tmp_path, "--access-logformat", "%(s)d"))
     error_log.warning("still here")
     assert "still here" in error_path.read_text()
-    assert isinstance(logger.access_log, AccessLog)
+    assert logger.line_builder is not None
 
 
 def test_unopenable_log_file_is_a_config_error(tmp_path: Path) -> None:

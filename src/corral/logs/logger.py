@@ -1,12 +1,12 @@
 """The error log and the access log: where they go, the logger class, and reopening files.
 
 Two loggers, named as users configure them: ``corral.error`` (lifecycle lines, warnings,
-application tracebacks) and ``corral.access`` (one line per request, built in
-`access_lines.py`). Call sites use ``%``-style lazy arguments.
+application tracebacks) and ``corral.access`` (one line per request, built in `access.py`).
+Call sites use ``%``-style lazy arguments.
 
 `setup_logging` points both at their destinations: a file or a standard stream each, syslog as
 well when asked (`syslog.py`), and, first of all, a user's own logging configuration
-(`log_config.py`), which takes over the loggers it names. `Logger` puts all of that behind the
+(`setup.py`), which takes over the loggers it names. `Logger` puts all of that behind the
 few calls the master and the workers make; the logger_class setting names it or a subclass.
 
 This module must never log from a signal handler (the arbiter's loop calls
@@ -21,19 +21,22 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Any, TextIO
 
 from corral.config.log_converters import DEFAULT_LOGGER_CLASS
 from corral.errors import ConfigError
-from corral.logs.access_fast import BatchedFile, LineBuilder, compile_line
-from corral.logs.access_lines import (
+from corral.logs.access import (
     DEFAULT_ACCESS_LOG_FORMAT,
-    AccessLog,
-    JsonAccessLog,
+    LineBuilder,
+    Writer,
     access_log,
+    access_writer,
+    compile_format,
     escape,
+    json_line,
 )
+from corral.logs.batched_file import BatchedFile
 from corral.logs.setup import ERROR_DATE_FORMAT, ERROR_FORMAT, LogConfig
 from corral.logs.syslog import SyslogTarget, default_prefix, make_handler
 
@@ -44,8 +47,6 @@ __all__ = [
     "DEFAULT_ACCESS_LOG_FORMAT",
     "DEFAULT_LOGGER_CLASS",
     "LOG_LEVELS",
-    "AccessLog",
-    "JsonAccessLog",
     "Logger",
     "access_log",
     "access_logging_enabled",
@@ -249,13 +250,17 @@ def _redirect_output(path: str) -> None:
 # --- the logger class -------------------------------------------------------------------------
 
 
+def _ignore(*request: object) -> None:
+    """The access writer while no access line has anywhere to go."""
+
+
 class Logger:
     """The logging calls corral makes; the logger_class setting names this class or a subclass.
 
     The master builds it with `load_logger(settings)` and calls `setup(settings)`, at startup
     and again on HUP with the new settings. Workers inherit it across fork; they call
-    `access(...)` after each request, but only while `access_enabled` is true, and
-    `reopen_files()` on USR1, as the master does.
+    `access(...)` after each request, but only while `access_enabled` is true, `flush()` before
+    each wait for events, and `reopen_files()` on USR1, as the master does.
 
     A subclass may override any of these. One that overrides `setup` should call the base
     method (or install handlers itself) and leave `access_enabled` true exactly when `access`
@@ -269,19 +274,19 @@ class Logger:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.access_enabled = False
-        self.access_log: AccessLog = AccessLog(DEFAULT_ACCESS_LOG_FORMAT, enabled=False)
-        self.access_file: BatchedFile | None = None
         self.line_builder: LineBuilder | None = None
+        self.access_file: BatchedFile | None = None
+        # The access file's waiting lines, or () without one: all `flush` looks at.
+        self.pending: Sized = ()
+        self.write_access: Writer = _ignore
 
     def setup(self, settings: Settings) -> None:
         """Install the handlers `settings` ask for, replacing earlier ones; ConfigError when a
         destination, the access log format or a logging configuration cannot be used."""
         self.settings = settings
         # Built before any handler changes: a broken format leaves logging as it was.
-        writer = (
-            JsonAccessLog(enabled=False)
-            if settings.access_log_json
-            else AccessLog(settings.access_log_format, enabled=False)
+        build = (
+            json_line if settings.access_log_json else compile_format(settings.access_log_format)
         )
         log_config = LogConfig(settings.logconfig, settings.logconfig_json, settings.logconfig_dict)
         setup_logging(
@@ -295,31 +300,32 @@ class Logger:
         given = log_config.given
         for name in given[1:]:
             error_log.warning("%s is ignored: %s takes precedence", name, given[0])
-        writer.enabled = self.access_enabled = access_logging_enabled()
-        self.access_log = writer
-        self.setup_fast_access(settings, log_config)
+        self.access_enabled = access_logging_enabled()
+        self.line_builder = build
+        self.setup_access_file(settings, log_config)
+        self.write_access = (
+            access_writer(build, self.access_file) if self.access_enabled else _ignore
+        )
 
-    def setup_fast_access(self, settings: Settings, log_config: LogConfig) -> None:
-        """Lines to a plain file or stdout skip the logging module (see access_fast.py)."""
+    def setup_access_file(self, settings: Settings, log_config: LogConfig) -> None:
+        """Lines to a plain file or stdout skip the logging module: they are batched until the
+        worker's loop writes them (see access.py)."""
         if self.access_file is not None:
             self.access_file.close()
             self.access_file = None
-        self.line_builder = None
         plain = (
             settings.accesslog is not None
             and not (settings.syslog and not settings.disable_redirect_access_to_syslog)
             and not log_config.given
             and type(self).access is Logger.access
         )
-        if not plain or not self.access_enabled:
-            return
-        assert settings.accesslog is not None
-        if settings.access_log_json:
-            self.line_builder = self.access_log.line
-        else:
-            self.line_builder = compile_line(settings.access_log_format)
-        if self.line_builder is not None:
-            self.access_file = BatchedFile(settings.accesslog)
+        if plain and self.access_enabled:
+            assert settings.accesslog is not None
+            try:
+                self.access_file = BatchedFile(settings.accesslog)
+            except OSError as exc:
+                raise ConfigError(f"Cannot open log file {settings.accesslog}: {exc}") from None
+        self.pending = self.access_file.pending if self.access_file is not None else ()
 
     def syslog_target(self, settings: Settings) -> SyslogTarget:
         """Where and how to send the logs to syslog, from the syslog_* settings."""
@@ -340,51 +346,39 @@ class Logger:
         request_time: float,
     ) -> None:
         """Log one request: `response_length` is the body bytes sent (None when unknown),
-        `request_time` the seconds from reading the request to the end of the response."""
-        if self.access_file is not None and self.line_builder is not None:
-            self.access_file.write(
-                self.line_builder(environ, status, response_headers, response_length, request_time)
-            )
-            return
-        self.access_log.log(environ, status, response_headers, response_length, request_time)
+        `request_time` the seconds from reading the request to the end of the response.
+        Never raises: a line that cannot be built is reported in the error log instead."""
+        self.write_access(environ, status, response_headers, response_length, request_time)
 
-    def access_writer(self) -> Callable[..., None]:
-        """What a worker calls per request: `access`, or on the fast path a function that
-        builds the line and batches it, with no further layers."""
-        access_file, builder = self.access_file, self.line_builder
-        if access_file is None or builder is None:
+    def access_writer(self) -> Writer:
+        """What a worker calls per request: `access`, or, unless a subclass overrides it, the
+        writer itself, one call layer fewer."""
+        if type(self).access is not Logger.access:
             return self.access
-        lines, flush, limit = access_file.lines, access_file.flush, access_file.LIMIT
-
-        def write(
-            environ: Mapping[str, Any],
-            status: str,
-            response_headers: Sequence[tuple[str, str]],
-            response_length: int | None,
-            request_time: float,
-        ) -> None:
-            lines.append(builder(environ, status, response_headers, response_length, request_time))
-            if len(lines) >= limit:
-                flush()
-
-        return write
+        return self.write_access
 
     def flush(self) -> None:
-        """Write the access lines still in the batch (the worker's loop calls this)."""
-        if self.access_file is not None:
+        """Write the access lines waiting in the batch. The worker's loop calls this before
+        every wait for events; with nothing waiting it costs one attribute test."""
+        if self.pending and self.access_file is not None:
             self.access_file.flush()
 
     def reopen_files(self) -> None:
         """Reopen the log files (USR1): logrotate has moved them away."""
         if self.access_file is not None:
-            self.access_file.reopen()
+            try:
+                self.access_file.reopen()
+            except OSError as exc:
+                error_log.error("Cannot reopen log file %s: %s", self.access_file.path, exc)
         reopen_log_files()
 
     def close(self) -> None:
-        """Remove and close the handlers setup installed."""
+        """Write what is waiting, and remove and close the handlers setup installed."""
         if self.access_file is not None:
             self.access_file.close()
             self.access_file = None
+            self.pending = ()
+        self.write_access = _ignore
         close_logging()
 
 

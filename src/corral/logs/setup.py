@@ -10,7 +10,7 @@ define (`console`, `error_console`, `generic`); the ini file goes to `fileConfig
 A configuration written for Gunicorn names Gunicorn's loggers, `gunicorn.error` and
 `gunicorn.access`; they are read as corral's `corral.error` and `corral.access` (unless the
 configuration names corral's loggers itself). `LogConfig.apply` returns the loggers the
-configuration set up, so that `logs.py` leaves those alone and gives the others their usual
+configuration set up, so that `logger.py` leaves those alone and gives the others their usual
 handlers.
 
 Whatever goes wrong becomes a one-line `ConfigError` naming the file or setting. This module
