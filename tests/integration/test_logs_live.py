@@ -154,3 +154,20 @@ def test_a_line_is_written_before_the_worker_waits_again(tmp_path: Path) -> None
             holder.close()
         lines = access_log.read_text().splitlines()
     assert len(lines) == 1 and '"GET /first HTTP/1.1" 200 2' in lines[0]
+
+
+def test_statsd_log_counters_come_from_the_workers() -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(10)
+    port = receiver.getsockname()[1]
+    args = ["--statsd-host", f"127.0.0.1:{port}", "--statsd-prefix", "shop"]
+    try:
+        with Server("support.apps:echo", *args) as srv:
+            assert get(srv.port, "/boom") == 500  # "Error handling request", with a traceback
+            srv.wait_log("boom from the test app")
+            lines: list[str] = []
+            while "shop.gunicorn.log.exception:1|c" not in lines:
+                lines += receiver.recv(65536).decode().split("\n")
+    finally:
+        receiver.close()

@@ -8,12 +8,14 @@ import os
 import select
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from corral.config import load_settings
 from corral.config.settings import Settings
+from corral.logs.logger import Logger, error_log, load_logger
 from corral.metrics.statsd import MAX_DATAGRAM, StatsdClient, StatsdLogHandler, normalize_prefix
 
 
@@ -220,17 +222,107 @@ def test_log_handler_counts_levels_as_gunicorn_does(udp_server: socket.socket) -
         except ValueError:
             logger.exception("x")
         logger.critical("c")
-        client.flush()
-        lines = receive_lines(udp_server)
+        # Each record is sent at once, as Gunicorn sends it: no flush, no interval.
+        lines = [line for _ in range(5) for line in receive_lines(udp_server)]
     finally:
         logger.removeHandler(handler)
-        client.close()
-    assert sorted(lines) == [
-        "gunicorn.log.critical:1|c",
-        "gunicorn.log.error:2|c",
-        "gunicorn.log.exception:1|c",
+        handler.close()
+    assert lines == [
         "gunicorn.log.warning:1|c",
+        "gunicorn.log.error:1|c",
+        "gunicorn.log.error:1|c",
+        "gunicorn.log.exception:1|c",
+        "gunicorn.log.critical:1|c",
     ]
+    assert nothing_waiting(udp_server)
+
+
+# --- the error logger sends them: corral.logs.logger.Logger with statsd_host ----------------
+
+
+@pytest.fixture
+def error_logger() -> Iterator[Callable[..., Logger]]:
+    """A Logger set up from argv, its handlers removed afterwards."""
+    made: list[Logger] = []
+
+    def make(*argv: str) -> Logger:
+        settings = load_settings(["--error-logfile", os.devnull, *argv], {}, cwd=".").settings
+        logger = load_logger(settings)
+        logger.setup(settings)
+        made.append(logger)
+        return logger
+
+    saved = (list(error_log.handlers), error_log.level, error_log.propagate)
+    yield make
+    for logger in made:
+        logger.close()
+    error_log.handlers[:] = saved[0]
+    error_log.setLevel(saved[1])
+    error_log.propagate = saved[2]
+
+
+def test_error_logger_sends_gunicorn_log_counters(
+    udp_server: socket.socket, error_logger: Callable[..., Logger]
+) -> None:
+    error_logger("--statsd-host", address(udp_server), "--statsd-prefix", "shop")
+    error_log.info("Booting worker with pid: 1")  # not counted, as in Gunicorn
+    error_log.warning("Worker timeout")
+    error_log.error("Reload failed")
+    try:
+        raise RuntimeError("app")
+    except RuntimeError:
+        error_log.exception("Error handling request")
+    error_log.critical("WORKER TIMEOUT")
+    lines = [receive_lines(udp_server)[0] for _ in range(4)]
+    assert lines == [
+        "shop.gunicorn.log.warning:1|c",
+        "shop.gunicorn.log.error:1|c",
+        "shop.gunicorn.log.exception:1|c",
+        "shop.gunicorn.log.critical:1|c",
+    ]
+    assert nothing_waiting(udp_server)
+
+
+def test_a_reload_does_not_count_twice(
+    udp_server: socket.socket, error_logger: Callable[..., Logger]
+) -> None:
+    argv = ("--statsd-host", address(udp_server))
+    logger = error_logger(*argv)
+    logger.setup(logger.settings)  # HUP sets the logging up again
+    error_log.warning("once")
+    assert receive_lines(udp_server) == ["gunicorn.log.warning:1|c"]
+    assert nothing_waiting(udp_server)
+
+
+def test_a_forked_worker_counts_with_its_own_buffer(
+    udp_server: socket.socket, error_logger: Callable[..., Logger]
+) -> None:
+    error_logger("--statsd-host", address(udp_server))
+    handler = next(h for h in error_log.handlers if isinstance(h, StatsdLogHandler))
+    # Something the master had waiting when it forked belongs to the master alone.
+    handler.client.increment("gunicorn.master.only")
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child reports through its exit code)
+        code = 1
+        try:
+            error_log.error("in the worker")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert receive_lines(udp_server) == ["gunicorn.log.error:1|c"]
+    handler.client.flush()
+    assert receive_lines(udp_server) == ["gunicorn.master.only:1|c"]
+
+
+def test_an_unusable_statsd_host_is_a_warning(
+    tmp_path: Path, error_logger: Callable[..., Logger]
+) -> None:
+    error_path = tmp_path / "error.log"
+    error_logger("--error-logfile", str(error_path), "--statsd-host", "no-such-host.invalid:8125")
+    assert not any(isinstance(h, StatsdLogHandler) for h in error_log.handlers)
+    assert "StatsD disabled: cannot use no-such-host.invalid:8125" in error_path.read_text()
 
 
 def test_from_settings(udp_server: socket.socket) -> None:

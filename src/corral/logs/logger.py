@@ -39,6 +39,7 @@ from corral.logs.access import (
 from corral.logs.batched_file import BatchedFile
 from corral.logs.setup import ERROR_DATE_FORMAT, ERROR_FORMAT, LogConfig
 from corral.logs.syslog import SyslogTarget, default_prefix, make_handler
+from corral.metrics.statsd import StatsdClient, StatsdLogHandler
 
 if TYPE_CHECKING:
     from corral.config.settings import Settings
@@ -306,6 +307,7 @@ class Logger:
         self.write_access = (
             access_writer(build, self.access_file) if self.access_enabled else _ignore
         )
+        self.count_log_records(settings)
 
     def setup_access_file(self, settings: Settings, log_config: LogConfig) -> None:
         """Lines to a plain file or stdout skip the logging module: they are batched until the
@@ -326,6 +328,17 @@ class Logger:
             except OSError as exc:
                 raise ConfigError(f"Cannot open log file {settings.accesslog}: {exc}") from None
         self.pending = self.access_file.pending if self.access_file is not None else ()
+
+    def count_log_records(self, settings: Settings) -> None:
+        """With StatsD on, count the error log's warnings, errors, exceptions and critical
+        records as gunicorn.log.* counters, as Gunicorn's StatsD logger does."""
+        client = StatsdClient.from_settings(settings)
+        if client is None:
+            return
+        if client.error is not None:
+            error_log.warning("%s", client.error)
+            return
+        _install(error_log, StatsdLogHandler(client))
 
     def syslog_target(self, settings: Settings) -> SyslogTarget:
         """Where and how to send the logs to syslog, from the syslog_* settings."""

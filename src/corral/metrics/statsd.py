@@ -17,15 +17,18 @@ until the next flush, timer values queue up, and a datagram leaves when about 1 
 or `flush_interval` has passed (`flush_if_due`, which the process's loop calls). Sums are what
 StatsD would compute anyway, so the numbers a server sees are the same.
 
-One client per process: a worker makes its own after fork rather than using one inherited with
-somebody else's buffer. This module must never block (the socket is non-blocking and an
-unsendable datagram is dropped), never raise from sending, never resolve a host name after
-construction, and never log (a log line would feed `StatsdLogHandler` and come back here).
+One client per process: a worker makes its own after fork, or calls `after_fork` before using an
+inherited one (the log counters' client, which the error log's handler carries across fork), so
+that it never sends somebody else's buffer. This module must never block (the socket is
+non-blocking and an unsendable datagram is dropped), never raise from sending, never resolve a
+host name after construction, and never log (a log line would feed `StatsdLogHandler` and come
+back here).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -207,6 +210,13 @@ class StatsdClient:
             except OSError:
                 self.dropped += 1
 
+    def after_fork(self) -> None:
+        """Make an inherited client this process's own: a fresh lock and empty buffers (what
+        the parent had waiting is the parent's to send). The socket is shared, which is safe
+        for datagrams, and the address is not looked up again."""
+        self._lock = threading.Lock()
+        self._counters, self._gauges, self._lines, self._size = {}, {}, [], 0
+
     def close(self) -> None:
         """Send what is waiting, then close the socket."""
         self.flush()
@@ -243,12 +253,15 @@ class StatsdLogHandler(logging.Handler):
     """Counts warning, error, exception and critical log records as gunicorn.log.* counters.
 
     An error record carrying exception information counts as `exception`, as Gunicorn's
-    `log.exception()` does; attach it to the error logger next to the usual handlers.
+    `log.exception()` does. `Logger.setup` attaches one to the error logger when StatsD is on;
+    workers inherit it across fork. Each count is sent at once, as Gunicorn sends it: such
+    records are rare, and a worker killed the next moment must not take them with it.
     """
 
     def __init__(self, client: StatsdClient) -> None:
         super().__init__(logging.WARNING)
         self.client = client
+        self.pid = os.getpid()
 
     def emit(self, record: logging.LogRecord) -> None:
         level = record.levelno
@@ -258,4 +271,16 @@ class StatsdLogHandler(logging.Handler):
             name = LOG_EXCEPTION if record.exc_info else LOG_ERROR
         else:
             name = LOG_WARNING
-        self.client.increment(name)
+        client = self._own_client()
+        client.increment(name)
+        client.flush()
+
+    def close(self) -> None:
+        self._own_client().close()
+        super().close()
+
+    def _own_client(self) -> StatsdClient:
+        if self.pid != os.getpid():  # a worker, forked with the master's handler
+            self.pid = os.getpid()
+            self.client.after_fork()
+        return self.client
