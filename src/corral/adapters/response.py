@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from types import TracebackType
 
+from corral.http.grammar import FIELD_TEXT, TOKEN
 from corral.http.parser import Request
 from corral.http.writer import (
     HOP_BY_HOP,
@@ -28,7 +29,7 @@ from corral.http.writer import (
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 # RFC 9110 §5.1 / §5.5: a whole block of "name: value\r\n" lines, checked in one match.
-_HEADER_BLOCK = re.compile(r"(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+: [\t\x20-\x7e\x80-\xff]*\r\n)*\Z")
+_HEADER_BLOCK = re.compile(rf"(?:{TOKEN}: [{FIELD_TEXT}]*\r\n)*\Z")
 _DIGITS = re.compile(r"[0-9]{1,18}\Z")
 
 # Sent with the first chunk in one call when the chunk is at most this large.

@@ -239,7 +239,20 @@ class WSGIAdapter:
         if stats is not None:
             stats.begin()
         try:
-            yield from self.call_app(environ, resp)
+            result: Iterable[bytes] | None = self.app(environ, resp.start_response)
+            if type(result) is list and not resp.head_sent:
+                # The usual answer: the whole body at once, framed with its length and sent
+                # with its head in one buffer (joined first when it is in small pieces).
+                if len(result) == 1:
+                    yield from resp.whole(result[0])
+                    result = None
+                elif (total := sum(map(len, result))) <= _JOIN_LIMIT:
+                    yield from resp.whole(b"".join(result))
+                    result = None
+                elif resp.content_length is None:
+                    resp.content_length = total
+            if result is not None:
+                yield from self.stream(result, resp)
         except (ClientDisconnected, ConnectionError, TimeoutError):
             resp.keep_alive = False
         except ProtocolError as exc:
@@ -311,8 +324,9 @@ class WSGIAdapter:
             resp.head_sent = True
             yield error_response(status)
 
-    def call_app(self, environ: dict[str, Any], resp: Response) -> Iterator[Output]:
-        result = self.app(environ, resp.start_response)
+    def stream(self, result: Iterable[bytes], resp: Response) -> Iterator[Output]:
+        """A response that is not a ready list: pulled one chunk per `next()` (so only as fast
+        as the client drains it), or a file for sendfile; the iterable is closed at the end."""
         try:
             if type(result) is FileWrapper and self.sendfile:
                 file_range = self.file_range(result, resp)
@@ -321,18 +335,6 @@ class WSGIAdapter:
                     if not resp.is_head and file_range.count:
                         yield file_range
                     return
-            if type(result) is list and not resp.head_sent:
-                # The usual answer: the whole body at once, sent with its head in one call
-                # (joined first when it is in small pieces; large ones go piece by piece).
-                if len(result) == 1:
-                    yield from resp.whole(result[0])
-                    return
-                total = sum(map(len, result))
-                if total <= _JOIN_LIMIT:
-                    yield from resp.whole(b"".join(result))
-                    return
-                if resp.content_length is None:
-                    resp.content_length = total
             for chunk in result:
                 if chunk:
                     yield from resp.pieces(chunk)

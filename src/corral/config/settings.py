@@ -491,10 +491,11 @@ memory exceeds this many MiB.
         convert=conv.request_line_limit,
         meta="INT",
         help="""
-The longest request line accepted, in bytes: method, target and HTTP version together.
+The longest request line accepted, in bytes: method, target and HTTP version together, without
+the line's CRLF (counted as Gunicorn counts it).
 
-Longer request lines are answered with 414. The value goes from 0 to 8190; 0 lifts the
-limit up to the hard maximum of 8190. It bounds, in practice, the length of URLs.""",
+Longer request lines are answered with 414. The value goes from 0 to 8190; 0 lifts the limit
+as in Gunicorn, up to a hard bound of 1 MiB. It bounds, in practice, the length of URLs.""",
     )
     limit_request_fields: int = setting(
         100,
@@ -515,10 +516,11 @@ Requests with more are answered with 431. The value may not exceed 32768.""",
         convert=conv.non_negative_int,
         meta="INT",
         help="""
-The largest size of one header field (name and value), in bytes.
+The largest header field line, in bytes, counted as Gunicorn counts it: name, colon, value and
+CRLF (a folded field: all its lines with their CRLFs).
 
-Larger fields are answered with 431. 0 removes the limit, which a hostile client can abuse.
-Gunicorn spells the flag with an underscore; both spellings are accepted.""",
+Larger fields are answered with 431. 0 means 8190, as in Gunicorn 27's code; values above
+65536 mean 65536. Gunicorn spells the flag with an underscore; both spellings are accepted.""",
     )
 
     # --- SSL -----------------------------------------------------------------------------------

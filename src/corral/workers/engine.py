@@ -186,7 +186,11 @@ class Worker(WorkerLifecycle):
             for fd, _ in events:
                 conn = conns.get(fd)
                 if conn is not None:
-                    self.on_event(conn, now)
+                    # Only connections the loop waits on get events (threads' are disarmed).
+                    if conn.state == WRITING:
+                        self.on_writable(conn, now)
+                    else:
+                        self.on_readable(conn, now)
                 elif fd in listening:
                     self.accept(listening[fd], now)
                 elif fd in handlers:
@@ -329,12 +333,6 @@ class Worker(WorkerLifecycle):
         else:
             self.epoll.register(conn.fd, flags)
         conn.events = events
-
-    def on_event(self, conn: Connection, now: float) -> None:
-        if conn.state == WRITING:
-            self.on_writable(conn, now)
-        elif conn.state in (HEAD, IDLE, BODY):
-            self.on_readable(conn, now)
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -531,14 +529,19 @@ class Worker(WorkerLifecycle):
         """Produce and write the response until it is done or the socket is full. Runs on
         the executor (it calls the application); touches only this connection's output."""
         exchange = conn.exchange
+        write_some = conn.write_some
         try:
+            out = conn.outbox
             while True:
-                out = conn.outbox
-                if out is not None:
-                    if not self.write_out(conn, out):
+                if type(out) is bytes:
+                    # The usual case first: the socket takes all of it at once.
+                    sent = write_some(out)
+                    if sent != len(out) and not self.write_out(conn, memoryview(out)[sent:]):
                         return PARKED
-                    conn.outbox = None
-                conn.outbox = next(exchange)
+                elif out is not None and not self.write_out(conn, out):
+                    return PARKED
+                conn.outbox = None
+                out = conn.outbox = next(exchange)
         except StopIteration as stop:
             conn.exchange = None
             if stop.value is None:

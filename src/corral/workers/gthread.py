@@ -47,6 +47,7 @@ class ThreadWorker(Worker):
         self.completed: collections.deque[tuple[Connection, int]] = collections.deque()
         if self.multithread:
             self.capacity = self.settings.threads
+            self.execute = self.execute_in_pool  # type: ignore[method-assign]
             # The loop learns of completions through the wake-up pipe it already watches.
             self.fd_handlers[self.wake_r] = self.on_wake
         self.threads = [
@@ -56,10 +57,7 @@ class ThreadWorker(Worker):
         for thread in self.threads:
             thread.start()
 
-    def execute(self, conn: Connection) -> None:
-        if not self.multithread:
-            super().execute(conn)
-            return
+    def execute_in_pool(self, conn: Connection) -> None:
         conn.state = QUEUED
         self.in_flight += 1
         self.jobs.put(conn)
