@@ -5,7 +5,9 @@ called), hands complete requests to the worker class's executor (inline or a thr
 writes responses as the sockets drain, and closes connections past their deadlines. Each
 connection has one explicit state (workers/connection.py) and only the loop changes it, except
 that an executor marks a connection SERVING when it starts on it. Executors hand connections
-back (`settle`); they never register, re-arm or close one.
+back (`settle`); they never register, re-arm or close one. This module holds the loop,
+accepting, deadlines and closing; workers/reading.py the reading side (heads, bodies) and
+workers/writing.py the writing side (executors, parked responses).
 
 A response is a generator of output (adapters/wsgi.py). The executor pulls it and writes what
 the socket takes; when the socket would block, the response is parked: the loop waits for the
@@ -30,14 +32,10 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from corral.adapters.body import EMPTY_BODY, Body, BodyBuffer
-from corral.adapters.response import FileRange
-from corral.adapters.wsgi import Exchange, Input, WSGIAdapter, WSGIApp
+from corral.adapters.wsgi import WSGIAdapter, WSGIApp
 from corral.errors import ProtocolError
-from corral.http.body import decoder_for
-from corral.http.parser import Limits, Request, parse_head
-from corral.http.proxy import parse_proxy_header
-from corral.http.writer import CONTINUE, error_response, health_response
+from corral.http.parser import Limits, Request
+from corral.http.writer import error_response
 from corral.logs.logger import Logger
 from corral.metrics.stats import WorkerStats
 from corral.metrics.statsd import StatsdClient
@@ -48,13 +46,14 @@ from corral.workers.connection import (
     HEAD,
     IDLE,
     QUEUED,
-    RECV_SIZE,
     SERVING,
     WRITING,
     Connection,
 )
-from corral.workers.heartbeat import REASON_MAX_REQUESTS, REASON_ORPHANED, REASON_STUCK_REQUEST
+from corral.workers.heartbeat import REASON_ORPHANED, REASON_STUCK_REQUEST
 from corral.workers.lifecycle import WorkerLifecycle
+from corral.workers.reading import RequestReading
+from corral.workers.writing import ResponseWriting
 
 if TYPE_CHECKING:
     import ssl
@@ -66,20 +65,9 @@ log = logging.getLogger("corral.error")
 
 _EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 _ACCEPT_BATCH = 16
-_READ = select.EPOLLIN | select.EPOLLRDHUP
-_WRITE = select.EPOLLOUT
-
-# What an executor reports when it hands a connection back (`settle`).
-DONE = 0  # the response is complete; the connection may be kept alive
-PARKED = 1  # the socket is full: wait for it to drain, then resume the response
-CLOSE = 2  # the connection is over
 
 
-class ShortFile(OSError):
-    """A file sent with sendfile ended before the length its response announced."""
-
-
-class Worker(WorkerLifecycle):
+class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
     """Lifecycle and engine; subclasses set `keep_alive_allowed` and may override `execute`."""
 
     keep_alive_allowed = True
@@ -334,318 +322,6 @@ class Worker(WorkerLifecycle):
             self.epoll.register(conn.fd, flags)
         conn.events = events
 
-    # ---- reading ------------------------------------------------------------------------
-
-    def on_readable(self, conn: Connection, now: float) -> None:
-        if self.tls is not None:
-            data = self.read_tls(conn)
-        else:
-            try:
-                data = conn.sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                self.wait_for(conn, _READ)
-                return
-            except OSError:
-                data = None
-            else:
-                if not data:
-                    data = None
-        if data is None:
-            self.close(conn)
-        elif not data:
-            self.wait_for(conn, _READ)
-        elif conn.state == BODY:
-            conn.progress = now
-            self.feed_body(conn, data, now)
-        else:
-            self.received(conn, data, now)
-
-    def read_tls(self, conn: Connection) -> bytes | None:
-        """TLS: the handshake and decryption advance without blocking. A PROXY header comes
-        before the handshake, in the clear, so it is read from the socket first."""
-        if conn.proxy_mode:
-            try:
-                raw = conn.sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                return b""
-            except OSError:
-                return None
-            if not raw:
-                return None
-            rest = self.read_proxy_header(conn, bytes(conn.buf) + raw)
-            if rest is None or conn.proxy_mode:
-                return b"" if rest is not None else None
-            conn.buf = b""
-            conn.feed_ciphertext(rest)  # type: ignore[attr-defined]
-        data: bytes | None = conn.advance()  # type: ignore[attr-defined]
-        return data
-
-    def received(self, conn: Connection, data: bytes, now: float) -> None:
-        buf = conn.buf
-        if not buf:
-            self.process(conn, data, now)
-            return
-        # Part of a head is waiting. A head can only end at a line end, so until one arrives
-        # just collect (in place): re-parsing on every tiny read would cost quadratic time.
-        if type(buf) is not bytearray:
-            buf = bytearray(buf)
-        buf += data
-        if b"\n" not in data and len(buf) <= self.longest_line:
-            conn.buf = buf
-            self.wait_for(conn, _READ)
-            return
-        self.process(conn, bytes(buf), now)
-
-    def process(self, conn: Connection, buf: bytes, now: float) -> None:
-        """Parse what the connection has sent and start the request it holds, if complete.
-        This is the one place requests are parsed: pipelined ones come back here when the
-        response before them is done."""
-        if conn.proxy_mode and self.tls is None:
-            rest = self.read_proxy_header(conn, buf)
-            if rest is None:
-                self.close(conn)
-                return
-            if conn.proxy_mode:
-                self.wait_for(conn, _READ)
-                return
-            buf = rest
-        try:
-            parsed = parse_head(buf, self.limits)
-        except ProtocolError as exc:
-            self.reject(conn, exc)
-            return
-        if parsed is None:
-            conn.buf = buf
-            conn.state = HEAD
-            self.wait_for(conn, _READ)
-            return
-        req, used = parsed
-        conn.buf = b""
-        self.begin(conn, req, buf[used:], now)
-
-    def read_proxy_header(self, conn: Connection, buf: bytes) -> bytes | None:
-        """Consume the PROXY protocol header a trusted proxy sends first: the bytes after
-        it, or b"" with `proxy_mode` still set when incomplete, or None (closed) if bad."""
-        try:
-            parsed = parse_proxy_header(buf, conn.proxy_mode)
-        except ProtocolError as exc:
-            log.info("Closing connection from %s: %s", conn.remote_addr, exc.reason)
-            return None
-        if parsed is None:
-            conn.buf = buf
-            return b""
-        info, used = parsed
-        conn.proxy_mode = ""
-        if info.client_addr is not None:
-            conn.remote_addr = info.client_addr
-            conn.remote_port = str(info.client_port)
-        return buf[used:]
-
-    # ---- a request ----------------------------------------------------------------------
-
-    def begin(self, conn: Connection, req: Request, rest: bytes, now: float) -> None:
-        self.handled += 1
-        if self.handled >= self.max_requests and self.alive:
-            log.info("Autorestarting worker after current request.")
-            self.retire(REASON_MAX_REQUESTS)
-        if req.path == self.health_path:
-            self.answer_health(conn, req, rest)
-            return
-        if not (req.chunked or req.content_length):
-            self.dispatch(conn, req, EMPTY_BODY, rest, now)
-            return
-        size = req.content_length
-        if self.body_buffer and (size is None or size <= self.body_buffer):
-            conn.body = (
-                req,
-                BodyBuffer(decoder_for(req), self.settings.request_body_memory, self.body_buffer),
-            )
-            conn.state = BODY
-            conn.progress = now
-            limit = self.settings.request_body_timeout
-            conn.deadline = now + limit if limit else 0.0
-            if req.expect_continue and not rest:
-                # RFC 9110 §10.1.1: the client waits for this before sending the body.
-                conn.send_nowait(CONTINUE)
-            if rest:
-                self.feed_body(conn, rest, now)
-            else:
-                self.wait_for(conn, _READ)
-            return
-        body = Body(decoder_for(req), rest, conn.recv, conn.send if req.expect_continue else None)
-        self.dispatch(conn, req, body, b"", now)
-
-    def feed_body(self, conn: Connection, data: bytes, now: float) -> None:
-        req, buffer = conn.body
-        try:
-            rest = buffer.feed(data)
-        except ProtocolError as exc:
-            buffer.discard()
-            conn.body = None
-            self.reject(conn, exc)
-            return
-        if rest is not None:
-            conn.body = None
-            conn.deadline = 0.0
-            self.dispatch(conn, req, buffer.input(), rest, now)
-        elif buffer.over_max:
-            conn.body = None
-            conn.deadline = 0.0
-            self.dispatch(conn, req, buffer.stream(conn.recv), b"", now)
-        else:
-            self.wait_for(conn, _READ)
-
-    def dispatch(
-        self, conn: Connection, req: Request, body: Input, rest: bytes, now: float
-    ) -> None:
-        """Hand a complete request to the executor."""
-        assert self.adapter is not None
-        keep = self.keep_alive_allowed and self.alive
-        exchange = self.adapter.exchange(conn, req, body, rest, keep)
-        if self.pre_request is not None:
-            exchange = self.with_pre_request(req, exchange)
-        conn.exchange = exchange
-        conn.started = now
-        conn.deadline = 0.0
-        self.execute(conn)
-
-    def with_pre_request(self, req: Request, exchange: Exchange) -> Exchange:
-        """The pre_request hook, run by the executor just before the application."""
-        assert self.pre_request is not None
-        try:
-            self.pre_request(self, req)
-        except Exception:
-            log.exception("Exception in pre_request hook")
-        return (yield from exchange)
-
-    def execute(self, conn: Connection) -> None:
-        """Run the response inline (sync, gthread with one thread); thread pools override."""
-        conn.state = SERVING
-        self.settle(conn, self.pump(conn), time.monotonic())
-
-    # ---- the response ---------------------------------------------------------------------
-
-    def pump(self, conn: Connection) -> int:
-        """Produce and write the response until it is done or the socket is full. Runs on
-        the executor (it calls the application); touches only this connection's output."""
-        exchange = conn.exchange
-        write_some = conn.write_some
-        try:
-            out = conn.outbox
-            while True:
-                if type(out) is bytes:
-                    # The usual case first: the socket takes all of it at once.
-                    sent = write_some(out)
-                    if sent != len(out) and not self.write_out(conn, memoryview(out)[sent:]):
-                        return PARKED
-                elif out is not None and not self.write_out(conn, out):
-                    return PARKED
-                conn.outbox = None
-                out = conn.outbox = next(exchange)
-        except StopIteration as stop:
-            conn.exchange = None
-            if stop.value is None:
-                return CLOSE
-            conn.buf = stop.value
-            return DONE
-        except OSError:
-            self.close_exchange(conn)
-            return CLOSE
-        except Exception:
-            log.exception("Unexpected error serving %s", conn.remote_addr)
-            self.close_exchange(conn)
-            return CLOSE
-
-    def write_out(self, conn: Connection, out: bytes | memoryview | FileRange) -> bool:
-        """Send output without waiting: True when all of it went, False when the rest is
-        left in `conn.outbox` for when the socket drains. Raises OSError if the peer left."""
-        if type(out) is FileRange:
-            while out.count > 0:
-                sent = conn.sendfile_some(out.fd, out.offset, out.count)
-                if sent is None:
-                    conn.outbox = out
-                    return False
-                if sent == 0:
-                    raise ShortFile("the file is shorter than its response announced")
-                out.offset += sent
-                out.count -= sent
-                conn.progress = time.monotonic()
-            return True
-        assert not isinstance(out, FileRange)
-        while True:
-            sent = conn.write_some(out)
-            if sent == len(out):
-                return True
-            if sent == 0:
-                conn.outbox = out
-                return False
-            out = memoryview(out)[sent:]
-            conn.progress = time.monotonic()
-
-    def settle(self, conn: Connection, outcome: int, now: float) -> None:
-        """A connection comes back from the executor: park it, go on with it, or close it."""
-        if outcome == PARKED:
-            conn.state = WRITING
-            conn.progress = now
-            if not conn.deadline:
-                limit = self.settings.response_write_timeout
-                conn.deadline = now + limit if limit else 0.0
-            self.wait_for(conn, _WRITE)
-            return
-        conn.requests += 1
-        conn.since = now
-        conn.deadline = 0.0
-        conn.keep_after = outcome == DONE
-        if conn.flushed:
-            self.output_done(conn, now)
-        else:  # TLS records not yet on the socket
-            conn.state = WRITING
-            self.wait_for(conn, _WRITE)
-
-    def output_done(self, conn: Connection, now: float) -> None:
-        """All output of a response has gone: read the next request, or close."""
-        if not conn.keep_after:
-            self.close(conn)
-            return
-        rest, conn.buf = conn.buf, b""
-        if rest:
-            self.process(conn, bytes(rest), now)
-        else:
-            conn.state = IDLE
-            self.wait_for(conn, _READ)
-
-    def on_writable(self, conn: Connection, now: float) -> None:
-        try:
-            out = conn.outbox
-            if out is not None:
-                if not self.write_out(conn, out):
-                    self.wait_for(conn, _WRITE)
-                    return
-                conn.outbox = None
-            if conn.exchange is not None:
-                self.execute(conn)  # the socket drained: the next chunk
-                return
-            if not conn.flush_some():
-                self.wait_for(conn, _WRITE)
-                return
-        except OSError:
-            self.abandon(conn)
-            return
-        self.output_done(conn, now)
-
-    def answer_health(self, conn: Connection, req: Request, rest: bytes) -> None:
-        """--health-path: answered by corral itself, 200 while serving, 503 once stopping;
-        the application is never called."""
-        keep = self.keep_alive_allowed and self.alive and req.keep_alive
-        keep = keep and not req.chunked and not req.content_length
-        conn.outbox = health_response(200 if self.alive else 503, keep, req.method == "HEAD")
-        conn.buf = rest
-        conn.keep_after = keep
-        conn.requests += 1
-        conn.since = time.monotonic()
-        conn.state = WRITING
-        self.on_writable(conn, conn.since)
-
     # ---- ending -------------------------------------------------------------------------
 
     def reject(self, conn: Connection, exc: ProtocolError) -> None:
@@ -703,9 +379,11 @@ class Worker(WorkerLifecycle):
                     if state == BODY:
                         conn.send_nowait(error_response(408))
                     self.abandon(conn)
-            elif state == SERVING and self.multithread:
-                if not conn.stuck and now - conn.started > timeout:
-                    self.report_stuck(conn, now)
+            elif state == SERVING and self.multithread and self.overdue(conn, now):
+                self.report_stuck(conn, now)
+
+    def overdue(self, conn: Connection, now: float) -> bool:
+        return not conn.stuck and now - conn.started > self.timeout
 
     def report_stuck(self, conn: Connection, now: float) -> None:
         """A thread has run one request for longer than `timeout`: show where it is (once),

@@ -23,8 +23,9 @@ import time
 
 from corral.config import Settings
 from corral.workers.connection import QUEUED, SERVING, Connection
-from corral.workers.engine import CLOSE, Worker
+from corral.workers.engine import Worker
 from corral.workers.lifecycle import drain_pipe
+from corral.workers.writing import CLOSE
 
 log = logging.getLogger("corral.error")
 

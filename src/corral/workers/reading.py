@@ -1,0 +1,215 @@
+"""The engine's reading side: heads parsed as bytes arrive, request bodies received before the
+application is called, PROXY protocol headers, and TLS input.
+
+This is the one place requests are parsed; pipelined ones come back here when the response
+before them is done. Runs only in the worker's loop. What it must never do: wait for a client
+(every read is non-blocking; an incomplete head or body waits in the epoll set), or call the
+application.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+from typing import TYPE_CHECKING
+
+from corral.adapters.body import EMPTY_BODY, Body, BodyBuffer
+from corral.adapters.wsgi import Input
+from corral.errors import ProtocolError
+from corral.http.body import decoder_for
+from corral.http.parser import Limits, Request, parse_head
+from corral.http.proxy import parse_proxy_header
+from corral.http.writer import CONTINUE
+from corral.workers.connection import BODY, HEAD, RECV_SIZE, Connection
+from corral.workers.heartbeat import REASON_MAX_REQUESTS
+
+if TYPE_CHECKING:
+    from corral.config import Settings
+
+log = logging.getLogger("corral.error")
+
+READ = select.EPOLLIN | select.EPOLLRDHUP
+
+
+class RequestReading:
+    """Mixed into the engine's `Worker`; the names below are the engine's."""
+
+    settings: Settings
+    limits: Limits
+    longest_line: int
+    body_buffer: int
+    handled: int
+    max_requests: int
+    alive: bool
+    health_path: str | None
+    tls: object
+
+    if TYPE_CHECKING:
+
+        def wait_for(self, conn: Connection, events: int) -> None: ...
+        def close(self, conn: Connection) -> None: ...
+        def reject(self, conn: Connection, exc: ProtocolError) -> None: ...
+        def retire(self, reason: int) -> None: ...
+        def answer_health(self, conn: Connection, req: Request, rest: bytes) -> None: ...
+        def dispatch(
+            self, conn: Connection, req: Request, body: Input, rest: bytes, now: float
+        ) -> None: ...
+
+    def on_readable(self, conn: Connection, now: float) -> None:
+        if self.tls is not None:
+            data = self.read_tls(conn)
+        else:
+            try:
+                data = conn.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                self.wait_for(conn, READ)
+                return
+            except OSError:
+                data = None
+            else:
+                if not data:
+                    data = None
+        if data is None:
+            self.close(conn)
+        elif not data:
+            self.wait_for(conn, READ)
+        elif conn.state == BODY:
+            conn.progress = now
+            self.feed_body(conn, data, now)
+        else:
+            self.received(conn, data, now)
+
+    def read_tls(self, conn: Connection) -> bytes | None:
+        """TLS: the handshake and decryption advance without blocking. A PROXY header comes
+        before the handshake, in the clear, so it is read from the socket first."""
+        if conn.proxy_mode:
+            try:
+                raw = conn.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                return b""
+            except OSError:
+                return None
+            if not raw:
+                return None
+            rest = self.read_proxy_header(conn, bytes(conn.buf) + raw)
+            if rest is None or conn.proxy_mode:
+                return b"" if rest is not None else None
+            conn.buf = b""
+            conn.feed_ciphertext(rest)  # type: ignore[attr-defined]
+        data: bytes | None = conn.advance()  # type: ignore[attr-defined]
+        return data
+
+    def received(self, conn: Connection, data: bytes, now: float) -> None:
+        buf = conn.buf
+        if not buf:
+            self.process(conn, data, now)
+            return
+        # Part of a head is waiting. A head can only end at a line end, so until one arrives
+        # just collect (in place): re-parsing on every tiny read would cost quadratic time.
+        if type(buf) is not bytearray:
+            buf = bytearray(buf)
+        buf += data
+        if b"\n" not in data and len(buf) <= self.longest_line:
+            conn.buf = buf
+            self.wait_for(conn, READ)
+            return
+        self.process(conn, bytes(buf), now)
+
+    def process(self, conn: Connection, buf: bytes, now: float) -> None:
+        """Parse what the connection has sent and start the request it holds, if complete.
+        This is the one place requests are parsed: pipelined ones come back here when the
+        response before them is done."""
+        if conn.proxy_mode and self.tls is None:
+            rest = self.read_proxy_header(conn, buf)
+            if rest is None:
+                self.close(conn)
+                return
+            if conn.proxy_mode:
+                self.wait_for(conn, READ)
+                return
+            buf = rest
+        try:
+            parsed = parse_head(buf, self.limits)
+        except ProtocolError as exc:
+            self.reject(conn, exc)
+            return
+        if parsed is None:
+            conn.buf = buf
+            conn.state = HEAD
+            self.wait_for(conn, READ)
+            return
+        req, used = parsed
+        conn.buf = b""
+        self.begin(conn, req, buf[used:], now)
+
+    def read_proxy_header(self, conn: Connection, buf: bytes) -> bytes | None:
+        """Consume the PROXY protocol header a trusted proxy sends first: the bytes after
+        it, or b"" with `proxy_mode` still set when incomplete, or None (closed) if bad."""
+        try:
+            parsed = parse_proxy_header(buf, conn.proxy_mode)
+        except ProtocolError as exc:
+            log.info("Closing connection from %s: %s", conn.remote_addr, exc.reason)
+            return None
+        if parsed is None:
+            conn.buf = buf
+            return b""
+        info, used = parsed
+        conn.proxy_mode = ""
+        if info.client_addr is not None:
+            conn.remote_addr = info.client_addr
+            conn.remote_port = str(info.client_port)
+        return buf[used:]
+
+    # ---- a request ----------------------------------------------------------------------
+
+    def begin(self, conn: Connection, req: Request, rest: bytes, now: float) -> None:
+        self.handled += 1
+        if self.handled >= self.max_requests and self.alive:
+            log.info("Autorestarting worker after current request.")
+            self.retire(REASON_MAX_REQUESTS)
+        if req.path == self.health_path:
+            self.answer_health(conn, req, rest)
+            return
+        if not (req.chunked or req.content_length):
+            self.dispatch(conn, req, EMPTY_BODY, rest, now)
+            return
+        size = req.content_length
+        if self.body_buffer and (size is None or size <= self.body_buffer):
+            conn.body = (
+                req,
+                BodyBuffer(decoder_for(req), self.settings.request_body_memory, self.body_buffer),
+            )
+            conn.state = BODY
+            conn.progress = now
+            limit = self.settings.request_body_timeout
+            conn.deadline = now + limit if limit else 0.0
+            if req.expect_continue and not rest:
+                # RFC 9110 §10.1.1: the client waits for this before sending the body.
+                conn.send_nowait(CONTINUE)
+            if rest:
+                self.feed_body(conn, rest, now)
+            else:
+                self.wait_for(conn, READ)
+            return
+        body = Body(decoder_for(req), rest, conn.recv, conn.send if req.expect_continue else None)
+        self.dispatch(conn, req, body, b"", now)
+
+    def feed_body(self, conn: Connection, data: bytes, now: float) -> None:
+        req, buffer = conn.body
+        try:
+            rest = buffer.feed(data)
+        except ProtocolError as exc:
+            buffer.discard()
+            conn.body = None
+            self.reject(conn, exc)
+            return
+        if rest is not None:
+            conn.body = None
+            conn.deadline = 0.0
+            self.dispatch(conn, req, buffer.input(), rest, now)
+        elif buffer.over_max:
+            conn.body = None
+            conn.deadline = 0.0
+            self.dispatch(conn, req, buffer.stream(conn.recv), b"", now)
+        else:
+            self.wait_for(conn, READ)
