@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -26,6 +27,15 @@ def get(port: int, path: str) -> int:
         conn.close()
 
 
+def opened(pid: int) -> set[str]:
+    """The paths of the files process `pid` has open."""
+    paths = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed since it was listed
+            paths.add(os.readlink(fd))
+    return paths
+
+
 def test_usr1_reopens_moved_logs(tmp_path: Path) -> None:
     error_log = tmp_path / "error.log"
     access_log = tmp_path / "access.log"
@@ -41,12 +51,16 @@ def test_usr1_reopens_moved_logs(tmp_path: Path) -> None:
         srv.signal(signal.SIGUSR1)
         wait_for(access_log.exists)
         wait_for(error_log.exists)
+        # The master reopens first, then the workers, each in its own loop: a request served
+        # before its worker reopened still goes to the moved file, as it should.
+        moved = {str(tmp_path / "access.log.1"), str(tmp_path / "error.log.1")}
+        wait_for(lambda: not any(opened(pid) & moved for pid in srv.worker_pids()))
 
-        def both_workers_reopened() -> bool:
+        def both_workers_answered() -> bool:
             get(srv.port, "/after")
             return access_log.read_text().count("/after") >= 4
 
-        wait_for(both_workers_reopened, 10)
+        wait_for(both_workers_answered, 10)
         assert "/after" not in (tmp_path / "access.log.1").read_text()
         srv.signal(signal.SIGTTIN)
         wait_for(lambda: "Booting worker" in error_log.read_text())
