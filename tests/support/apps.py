@@ -145,6 +145,9 @@ def _orphan(environ: Environ, start_response: StartResponse) -> list[bytes]:
 
 
 def _pid(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    seconds = environ.get("QUERY_STRING")
+    if seconds:  # /pid?0.5: which worker served a request that took this long
+        time.sleep(float(seconds))
     return _json(start_response, {"pid": os.getpid()})
 
 

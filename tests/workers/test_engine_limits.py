@@ -69,3 +69,29 @@ def test_stuck_request_thread_is_reported_and_worker_replaced() -> None:
 def _ignore_errors(port: int, path: str) -> None:
     with contextlib.suppress(OSError):
         get(port, path)
+
+
+def test_a_burst_spreads_over_the_workers_by_free_threads() -> None:
+    """50 slow requests at once on 2 workers x 25 threads: a worker takes new connections only
+    as far as it has free threads, so neither serves more than 25 of them (one used to take up
+    to 16 per wake-up whatever its threads were doing, and the excess waited a whole request)."""
+    import json
+
+    args = ["-w", "2", "-k", "gthread", "--threads", "25"]
+    with Server("support.apps:echo", *args) as srv:
+        srv.wait_booted(2)
+        pids: list[int] = []
+
+        def one() -> None:
+            with connect(srv.port, timeout=20) as sock:
+                sock.sendall(b"GET /pid?0.5 HTTP/1.1\r\nHost: a\r\n\r\n")
+                pids.append(json.loads(read_response(sock)[0].body)["pid"])
+
+        clients = [threading.Thread(target=one) for _ in range(50)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(30)
+    assert len(pids) == 50
+    counts = sorted(pids.count(pid) for pid in set(pids))
+    assert max(counts) <= 25, counts

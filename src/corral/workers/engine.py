@@ -20,6 +20,7 @@ while it holds a connection the executor may also touch.
 from __future__ import annotations
 
 import _socket
+import collections
 import contextlib
 import logging
 import os
@@ -65,6 +66,7 @@ log = logging.getLogger("corral.error")
 
 _EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 _ACCEPT_BATCH = 16
+FRESH_SECONDS = 0.1
 
 
 class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
@@ -116,6 +118,7 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
         self.conns: dict[int, Connection] = {}
         self.in_flight = 0  # connections handed to the thread pool and not yet back
         self.capacity = sys.maxsize  # how many the executor can serve at once
+        self.fresh: collections.deque[Connection] = collections.deque()  # recent accepts
         self.listening: dict[int, socket.socket] = {}
         self.accepting = False
         self.epoll: Any = None
@@ -185,7 +188,7 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
                     handlers[fd]()
             self.after_events()
             if self.listening:
-                self.update_accepting()
+                self.update_accepting(now)
             if self.reopen_requested:
                 self.reopen_logs_if_requested()
             if now >= next_sweep:
@@ -215,11 +218,26 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
         """Stopping: nothing left but requests stuck past `timeout` (they die with us)."""
         return all(conn.stuck for conn in self.conns.values())
 
-    def update_accepting(self) -> None:
+    def update_accepting(self, now: float) -> None:
         """Take new connections only while there is room for them and a free executor."""
-        want = len(self.conns) < self.settings.worker_connections and self.in_flight < self.capacity
+        want = len(self.conns) < self.settings.worker_connections and not self.saturated(now)
         if want != self.accepting:
             self.set_accepting(want)
+
+    def saturated(self, now: float) -> bool:
+        """Whether every thread has work: requests in flight, plus connections accepted in the
+        last FRESH_SECONDS whose first request has not arrived yet (it usually follows the
+        handshake within a millisecond). Counting those is what spreads a burst over the
+        workers; counting them only briefly keeps idle connections from closing the door."""
+        if self.in_flight >= self.capacity:
+            return True
+        fresh = self.fresh
+        if not fresh:
+            return False
+        while fresh and now - fresh[0].since > FRESH_SECONDS:
+            fresh.popleft()
+        waiting = sum(1 for conn in fresh if conn.state == HEAD and not conn.requests)
+        return self.in_flight + waiting >= self.capacity
 
     def set_accepting(self, on: bool) -> None:
         """Watch the listeners or not. At worker_connections (or with every thread busy) the
@@ -266,7 +284,7 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
         # listener was watched because there was room, and requests on connections already
         # open must not starve new ones.
         for n in range(_ACCEPT_BATCH if self.keep_alive_allowed else 1):
-            if n and self.in_flight >= self.capacity:
+            if n and self.saturated(now):
                 return
             if not self.accept_one(listener, now):
                 return
@@ -304,6 +322,8 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
         if self.proxy_mode and is_trusted(peer, self.proxy_allow_ips):
             conn.proxy_mode = self.proxy_mode
         self.conns[conn.fd] = conn
+        if self.capacity != sys.maxsize:
+            self.fresh.append(conn)
         # Clients send right after connecting: read now instead of waiting for epoll (the
         # connection is registered only if it has to wait).
         self.on_readable(conn, now)
