@@ -66,7 +66,7 @@ log = logging.getLogger("corral.error")
 
 _EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 _ACCEPT_BATCH = 16
-FRESH_SECONDS = 0.1
+FRESH_SECONDS = 0.05
 
 
 class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
@@ -169,7 +169,9 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
                     break
             flush()  # access lines reach their file before the loop waits
             try:
-                events = epoll.poll(interval)
+                # Not accepting only because of fresh connections: look again when they age.
+                wait = FRESH_SECONDS if self.fresh and not self.accepting else interval
+                events = epoll.poll(wait)
             except InterruptedError:
                 continue
             now = time.monotonic()
@@ -224,20 +226,23 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
         if want != self.accepting:
             self.set_accepting(want)
 
-    def saturated(self, now: float) -> bool:
-        """Whether every thread has work: requests in flight, plus connections accepted in the
-        last FRESH_SECONDS whose first request has not arrived yet (it usually follows the
-        handshake within a millisecond). Counting those is what spreads a burst over the
-        workers; counting them only briefly keeps idle connections from closing the door."""
-        if self.in_flight >= self.capacity:
+    def saturated(self, now: float, batch: int = 0) -> bool:
+        """Whether every thread has work: requests in flight, plus connections just accepted
+        whose first request has not arrived yet (it usually follows the handshake within a
+        millisecond): those of the current accept batch, and, while requests are in flight,
+        those of the last FRESH_SECONDS. Counting them is what spreads a burst over the
+        workers. An idle worker, or a connection older than FRESH_SECONDS, never closes the
+        door, so clients that connect and send nothing cannot keep a worker from accepting."""
+        in_flight = self.in_flight
+        if in_flight + batch >= self.capacity:
             return True
         fresh = self.fresh
-        if not fresh:
-            return False
         while fresh and now - fresh[0].since > FRESH_SECONDS:
             fresh.popleft()
+        if not in_flight or not fresh:
+            return False
         waiting = sum(1 for conn in fresh if conn.state == HEAD and not conn.requests)
-        return self.in_flight + waiting >= self.capacity
+        return in_flight + waiting >= self.capacity
 
     def set_accepting(self, on: bool) -> None:
         """Watch the listeners or not. At worker_connections (or with every thread busy) the
@@ -283,11 +288,13 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
         # thread pool takes more only while it has free threads. One is always taken: the
         # listener was watched because there was room, and requests on connections already
         # open must not starve new ones.
+        batch = 0  # accepted now and still waiting for their first request
         for n in range(_ACCEPT_BATCH if self.keep_alive_allowed else 1):
-            if n and self.saturated(now):
+            if n and self.saturated(now, batch):
                 return
             if not self.accept_one(listener, now):
                 return
+            batch += self.fresh[-1].state == HEAD if self.fresh else 0
 
     def accept_one(self, listener: socket.socket, now: float) -> bool:
         """Accept one queued connection and start reading it; False when none was taken."""
