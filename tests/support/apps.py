@@ -7,12 +7,13 @@ sees a 500 instead of the answer it expects.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from wsgiref.validate import validator
 
@@ -151,7 +152,40 @@ def _pid(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _json(start_response, {"pid": os.getpid()})
 
 
+def _fork(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """A child that outlives the request and holds the worker's sockets (as a subprocess
+    started with fork does)."""
+    if os.fork() == 0:
+        time.sleep(float(environ.get("QUERY_STRING") or "10"))
+        os._exit(0)
+    return _json(start_response, {"forked": True})
+
+
+_CONTEXT_VAR: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "corral_test", default=None
+)
+
+
+def _context_stream(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """A large streamed response that sets a context variable and checks it on every chunk:
+    it must survive the response being parked and resumed."""
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+
+    def chunks() -> Iterator[bytes]:
+        token = _CONTEXT_VAR.set("mine")
+        lost = 0
+        for _ in range(16):
+            yield b"c" * (256 * 1024)
+            lost += _CONTEXT_VAR.get() != "mine"
+        _CONTEXT_VAR.reset(token)
+        yield f"lost={lost}".encode()
+
+    return chunks()
+
+
 ROUTES: dict[str, Callable[[Environ, StartResponse], Iterable[bytes]]] = {
+    "/fork": _fork,
+    "/context-stream": _context_stream,
     "/upload": _upload,
     "/echo-body": _echo_body,
     "/lines": _lines,

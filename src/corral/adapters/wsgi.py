@@ -21,6 +21,7 @@ from urllib.parse import unquote_to_bytes
 from corral import SERVER_SOFTWARE
 from corral.adapters.body import DRAIN_SECONDS, Body, EmptyBody, FileWrapper
 from corral.adapters.response import FileRange, Output, Response
+from corral.addresses import split_host_port
 from corral.errors import ClientDisconnected, ProtocolError
 from corral.http.parser import Request
 from corral.http.writer import REASONS, error_response
@@ -160,19 +161,19 @@ class WSGIAdapter:
             environ["wsgi.url_scheme"] = schemes.pop()
 
     def server_address(self, host: str, conn: Transport) -> tuple[str, str]:
-        cached = self.hosts.get(host)
-        if cached is not None:
-            return cached
-        if host.startswith("["):
-            name, _, rest = host.partition("]")
-            name += "]"
-            port = rest[1:] if rest.startswith(":") else ""
-        else:
-            name, _, port = host.partition(":")
-        result = (name, port or conn.server_port)
-        if len(self.hosts) < 256:
-            self.hosts[host] = result
-        return result
+        """SERVER_NAME and SERVER_PORT from a Host value: HOST[:PORT] or [IPv6][:PORT], the
+        brackets kept as in the header. What it lacks, or a value that is not a host and
+        port, is filled from the connection (so the cache holds only what the header says)."""
+        parsed = self.hosts.get(host)
+        if parsed is None:
+            try:
+                name, port = split_host_port(host)
+            except ValueError:
+                name, port = "", None
+            parsed = (f"[{name}]" if ":" in name else name, "" if port is None else str(port))
+            if len(self.hosts) < 256:
+                self.hosts[host] = parsed
+        return parsed[0] or conn.server_name, parsed[1] or conn.server_port
 
     def build_environ(self, req: Request, conn: Transport, body: Input) -> dict[str, Any]:
         path = req.path

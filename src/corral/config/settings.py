@@ -1311,9 +1311,9 @@ As in Gunicorn, a function taking only (worker, req) or (worker, req, environ) i
         "new_value",
         "old_value",
         help="""
-Called in the master when the number of workers changes (TTIN, TTOU, reload).
-
-old_value is None the first time.""",
+Called in the master with (server, new_value, old_value) whenever the number of workers is set:
+first with old_value None, then on TTIN, TTOU and every reload (HUP), even when the number
+stays the same, as Gunicorn 27 does.""",
     )
     on_exit: ServerHook = server_hook(
         on_exit,

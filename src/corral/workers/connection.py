@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import _socket
 import contextlib
+import contextvars
 import os
 import select
 from typing import Any
@@ -24,6 +25,7 @@ from corral.adapters.response import FileRange
 from corral.errors import ClientDisconnected
 
 RECV_SIZE = 65536
+_EMPTY_CONTEXT = contextvars.Context()
 _READ = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _WRITE = select.POLLOUT | select.POLLERR | select.POLLHUP
 
@@ -51,6 +53,7 @@ class Connection:
     __slots__ = (
         "body",
         "buf",
+        "context",
         "deadline",
         "events",
         "exchange",
@@ -99,6 +102,7 @@ class Connection:
         self.proxy_mode = ""  # "v1", "v2" or "auto" while a PROXY header is still expected
         self.body: Any = None  # the body being read in the loop (engine's BodyReader)
         self.exchange: Any = None  # the response being produced (a generator of output)
+        self.context = _EMPTY_CONTEXT  # the request's contextvars (set per request)
         self.outbox: bytes | memoryview | FileRange | None = None  # output not yet sent
         self.keep_after = False  # for output without an exchange: keep alive once sent
         self.started = now  # when the current request was handed to the application

@@ -66,6 +66,7 @@ log = logging.getLogger("corral.error")
 
 _EXCLUSIVE = getattr(select, "EPOLLEXCLUSIVE", 0)
 _ACCEPT_BATCH = 16
+_READING = (HEAD, IDLE, BODY)
 FRESH_SECONDS = 0.05
 
 
@@ -118,7 +119,8 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
         self.conns: dict[int, Connection] = {}
         self.in_flight = 0  # connections handed to the thread pool and not yet back
         self.capacity = sys.maxsize  # how many the executor can serve at once
-        self.fresh: collections.deque[Connection] = collections.deque()  # recent accepts
+        # Recent accepts, (accepted at, connection), for spreading bursts over the workers.
+        self.fresh: collections.deque[tuple[float, Connection]] = collections.deque()
         self.listening: dict[int, socket.socket] = {}
         self.accepting = False
         self.epoll: Any = None
@@ -179,11 +181,7 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
             for fd, _ in events:
                 conn = conns.get(fd)
                 if conn is not None:
-                    # Only connections the loop waits on get events (threads' are disarmed).
-                    if conn.state == WRITING:
-                        self.on_writable(conn, now)
-                    else:
-                        self.on_readable(conn, now)
+                    self.on_event(conn, now)
                 elif fd in listening:
                     self.accept(listening[fd], now)
                 elif fd in handlers:
@@ -202,7 +200,10 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
         self.finish()
         for conn in list(conns.values()):
             if conn.state in (QUEUED, SERVING):
-                conn.close()  # a thread may still run it: leave its generator alone
+                # A thread may still use it: end the connection for the client without
+                # touching its TLS state or freeing its descriptor number.
+                with contextlib.suppress(OSError):
+                    conn.sock.shutdown(socket.SHUT_RDWR)
             else:
                 self.abandon(conn)
         flush()
@@ -212,6 +213,20 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
             self.accept_wakeups,
             self.accepted,
         )
+
+    def on_event(self, conn: Connection, now: float) -> None:
+        """One connection's readiness. A failure here is this connection's alone: it is
+        logged and the connection closed, and the loop goes on with the others."""
+        state = conn.state
+        try:
+            if state == WRITING:
+                self.on_writable(conn, now)
+            elif state in _READING:
+                self.on_readable(conn, now)
+            # A thread's connection is disarmed; an event for it can only be stale.
+        except Exception:
+            log.exception("Unexpected error on the connection from %s", conn.remote_addr)
+            self.abandon(conn)
 
     def after_events(self) -> None:
         """Subclasses take back the connections their threads finished with."""
@@ -237,11 +252,11 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
         if in_flight + batch >= self.capacity:
             return True
         fresh = self.fresh
-        while fresh and now - fresh[0].since > FRESH_SECONDS:
+        while fresh and now - fresh[0][0] > FRESH_SECONDS:
             fresh.popleft()
         if not in_flight or not fresh:
             return False
-        waiting = sum(1 for conn in fresh if conn.state == HEAD and not conn.requests)
+        waiting = sum(1 for _, conn in fresh if conn.state == HEAD and not conn.requests)
         return in_flight + waiting >= self.capacity
 
     def set_accepting(self, on: bool) -> None:
@@ -294,7 +309,7 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
                 return
             if not self.accept_one(listener, now):
                 return
-            batch += self.fresh[-1].state == HEAD if self.fresh else 0
+            batch += self.fresh[-1][1].state == HEAD if self.fresh else 0
 
     def accept_one(self, listener: socket.socket, now: float) -> bool:
         """Accept one queued connection and start reading it; False when none was taken."""
@@ -330,10 +345,10 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
             conn.proxy_mode = self.proxy_mode
         self.conns[conn.fd] = conn
         if self.capacity != sys.maxsize:
-            self.fresh.append(conn)
+            self.fresh.append((now, conn))
         # Clients send right after connecting: read now instead of waiting for epoll (the
         # connection is registered only if it has to wait).
-        self.on_readable(conn, now)
+        self.on_event(conn, now)
         return True
 
     # ---- waiting --------------------------------------------------------------------------
@@ -362,7 +377,7 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
         exchange, conn.exchange = conn.exchange, None
         if exchange is not None:
             try:
-                exchange.close()
+                conn.context.run(exchange.close)
             except Exception:
                 log.exception("Error closing the response to %s", conn.remote_addr)
 
@@ -375,9 +390,14 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
         self.close(conn)
 
     def close(self, conn: Connection) -> None:
-        # Closing the descriptor also removes it from the epoll set.
         if self.conns.get(conn.fd) is conn:
             del self.conns[conn.fd]
+        if conn.events:
+            # Closing the descriptor removes it from the epoll set only when no other process
+            # holds the socket: a child the application forked would keep a stale entry that
+            # fires for the next connection given this descriptor number.
+            with contextlib.suppress(OSError):
+                self.epoll.unregister(conn.fd)
         conn.state = CLOSED
         conn.close()
 
@@ -394,7 +414,10 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
         for conn in list(self.conns.values()):
             state = conn.state
             if state == HEAD:
-                if now - conn.since > timeout:
+                # While stopping, a connection that has sent nothing gets `keepalive`, not
+                # `timeout`: a browser's preconnect must not hold a graceful stop.
+                limit = timeout if self.alive or conn.buf else min(timeout, keepalive)
+                if now - conn.since > limit:
                     if conn.buf:
                         conn.send_nowait(error_response(408))
                     self.close(conn)

@@ -98,7 +98,11 @@ class ThreadWorker(Worker):
             except IndexError:
                 break
             self.in_flight -= 1
-            self.settle(conn, outcome, now)
+            try:
+                self.settle(conn, outcome, now)
+            except Exception:
+                log.exception("Unexpected error on the connection from %s", conn.remote_addr)
+                self.abandon(conn)
 
     def drained(self) -> bool:
         self.after_events()
@@ -107,5 +111,9 @@ class ThreadWorker(Worker):
     def finish(self) -> None:
         # Past this point nothing is in flight, or graceful_timeout has run out: threads still
         # busy end with the process.
+        # Requests still queued are not started: their connections are closing.
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.jobs.get_nowait()
         for _ in self.threads:
             self.jobs.put(None)

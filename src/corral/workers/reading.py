@@ -203,6 +203,12 @@ class RequestReading:
             conn.body = None
             self.reject(conn, exc)
             return
+        except OSError as exc:  # the spool file: a full disk, a file size limit
+            log.error("Cannot buffer the request body from %s: %s", conn.remote_addr, exc)
+            buffer.discard()
+            conn.body = None
+            self.reject(conn, ProtocolError(503, "request body could not be buffered"))
+            return
         if rest is not None:
             conn.body = None
             conn.deadline = 0.0

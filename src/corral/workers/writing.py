@@ -12,6 +12,7 @@ connection only after its executor has handed it back).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import select
 import time
@@ -69,6 +70,9 @@ class ResponseWriting:
         if self.pre_request is not None:
             exchange = self.with_pre_request(req, exchange)
         conn.exchange = exchange
+        # The request's own context: the response may resume on another thread after it was
+        # parked, and context variables the application set must go with it.
+        conn.context = contextvars.Context()
         conn.started = now
         conn.deadline = 0.0
         self.execute(conn)
@@ -94,6 +98,7 @@ class ResponseWriting:
         the executor (it calls the application); touches only this connection's output."""
         exchange = conn.exchange
         write_some = conn.write_some
+        run = conn.context.run
         try:
             out = conn.outbox
             while True:
@@ -105,7 +110,7 @@ class ResponseWriting:
                 elif out is not None and not self.write_out(conn, out):
                     return PARKED
                 conn.outbox = None
-                out = conn.outbox = next(exchange)
+                out = conn.outbox = run(next, exchange)
         except StopIteration as stop:
             conn.exchange = None
             if stop.value is None:
