@@ -24,6 +24,7 @@ class FakeTransport:
 
     def __init__(self) -> None:
         self.pushed: list[bytes] = []
+        self.leftover: bytes | None = b"unset"
 
     def recv(self) -> bytes:
         return b""
@@ -51,13 +52,10 @@ def adapter(app: Any, access: Any = None) -> WSGIAdapter:
     )
 
 
-def run(exchange: Exchange) -> tuple[list[object], bytes | None]:
-    out: list[object] = []
-    try:
-        while True:
-            out.append(next(exchange))
-    except StopIteration as stop:
-        return out, stop.value
+def run(exchange: Exchange, transport: FakeTransport) -> tuple[list[object], bytes | None]:
+    """Pull everything, as the engine does when the socket always has room."""
+    out = list(exchange)
+    return out, transport.leftover
 
 
 GET = b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -68,7 +66,10 @@ def test_list_response_is_one_buffer_and_keeps_the_connection() -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"hello"]
 
-    out, rest = run(adapter(app).exchange(FakeTransport(), request(GET), EMPTY_BODY, b"NEXT", True))
+    transport = FakeTransport()
+    out, rest = run(
+        adapter(app).exchange(transport, request(GET), EMPTY_BODY, b"NEXT", True), transport
+    )
     assert len(out) == 1
     assert isinstance(out[0], bytes)
     assert out[0].startswith(b"HTTP/1.1 200 OK\r\n")
@@ -85,13 +86,14 @@ def test_generator_is_pulled_one_chunk_per_next() -> None:
             pulled.append(n)
             yield b"x" * 10
 
-    exchange = adapter(app).exchange(FakeTransport(), request(GET), EMPTY_BODY, b"", True)
+    transport = FakeTransport()
+    exchange = adapter(app).exchange(transport, request(GET), EMPTY_BODY, b"", True)
     first = next(exchange)
     assert isinstance(first, bytes) and b"Transfer-Encoding: chunked" in first
     assert pulled == [0]  # nothing more is produced until the engine asks (the socket drained)
     next(exchange)
     assert pulled == [0, 1]
-    out, rest = run(exchange)
+    out, rest = run(exchange, transport)
     assert out[-1] == b"0\r\n\r\n"
     assert rest == b""
 
@@ -126,7 +128,10 @@ def test_exception_before_the_head_is_a_500_and_closes() -> None:
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
         raise RuntimeError("boom")
 
-    out, rest = run(adapter(app).exchange(FakeTransport(), request(GET), EMPTY_BODY, b"", True))
+    transport = FakeTransport()
+    out, rest = run(
+        adapter(app).exchange(transport, request(GET), EMPTY_BODY, b"", True), transport
+    )
     assert len(out) == 1
     assert isinstance(out[0], bytes) and out[0].startswith(b"HTTP/1.1 500 ")
     assert rest is None
@@ -138,7 +143,10 @@ def test_exception_after_the_head_closes_without_a_second_head() -> None:
         yield b"part"
         raise RuntimeError("boom")
 
-    out, rest = run(adapter(app).exchange(FakeTransport(), request(GET), EMPTY_BODY, b"", True))
+    transport = FakeTransport()
+    out, rest = run(
+        adapter(app).exchange(transport, request(GET), EMPTY_BODY, b"", True), transport
+    )
     assert [o for o in out if isinstance(o, bytes) and o.startswith(b"HTTP/1.1")] == [out[0]]
     assert rest is None
 
@@ -151,9 +159,9 @@ def test_access_log_failure_never_reaches_the_connection() -> None:
     def access(*args: object) -> None:
         raise TypeError("a broken access writer")
 
-    out, rest = run(
-        adapter(app, access).exchange(FakeTransport(), request(GET), EMPTY_BODY, b"", True)
-    )
+    transport = FakeTransport()
+    exchange = adapter(app, access).exchange(transport, request(GET), EMPTY_BODY, b"", True)
+    out, rest = run(exchange, transport)
     assert out and rest == b""
 
 
@@ -164,7 +172,9 @@ def test_write_callable_pushes_through_the_transport() -> None:
         return [b"def"]
 
     transport = FakeTransport()
-    out, rest = run(adapter(app).exchange(transport, request(GET), EMPTY_BODY, b"", True))
+    out, rest = run(
+        adapter(app).exchange(transport, request(GET), EMPTY_BODY, b"", True), transport
+    )
     assert transport.pushed[0].startswith(b"HTTP/1.1 200 OK") and transport.pushed[0].endswith(
         b"abc"
     )
@@ -180,7 +190,10 @@ def test_file_wrapper_becomes_a_file_range(tmp_path: Any) -> None:
         start_response("200 OK", [])
         return environ["wsgi.file_wrapper"](open(path, "rb"))
 
-    out, rest = run(adapter(app).exchange(FakeTransport(), request(GET), EMPTY_BODY, b"", True))
+    transport = FakeTransport()
+    out, rest = run(
+        adapter(app).exchange(transport, request(GET), EMPTY_BODY, b"", True), transport
+    )
     assert isinstance(out[0], bytes) and b"Content-Length: 10\r\n" in out[0]
     assert isinstance(out[1], FileRange) and (out[1].offset, out[1].count) == (0, 10)
     assert rest == b""
@@ -196,6 +209,7 @@ def test_buffered_body_is_wsgi_input_and_closed_after() -> None:
         return [b""]
 
     head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\n\r\n"
-    run(adapter(app).exchange(FakeTransport(), request(head), body, b"", True))
+    transport = FakeTransport()
+    run(adapter(app).exchange(transport, request(head), body, b"", True), transport)
     assert seen == [b"payload"]
     assert body.closed

@@ -237,9 +237,14 @@ class Response:
             raise AssertionError("the application returned without calling start_response")
         if self.content_length is None and self.code not in NO_BODY_STATUSES:
             self.content_length = len(body)
-        pieces = self.pieces(body)
-        self.check_complete()
-        return pieces
+        head = self.head()
+        framed = self.frame(body)
+        length = self.content_length
+        if length is not None and self.sent < length and not self.no_body:
+            self.keep_alive = False  # fewer bytes than announced
+        if len(framed) <= _COALESCE:
+            return (head + framed,)
+        return head, framed
 
     def tail(self) -> bytes:
         """What ends the response: the head if nothing was sent yet, the last chunk."""

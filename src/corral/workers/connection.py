@@ -59,6 +59,7 @@ class Connection:
         "exchange",
         "fd",
         "keep_after",
+        "leftover",
         "outbox",
         "progress",
         "proxy_mode",
@@ -105,6 +106,7 @@ class Connection:
         self.context = _EMPTY_CONTEXT  # the request's contextvars (set per request)
         self.outbox: bytes | memoryview | FileRange | None = None  # output not yet sent
         self.keep_after = False  # for output without an exchange: keep alive once sent
+        self.leftover: bytes | None = None  # set by an exchange as it ends (adapters/wsgi.py)
         self.started = now  # when the current request was handed to the application
         self.thread = 0  # ident of the thread serving it (stack dumps of stuck requests)
         self.stuck = False  # reported as running past `timeout`

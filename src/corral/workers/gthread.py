@@ -75,7 +75,7 @@ class ThreadWorker(Worker):
             conn.started = time.monotonic()
             conn.state = SERVING
             try:
-                outcome = self.pump(conn)
+                outcome = conn.context.run(self.pump, conn)
             except BaseException:
                 log.exception("Unexpected error in a request thread")
                 outcome = CLOSE

@@ -48,6 +48,8 @@ class ResponseWriting:
 
     settings: Settings
     adapter: WSGIAdapter | None
+    tls: object
+    oneshot: bool
     keep_alive_allowed: bool
     alive: bool
     pre_request: Callable[[Any, Request], object] | None
@@ -70,6 +72,7 @@ class ResponseWriting:
         if self.pre_request is not None:
             exchange = self.with_pre_request(req, exchange)
         conn.exchange = exchange
+        conn.leftover = None
         # The request's own context: the response may resume on another thread after it was
         # parked, and context variables the application set must go with it.
         conn.context = contextvars.Context()
@@ -84,39 +87,35 @@ class ResponseWriting:
             self.pre_request(self, req)
         except Exception:
             log.exception("Exception in pre_request hook")
-        return (yield from exchange)
+        yield from exchange
 
     def execute(self, conn: Connection) -> None:
         """Run the response inline (sync, gthread with one thread); thread pools override."""
         conn.state = SERVING
-        self.settle(conn, self.pump(conn), time.monotonic())
+        self.settle(conn, conn.context.run(self.pump, conn), time.monotonic())
 
     # ---- the response ---------------------------------------------------------------------
 
     def pump(self, conn: Connection) -> int:
         """Produce and write the response until it is done or the socket is full. Runs on
-        the executor (it calls the application); touches only this connection's output."""
+        the executor (it calls the application), in the request's own contextvars context;
+        touches only this connection's output."""
         exchange = conn.exchange
         write_some = conn.write_some
-        run = conn.context.run
         try:
             out = conn.outbox
-            while True:
+            if out is not None:  # resuming after the socket drained
+                if not self.write_out(conn, out):
+                    return PARKED
+                conn.outbox = None
+            for out in exchange:
                 if type(out) is bytes:
                     # The usual case first: the socket takes all of it at once.
                     sent = write_some(out)
                     if sent != len(out) and not self.write_out(conn, memoryview(out)[sent:]):
                         return PARKED
-                elif out is not None and not self.write_out(conn, out):
+                elif not self.write_out(conn, out):
                     return PARKED
-                conn.outbox = None
-                out = conn.outbox = run(next, exchange)
-        except StopIteration as stop:
-            conn.exchange = None
-            if stop.value is None:
-                return CLOSE
-            conn.buf = stop.value
-            return DONE
         except OSError:
             self.close_exchange(conn)
             return CLOSE
@@ -124,6 +123,12 @@ class ResponseWriting:
             log.exception("Unexpected error serving %s", conn.remote_addr)
             self.close_exchange(conn)
             return CLOSE
+        conn.exchange = None
+        rest = conn.leftover
+        if rest is None:
+            return CLOSE
+        conn.buf = rest
+        return DONE
 
     def write_out(self, conn: Connection, out: bytes | memoryview | FileRange) -> bool:
         """Send output without waiting: True when all of it went, False when the rest is
@@ -164,6 +169,17 @@ class ResponseWriting:
         conn.requests += 1
         conn.since = now
         conn.deadline = 0.0
+        if outcome == DONE and (self.tls is None or conn.flushed):
+            # The usual end of a kept-alive response, without a detour.
+            rest = conn.buf
+            if rest:
+                conn.buf = b""
+                self.process(conn, bytes(rest), now)
+                return
+            conn.state = IDLE
+            if conn.events != READ or self.oneshot:
+                self.wait_for(conn, READ)
+            return
         conn.keep_after = outcome == DONE
         if conn.flushed:
             self.output_done(conn, now)
