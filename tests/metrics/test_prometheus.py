@@ -70,6 +70,7 @@ def test_render_is_valid_exposition_with_the_recorded_values(
         "corral_responses": "counter",
         "corral_request_duration_seconds": "histogram",
         "corral_requests_in_flight": "gauge",
+        "corral_connections": "gauge",
         "corral_workers": "gauge",
         "corral_worker_restarts": "counter",
         "corral_listen_queue": "gauge",

@@ -267,3 +267,28 @@ def test_listen_queue_is_none_for_unix_and_non_listening_sockets(tmp_path: Path)
     finally:
         for sock in (unix, listener, client, udp):
             sock.close()
+
+
+def test_connection_gauges_by_engine_state() -> None:
+    from corral.metrics.prometheus import render
+    from corral.metrics.stats import CONNECTION_STATES, StatsAggregator, WorkerStats
+    from corral.workers.connection import STATE_NAMES
+
+    assert STATE_NAMES[: len(CONNECTION_STATES)] == CONNECTION_STATES  # one order, two modules
+    one, two = WorkerStats(), WorkerStats()
+    aggregator = StatsAggregator()
+    aggregator.add(one)
+    aggregator.add(two)
+    one.set_connections([1, 0, 0, 2, 3, 4])
+    two.set_connections([0, 1, 0, 0, 1, 0])
+    assert aggregator.collect().connections == {
+        "head": 1,
+        "body": 1,
+        "queued": 0,
+        "serving": 2,
+        "writing": 4,
+        "idle": 4,
+    }
+    aggregator.retire(one)  # a worker that exited holds no connections any more
+    assert aggregator.collect().connections["idle"] == 0
+    assert 'corral_connections{state="writing"} 1' in render(aggregator, [])

@@ -118,6 +118,12 @@ def _request_families(totals: Totals) -> list[Family]:
             "Requests being served right now.",
             [("", {}, totals.in_flight)],
         ),
+        (
+            "corral_connections",
+            "gauge",
+            "Open client connections by engine state (updated by each worker once a second).",
+            [("", {"state": state}, n) for state, n in totals.connections.items()],
+        ),
     ]
 
 

@@ -48,7 +48,11 @@ _OUT_OF_RANGE = CODE_COUNT
 _BUCKET = len(METHODS) * _ROW  # len(BUCKETS) + 1 slots, not cumulative
 _DURATION = _BUCKET + len(BUCKETS) + 1  # a double: seconds
 _IN_FLIGHT = _DURATION + 1
-SLOTS = _IN_FLIGHT + 1
+# Open connections by engine state (workers/connection.py STATE_NAMES, without "closed"),
+# gauges the worker's loop sets once a second.
+CONNECTION_STATES = ("head", "body", "queued", "serving", "writing", "idle")
+_CONNECTIONS = _IN_FLIGHT + 1
+SLOTS = _CONNECTIONS + len(CONNECTION_STATES)
 _SLOT_SIZE = 8
 
 # method -> first slot of its row; anything else is "other".
@@ -117,6 +121,13 @@ class WorkerStats:
             if lock:
                 lock.release()
 
+    def set_connections(self, counts: list[int]) -> None:
+        """The worker's open connections by state (CONNECTION_STATES order). Only the loop
+        sets them, by plain stores: no lock."""
+        slots = self._counts
+        for i, count in enumerate(counts[: len(CONNECTION_STATES)]):
+            slots[_CONNECTIONS + i] = count
+
     def snapshot(self) -> list[int | float]:
         """Every slot, copied at once (the layout is private to this module)."""
         slots: list[int | float] = list(self._counts.tolist())
@@ -144,6 +155,7 @@ class Totals:
     duration_sum: float  # seconds
     duration_count: int
     in_flight: int
+    connections: dict[str, int]  # engine state -> open connections, every state
     status_codes: dict[int, int]  # only codes seen at least once
     workers: int
     restarts: dict[str, int]  # cause -> count, every cause
@@ -175,6 +187,8 @@ class StatsAggregator:
             return  # never added, or retired already: counting it again would double it
         final = stats.snapshot()
         final[_IN_FLIGHT] = 0  # a worker that died mid-request has nothing in flight any more
+        for i in range(len(CONNECTION_STATES)):
+            final[_CONNECTIONS + i] = 0  # nor open connections
         self._retired = list(map(operator.add, self._retired, final))
 
     def count_restart(self, cause: RestartCause) -> None:
@@ -216,6 +230,9 @@ def _totals(slots: list[int | float], workers: int, restarts: dict[str, int]) ->
         duration_sum=float(slots[_DURATION]),
         duration_count=cumulative,
         in_flight=int(slots[_IN_FLIGHT]),
+        connections={
+            state: int(slots[_CONNECTIONS + i]) for i, state in enumerate(CONNECTION_STATES)
+        },
         status_codes={FIRST_CODE + i: int(n) for i, n in enumerate(per_code[:CODE_COUNT]) if n},
         workers=workers,
         restarts=restarts,

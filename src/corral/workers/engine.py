@@ -38,7 +38,7 @@ from corral.errors import ProtocolError
 from corral.http.parser import Limits, Request
 from corral.http.writer import error_response
 from corral.logs.logger import Logger
-from corral.metrics.stats import WorkerStats
+from corral.metrics.stats import CONNECTION_STATES, WorkerStats
 from corral.metrics.statsd import StatsdClient
 from corral.trust import is_trusted
 from corral.workers.connection import (
@@ -411,6 +411,12 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
             self.statsd.flush_if_due()
         keepalive = float(self.settings.keepalive)
         timeout = self.timeout
+        if self.stats is not None:
+            by_state = [0] * len(CONNECTION_STATES)
+            for conn in self.conns.values():
+                if conn.state < len(by_state):
+                    by_state[conn.state] += 1
+            self.stats.set_connections(by_state)
         for conn in list(self.conns.values()):
             state = conn.state
             if state == HEAD:
