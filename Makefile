@@ -38,7 +38,7 @@ unit: $(VENV)/.test-installed
 test: lint typecheck unit
 
 # The side-by-side benchmark against Gunicorn and other servers (see bench/README.md): it
-# installs its own tools and peers, takes ~25 minutes, and is never part of `make test`.
+# installs its own tools and peers, takes ~28 minutes, and is never part of `make test`.
 # `make bench BENCH_ARGS=--quick` for a smoke run.
 bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -19,7 +19,7 @@ from typing import IO, Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from corral import SERVER_SOFTWARE
-from corral.adapters.body import DRAIN_SECONDS, Body, EmptyBody, FileWrapper
+from corral.adapters.body import DRAIN_SECONDS, EMPTY_BODY, Body, EmptyBody, FileWrapper
 from corral.adapters.response import FileRange, Output, Response
 from corral.addresses import split_host_port
 from corral.errors import ClientDisconnected, ProtocolError
@@ -233,7 +233,6 @@ class WSGIAdapter:
         timed = stats is not None or self.access is not None or self.statsd is not None
         started = time.monotonic() if timed else 0.0
         resp = Response(conn.send, req, keep_alive)
-        environ: dict[str, Any] = {}
         try:
             environ = self.build_environ(req, conn, body)
         except ProtocolError as exc:
@@ -270,8 +269,8 @@ class WSGIAdapter:
                 self.account(req, environ, resp, time.monotonic() - started)
             if self.post_request is not None:
                 self.post_request(req, environ, resp)
-            if not isinstance(body, (Body, EmptyBody)):
-                body.close()  # a buffered body: its spooled file goes now
+            if body is not EMPTY_BODY and type(body) is not Body:
+                body.close()  # type: ignore[union-attr]  # a buffered body: its file goes now
         if not resp.keep_alive:
             conn.leftover = None
         elif type(body) is not Body:

@@ -49,6 +49,7 @@ class ThreadWorker(Worker):
         if self.multithread:
             self.capacity = self.settings.threads
             self.execute = self.execute_in_pool  # type: ignore[method-assign]
+            self.inline = False
             # The loop learns of completions through the wake-up pipe it already watches.
             self.fd_handlers[self.wake_r] = self.on_wake
         self.threads = [

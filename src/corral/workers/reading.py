@@ -67,6 +67,9 @@ class RequestReading:
             except OSError:
                 data = None
             else:
+                if data and not conn.buf and conn.state != BODY:
+                    self.process(conn, data, now)  # the usual case: a whole head, at once
+                    return
                 if not data:
                     data = None
         if data is None:
@@ -140,7 +143,14 @@ class RequestReading:
             return
         req, used = parsed
         conn.buf = b""
-        self.begin(conn, req, buf[used:], now)
+        self.handled += 1
+        if self.handled >= self.max_requests and self.alive:
+            log.info("Autorestarting worker after current request.")
+            self.retire(REASON_MAX_REQUESTS)
+        if req.chunked or req.content_length or req.path == self.health_path:
+            self.begin(conn, req, buf[used:], now)
+        else:  # the usual request: no body, straight to the executor
+            self.dispatch(conn, req, EMPTY_BODY, buf[used:], now)
 
     def read_proxy_header(self, conn: Connection, buf: bytes) -> bytes | None:
         """Consume the PROXY protocol header a trusted proxy sends first: the bytes after
@@ -163,15 +173,9 @@ class RequestReading:
     # ---- a request ----------------------------------------------------------------------
 
     def begin(self, conn: Connection, req: Request, rest: bytes, now: float) -> None:
-        self.handled += 1
-        if self.handled >= self.max_requests and self.alive:
-            log.info("Autorestarting worker after current request.")
-            self.retire(REASON_MAX_REQUESTS)
+        """A request with a body, or for the health path."""
         if req.path == self.health_path:
             self.answer_health(conn, req, rest)
-            return
-        if not (req.chunked or req.content_length):
-            self.dispatch(conn, req, EMPTY_BODY, rest, now)
             return
         size = req.content_length
         if self.body_buffer and (size is None or size <= self.body_buffer):

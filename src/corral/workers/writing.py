@@ -50,6 +50,7 @@ class ResponseWriting:
     adapter: WSGIAdapter | None
     tls: object
     oneshot: bool
+    inline = True  # the executor is the loop itself
     keep_alive_allowed: bool
     alive: bool
     pre_request: Callable[[Any, Request], object] | None
@@ -72,13 +73,14 @@ class ResponseWriting:
         if self.pre_request is not None:
             exchange = self.with_pre_request(req, exchange)
         conn.exchange = exchange
-        conn.leftover = None
         # The request's own context: the response may resume on another thread after it was
         # parked, and context variables the application set must go with it.
         conn.context = contextvars.Context()
-        conn.started = now
-        conn.deadline = 0.0
-        self.execute(conn)
+        if self.inline:
+            conn.state = SERVING
+            self.settle(conn, conn.context.run(self.pump, conn), time.monotonic())
+        else:
+            self.execute(conn)
 
     def with_pre_request(self, req: Request, exchange: Exchange) -> Exchange:
         """The pre_request hook, run by the executor just before the application."""
@@ -90,7 +92,8 @@ class ResponseWriting:
         yield from exchange
 
     def execute(self, conn: Connection) -> None:
-        """Run the response inline (sync, gthread with one thread); thread pools override."""
+        """Run (or resume) the response inline (sync, gthread with one thread); thread pools
+        override this and clear `inline`."""
         conn.state = SERVING
         self.settle(conn, conn.context.run(self.pump, conn), time.monotonic())
 
@@ -101,7 +104,8 @@ class ResponseWriting:
         the executor (it calls the application), in the request's own contextvars context;
         touches only this connection's output."""
         exchange = conn.exchange
-        write_some = conn.write_some
+        # Plain sockets are written straight (saves a call per chunk); TLS goes through TLS.
+        write_some = conn.sock.send if self.tls is None else conn.write_some
         try:
             out = conn.outbox
             if out is not None:  # resuming after the socket drained
@@ -111,7 +115,10 @@ class ResponseWriting:
             for out in exchange:
                 if type(out) is bytes:
                     # The usual case first: the socket takes all of it at once.
-                    sent = write_some(out)
+                    try:
+                        sent = write_some(out)
+                    except BlockingIOError:
+                        sent = 0
                     if sent != len(out) and not self.write_out(conn, memoryview(out)[sent:]):
                         return PARKED
                 elif not self.write_out(conn, out):
