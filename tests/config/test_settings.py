@@ -355,7 +355,7 @@ def test_unknown_names_warn_with_suggestion(tmp_path: Path) -> None:
         import os
         wokers = 3
         colour = "blue"
-        asgi_loop = "auto"
+        dirty_workers = 2
         def post_forks(server, worker):
             pass
         def helper():
@@ -366,7 +366,7 @@ def test_unknown_names_warn_with_suggestion(tmp_path: Path) -> None:
     warnings = load_settings([], {}, cwd=str(tmp_path)).warnings
     assert f"Unknown setting 'wokers' in {path}; did you mean 'workers'?" in warnings
     assert f"Unknown setting 'colour' in {path}" in warnings
-    assert any("'asgi_loop'" in w and "not supported" in w for w in warnings)
+    assert any("'dirty_workers'" in w and "not supported" in w for w in warnings)
     assert f"Unknown hook 'post_forks' in {path}; did you mean 'post_fork'?" in warnings
     assert any("'config' cannot be set" in w for w in warnings)
     assert len(warnings) == 5

@@ -23,7 +23,11 @@ from typing import Any, Literal
 
 from corral.addresses import split_host_port
 
-WorkerClassName = Literal["sync", "gthread"]
+WorkerClassName = Literal["sync", "gthread", "asgi"]
+AsgiLifespan = Literal["auto", "on", "off"]
+AsgiLoop = Literal["auto", "asyncio", "uvloop"]
+ASGI_LIFESPANS: dict[str, AsgiLifespan] = {"auto": "auto", "on": "on", "off": "off"}
+ASGI_LOOPS: dict[str, AsgiLoop] = {"auto": "auto", "asyncio": "asyncio", "uvloop": "uvloop"}
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 HeaderMapMode = Literal["drop", "refuse", "dangerous"]
 ReloadEngine = Literal["auto", "poll", "inotify"]
@@ -47,6 +51,13 @@ WORKER_CLASSES: dict[str, WorkerClassName] = {
     "gunicorn.workers.gthread.ThreadWorker": "gthread",
     "egg:gunicorn#sync": "sync",
     "egg:gunicorn#gthread": "gthread",
+    "asgi": "asgi",
+    "gunicorn.workers.gasgi.ASGIWorker": "asgi",
+    "egg:gunicorn#asgi": "asgi",
+    # What Gunicorn users put in their configs to serve ASGI apps through uvicorn's worker:
+    # corral cannot run that class, and serves the app with its own asgi worker instead.
+    "uvicorn.workers.UvicornWorker": "asgi",
+    "uvicorn_worker.UvicornWorker": "asgi",
 }
 LOG_LEVELS: dict[str, LogLevel] = {
     "debug": "debug",
@@ -163,10 +174,23 @@ def _choice(table: dict[str, Any], value: object, what: str) -> Any:
 
 
 def worker_class(value: object) -> WorkerClassName:
-    """`sync` or `gthread`, also under Gunicorn's dotted and egg spellings."""
+    """`sync`, `gthread` or `asgi`, also under Gunicorn's dotted and egg spellings (and
+    uvicorn's worker class names, served by `asgi`)."""
     if isinstance(value, str) and value.strip() in WORKER_CLASSES:
         return WORKER_CLASSES[value.strip()]
-    raise ValueError("unknown worker class; corral provides 'sync' and 'gthread'")
+    raise ValueError("unknown worker class; corral provides 'sync', 'gthread' and 'asgi'")
+
+
+def asgi_lifespan(value: object) -> AsgiLifespan:
+    """auto, on or off (any case)."""
+    mode: AsgiLifespan = _choice(ASGI_LIFESPANS, value, "the mode")
+    return mode
+
+
+def asgi_loop(value: object) -> AsgiLoop:
+    """auto, asyncio or uvloop (any case)."""
+    loop: AsgiLoop = _choice(ASGI_LOOPS, value, "the loop")
+    return loop
 
 
 def log_level(value: object) -> LogLevel:

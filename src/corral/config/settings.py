@@ -333,15 +333,16 @@ it replaces the default.""",
         section=_WORKERS,
         convert=conv.worker_class,
         meta="STRING",
-        type_doc="'sync' | 'gthread'",
+        type_doc="'sync' | 'gthread' | 'asgi'",
         help="""
-The kind of worker process: `sync` or `gthread`.
+The kind of worker process: `sync` or `gthread` for WSGI applications, `asgi` for ASGI ones.
 
 A `sync` worker handles one connection at a time. A `gthread` worker runs a pool of `threads`
-threads and also keeps idle keep-alive connections open. Gunicorn's spellings
-`gunicorn.workers.sync.SyncWorker` and `gunicorn.workers.gthread.ThreadWorker` are accepted
-as well. As with Gunicorn, choosing `sync` together with more than one thread runs the
-`gthread` worker.""",
+threads and also keeps idle keep-alive connections open. An `asgi` worker runs an asyncio event
+loop. Gunicorn's spellings (`gunicorn.workers.sync.SyncWorker`,
+`gunicorn.workers.gthread.ThreadWorker`) are accepted as well, and uvicorn's worker classes
+(`uvicorn.workers.UvicornWorker`, `uvicorn_worker.UvicornWorker`) select `asgi`. As with
+Gunicorn, choosing `sync` together with more than one thread runs the `gthread` worker.""",
     )
     threads: int = setting(
         1,
@@ -420,6 +421,51 @@ Workers still busy when this runs out are killed.""",
 Seconds an idle keep-alive connection may wait for its next request before it is closed.
 
 0 turns keep-alive off: every connection is closed after one response.""",
+    )
+    asgi_loop: conv.AsgiLoop = setting(
+        "auto",
+        "--asgi-loop",
+        section=_WORKERS,
+        convert=conv.asgi_loop,
+        meta="STRING",
+        type_doc="'auto' | 'asyncio' | 'uvloop'",
+        help="""
+The event loop of `asgi` workers: `asyncio` (the standard library's), `uvloop` (must be
+installed), or `auto`, which takes uvloop when it is installed.""",
+    )
+    asgi_lifespan: conv.AsgiLifespan = setting(
+        "auto",
+        "--asgi-lifespan",
+        section=_WORKERS,
+        convert=conv.asgi_lifespan,
+        meta="STRING",
+        type_doc="'auto' | 'on' | 'off'",
+        help="""
+The ASGI lifespan protocol in `asgi` workers: `on` runs it (an application that does not
+support it stops the worker), `off` never does, `auto` runs it and goes on without it when the
+application raises before receiving its first message.
+
+An application that sends `lifespan.startup.failed` stops the server in `auto` and `on`.""",
+    )
+    asgi_disconnect_grace_period: int = setting(
+        3,
+        "--asgi-disconnect-grace-period",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+Seconds an ASGI application has, once its client has gone (it receives `http.disconnect`), to
+finish the request before the worker cancels it. 0 cancels at once.""",
+    )
+    root_path: str = setting(
+        "",
+        "--root-path",
+        section=_WORKERS,
+        convert=conv.to_str,
+        meta="STRING",
+        help="""
+The `root_path` of every ASGI scope: the path prefix under which the application is mounted
+(behind a proxy that strips it).""",
     )
     request_body_buffer: int = setting(
         64 * 1024 * 1024,

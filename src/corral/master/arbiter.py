@@ -43,6 +43,7 @@ from corral.metrics.stats import StatsAggregator, WorkerStats, listen_queue
 from corral.metrics.statsd import StatsdClient
 from corral.process import Pidfile, set_process_title
 from corral.resources import limit_warnings
+from corral.workers.asgi import AsgiWorker
 from corral.workers.engine import Worker
 from corral.workers.gthread import ThreadWorker
 from corral.workers.heartbeat import Heartbeat
@@ -56,7 +57,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corral.error")
 
-WORKER_CLASSES: dict[str, type[Worker]] = {"sync": SyncWorker, "gthread": ThreadWorker}
+WORKER_CLASSES: dict[str, type[Worker]] = {
+    "sync": SyncWorker,
+    "gthread": ThreadWorker,
+    "asgi": AsgiWorker,
+}
 HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH")
 # After the abort signal, how long a timed-out worker gets to print its stacks before SIGKILL.
 ABORT_GRACE = 2.0

@@ -96,6 +96,22 @@ class WorkerLifecycle:
             assert self.settings.app_spec is not None
             self.app = load_app(self.settings.app_spec)
         s = self.settings
+        self.statsd = StatsdClient.from_settings(s)
+        self.make_adapter()
+        self.epoll = select.epoll()
+        # Signals and other threads wake the loop through this pipe.
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        self.watch(self.wake_r, lambda: drain_pipe(self.wake_r))
+        self.install_request_hooks()
+        if s.reload:
+            self.start_reloader()
+        self.call_hook("post_worker_init", self)
+
+    def make_adapter(self) -> None:
+        """The WSGI adapter; the asgi worker has its own."""
+        s = self.settings
+        assert self.app is not None
         access = self.logger.access_writer() if self.logger.access_enabled else None
         self.adapter = WSGIAdapter(
             self.app,
@@ -106,18 +122,8 @@ class WorkerLifecycle:
             header_map=s.header_map,
             access=access,
         )
-        self.statsd = StatsdClient.from_settings(s)
         self.adapter.stats = self.stats
         self.adapter.statsd = self.statsd
-        self.epoll = select.epoll()
-        # Signals and other threads wake the loop through this pipe.
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        self.watch(self.wake_r, lambda: drain_pipe(self.wake_r))
-        self.install_request_hooks()
-        if s.reload:
-            self.start_reloader()
-        self.call_hook("post_worker_init", self)
 
     def install_request_hooks(self) -> None:
         """pre_request/post_request cost a call per request: only wire them in when set."""

@@ -1,0 +1,82 @@
+"""Plain ASGI applications for the asgi worker's tests (no framework needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+Scope = dict[str, Any]
+
+
+async def _body(receive: Any) -> bytes:
+    data = b""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return data
+        data += message.get("body", b"")
+        if not message.get("more_body"):
+            return data
+
+
+async def app(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                scope["state"]["greeting"] = "hello from lifespan"
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    path = scope["path"]
+    if path == "/echo":
+        body = await _body(receive)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+    elif path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for n in range(5):
+            await send({"type": "http.response.body", "body": b"part %d\n" % n, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/boom":
+        raise RuntimeError("boom from the asgi test app")
+    elif path == "/sleep":
+        await asyncio.sleep(float(scope["query_string"] or b"1"))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"slept"})
+    else:
+        await _body(receive)
+        info = {
+            "path": path,
+            "root_path": scope["root_path"],
+            "query_string": scope["query_string"].decode(),
+            "method": scope["method"],
+            "http_version": scope["http_version"],
+            "state": scope.get("state", {}).get("greeting"),
+            "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
+        }
+        payload = json.dumps(info).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+async def no_lifespan(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        raise ValueError("only http")
+    await app(scope, receive, send)
+
+
+async def failing_startup(scope: Scope, receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+        return
+    await app(scope, receive, send)
