@@ -10,7 +10,7 @@ a sync worker is. What this module must never do: run the application outside th
 parse HTTP a second way.
 
 Not yet here (issue 11): WebSocket, HTTP extensions (pathsend, early hints, trailers, tls),
-TLS and PROXY protocol on this worker, uvloop, and lifespan startup/shutdown timeouts.
+the PROXY protocol on this worker, uvloop, and lifespan startup/shutdown timeouts.
 """
 
 from __future__ import annotations
@@ -64,8 +64,11 @@ class AsgiWorker(Worker):
             log.error("Application startup failed: %s", exc)
             raise SystemExit(EXIT_WORKER_BOOT_ERROR) from None
         loop = asyncio.get_running_loop()
+        # TLS with the context the master built (and rebuilds on HUP), as the other workers.
         servers = [
-            await loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=2048)
+            await loop.create_server(
+                lambda: HttpProtocol(self), sock=sock, backlog=2048, ssl=self.tls
+            )
             for sock in self.listeners
         ]
         self.heartbeat.mark_ready()
@@ -261,7 +264,7 @@ class HttpProtocol(asyncio.Protocol):
             req,
             self.client,
             self.server,
-            "http",
+            "https" if self.worker.tls is not None else "http",
             self.worker.settings.root_path,
             self.worker.lifespan_state,
         )
