@@ -1,4 +1,4 @@
-"""A small FastAPI application, served by the asgi worker in tests/integration/test_asgi_frameworks.py."""
+"""A small FastAPI application for the asgi worker's tests (test_asgi_frameworks.py)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,10 @@ async def echo(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @app.get("/state")
-async def state(request: Request, config: dict[str, str] = Depends(settings)) -> dict[str, Any]:
+async def state(
+    request: Request,
+    config: dict[str, str] = Depends(settings),  # noqa: B008 (FastAPI style)
+) -> dict[str, Any]:
     return {"db": request.state.db, "env": config["env"]}
 
 
