@@ -294,15 +294,6 @@ def test_parser_is_dead_after_an_error() -> None:
     assert parser.feed(client_frame(TEXT, b"late")) == []
 
 
-def test_rsv1_allowed_when_negotiated() -> None:
-    parser = FrameParser(rsv_allowed=0x40)
-    assert parser.feed(client_frame(BINARY, b"x", rsv=0x40)) == [BinaryMessage(b"x")]
-    with pytest.raises(WebSocketError):
-        FrameParser(rsv_allowed=0x40).feed(client_frame(BINARY, b"x", rsv=0x20))
-    with pytest.raises(WebSocketError):
-        FrameParser(rsv_allowed=0x40).feed(client_frame(PING, b"x", rsv=0x40))
-
-
 # ---------------------------------------------------------------------------------------------
 # Maximum message size: judged from the frame header, before the payload is buffered
 

@@ -22,8 +22,12 @@ import codecs
 import functools
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from corral.errors import CorralError
+
+if TYPE_CHECKING:  # websocket_deflate imports this module: the types only, to avoid a cycle
+    from corral.http.websocket_deflate import PerMessageDeflate
 
 # RFC 6455 §5.2: opcodes. 0x3-0x7 are reserved non-control frames, 0xB-0xF reserved control
 # frames; receiving any reserved opcode is a protocol error.
@@ -179,9 +183,9 @@ class FrameParser:
     """Frames from a client, assembled into messages.
 
     `max_message_size` bounds a whole message (all its fragments); a frame whose header
-    announces more is refused with 1009 before its payload is read. `rsv_allowed` is the mask
-    of RSV bits a negotiated extension gives meaning to (0x40 for permessage-deflate's RSV1);
-    with no extension any RSV bit is a protocol error (§5.2). After a Close frame the parser
+    announces more is refused with 1009 before its payload is read. `deflate` is the
+    permessage-deflate state when it was negotiated: RSV1 then marks a compressed message
+    (RFC 7692 §6); without it any RSV bit is a protocol error (§5.2). After a Close frame the parser
     ignores everything (§5.5.1: the client sends nothing after it).
 
     State per connection: the unparsed bytes (at most one frame header and payload, so bounded
@@ -192,20 +196,26 @@ class FrameParser:
     __slots__ = (
         "_buffer",
         "_closed",
+        "_compressed",
         "_decoder",
         "_fragments",
         "_message_opcode",
         "_message_size",
         "_text",
+        "deflate",
         "max_message_size",
         "rsv_allowed",
     )
 
     def __init__(
-        self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE, rsv_allowed: int = 0
+        self,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        deflate: PerMessageDeflate | None = None,
     ) -> None:
         self.max_message_size = max_message_size
-        self.rsv_allowed = rsv_allowed
+        self.deflate = deflate
+        self.rsv_allowed = 0x00 if deflate is None else 0x40
+        self._compressed = False
         self._buffer = bytearray()
         self._closed = False
         self._message_opcode = 0  # TEXT or BINARY while a fragmented message is open
@@ -291,7 +301,7 @@ class FrameParser:
         if opcode >= CLOSE:
             self._control(opcode, payload, events)
         else:
-            self._data(opcode, fin, payload, events)
+            self._data(opcode, first, payload, events)
         return header + length
 
     def _check_first_byte(self, first: int, opcode: int, fin: int) -> None:
@@ -312,6 +322,9 @@ class FrameParser:
         elif opcode == CONTINUATION:
             if not self._message_opcode:
                 raise WebSocketError(PROTOCOL_ERROR, "continuation frame without a message")
+            # RFC 7692 §6.1: RSV1 marks the first frame of a compressed message only.
+            if first & 0x40:
+                raise WebSocketError(PROTOCOL_ERROR, "RSV1 set on a continuation frame")
         elif self._message_opcode:
             raise WebSocketError(PROTOCOL_ERROR, "new message before the last one ended")
 
@@ -324,9 +337,17 @@ class FrameParser:
             events.append(_close_event(payload))
             self._closed = True
 
-    def _data(self, opcode: int, fin: int, payload: bytes, events: list[Event]) -> None:
+    def _data(self, opcode: int, first: int, payload: bytes, events: list[Event]) -> None:
+        fin = first & 0x80
         if opcode != CONTINUATION:
             self._message_opcode = opcode
+            self._compressed = bool(first & 0x40)
+        if self._compressed:
+            self._fragments.append(payload)
+            self._message_size += len(payload)
+            if fin:
+                self._end_compressed(events)
+            return
         if self._message_opcode == TEXT:
             # §8.1: invalid UTF-8 fails the connection (1007), checked per fragment so that a
             # long bad message fails early; a character may straddle two fragments.
@@ -349,6 +370,21 @@ class FrameParser:
         self._message_opcode = 0
         self._message_size = 0
 
+    def _end_compressed(self, events: list[Event]) -> None:
+        """RFC 7692 §6.2: inflate the whole message (bounded by the maximum size), then judge."""
+        assert self.deflate is not None  # RSV1 is refused without it
+        data = self.deflate.decompress(b"".join(self._fragments))
+        if self._message_opcode == TEXT:
+            try:
+                events.append(TextMessage(data.decode("utf-8")))
+            except UnicodeDecodeError:
+                raise WebSocketError(INVALID_DATA, "text message is not UTF-8") from None
+        else:
+            events.append(BinaryMessage(data))
+        self._fragments = []
+        self._message_opcode = 0
+        self._message_size = 0
+
 
 # ---------------------------------------------------------------------------------------------
 # RFC 6455 §5.2 Base Framing Protocol: the writer (server frames are never masked, §5.1)
@@ -367,14 +403,21 @@ def encode_frame(opcode: int, payload: bytes, fin: bool = True, rsv1: bool = Fal
     return head + payload
 
 
-def encode_message(opcode: int, payload: bytes, fragment_size: int = 0) -> bytes:
-    """A TEXT or BINARY message, in frames of fragment_size bytes when that is not 0 (§5.4)."""
+def encode_message(
+    opcode: int, payload: bytes, fragment_size: int = 0, compressed: bool = False
+) -> bytes:
+    """A TEXT or BINARY message, in frames of fragment_size bytes when that is not 0 (§5.4).
+
+    compressed sets RSV1 on the first frame (RFC 7692 §6: the payload is already deflated).
+    """
     if fragment_size <= 0 or len(payload) <= fragment_size:
-        return encode_frame(opcode, payload)
+        return encode_frame(opcode, payload, rsv1=compressed)
     pieces = [payload[i : i + fragment_size] for i in range(0, len(payload), fragment_size)]
     last = len(pieces) - 1
     return b"".join(
-        encode_frame(opcode if i == 0 else CONTINUATION, piece, fin=i == last)
+        encode_frame(
+            opcode if i == 0 else CONTINUATION, piece, fin=i == last, rsv1=compressed and i == 0
+        )
         for i, piece in enumerate(pieces)
     )
 
@@ -436,14 +479,16 @@ class WebSocket:
     raise RuntimeError.
     """
 
-    __slots__ = ("_peer_close", "fragment_size", "parser", "state")
+    __slots__ = ("_peer_close", "deflate", "fragment_size", "parser", "state")
 
     def __init__(
         self,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         fragment_size: int = 0,
+        deflate: PerMessageDeflate | None = None,
     ) -> None:
-        self.parser = FrameParser(max_message_size)
+        self.parser = FrameParser(max_message_size, deflate)
+        self.deflate = deflate
         self.fragment_size = fragment_size
         self.state = OPEN
         self._peer_close: CloseReceived | None = None
@@ -461,12 +506,17 @@ class WebSocket:
             raise RuntimeError("cannot send on a WebSocket after its Close frame")
 
     def send_text(self, data: str) -> bytes:
-        self._check_open()
-        return encode_message(TEXT, data.encode("utf-8"), self.fragment_size)
+        return self._message(TEXT, data.encode("utf-8"))
 
     def send_binary(self, data: bytes) -> bytes:
+        return self._message(BINARY, data)
+
+    def _message(self, opcode: int, payload: bytes) -> bytes:
         self._check_open()
-        return encode_message(BINARY, data, self.fragment_size)
+        if self.deflate is None:
+            return encode_message(opcode, payload, self.fragment_size)
+        compressed = self.deflate.compress(payload)
+        return encode_message(opcode, compressed, self.fragment_size, compressed=True)
 
     def send_ping(self, data: bytes = b"") -> bytes:
         self._check_open()
