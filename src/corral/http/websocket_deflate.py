@@ -8,7 +8,7 @@ max_length, so a small compressed message never inflates to gigabytes in memory.
 
 Memory per connection (zlib's own formulas, zlib.h/zconf.h):
 - compressor: (1 << (server_max_window_bits + 2)) + (1 << (MEM_LEVEL + 9)) bytes, 128 KiB +
-  64 KiB = 192 KiB at 15 bits with MEM_LEVEL 7; 20 KiB at 10 bits.
+  64 KiB = 192 KiB at 15 bits with MEM_LEVEL 7; 68 KiB at 10 bits.
 - decompressor: (1 << client_max_window_bits) + about 7 KiB, 39 KiB at 15 bits.
 - plus the inflated message itself, at most the maximum message size.
 With server_no_context_takeover (resp. client_no_context_takeover) the compressor (resp.
