@@ -80,3 +80,30 @@ async def failing_startup(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "lifespan.startup.failed", "message": "no database"})
         return
     await app(scope, receive, send)
+
+
+async def websocket_app(scope: Scope, receive: Any, send: Any) -> None:
+    """/ws echoes text and bytes (subprotocol "chat" when offered); /refuse closes before
+    accepting; /crash raises after accepting."""
+    if scope["type"] != "websocket":
+        await app(scope, receive, send)
+        return
+    assert (await receive())["type"] == "websocket.connect"
+    if scope["path"] == "/refuse":
+        await send({"type": "websocket.close"})
+        return
+    subprotocol = "chat" if "chat" in scope["subprotocols"] else None
+    await send({"type": "websocket.accept", "subprotocol": subprotocol})
+    if scope["path"] == "/crash":
+        raise RuntimeError("crash after accept")
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") == "close please":
+            await send({"type": "websocket.close", "code": 4000, "reason": "asked"})
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": "echo: " + message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message["bytes"]})

@@ -467,6 +467,18 @@ finish the request before the worker cancels it. 0 cancels at once.""",
 The `root_path` of every ASGI scope: the path prefix under which the application is mounted
 (behind a proxy that strips it).""",
     )
+    websocket_max_message_size: int = setting(
+        16 * 1024 * 1024,
+        "--websocket-max-message-size",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+The largest WebSocket message, in bytes, the `asgi` worker accepts (ASGI hands whole messages to
+the application, so each is held in memory until its last frame). A larger one closes the
+connection with 1009 (message too big), detected from the frame header before its payload is
+read. 0 removes the limit.""",
+    )
     request_body_buffer: int = setting(
         64 * 1024 * 1024,
         "--request-body-buffer",

@@ -9,8 +9,9 @@ loop, so a worker whose loop is blocked by the application is caught by the mast
 a sync worker is. What this module must never do: run the application outside the loop, or
 parse HTTP a second way.
 
-Not yet here (issue 11): WebSocket, HTTP extensions (pathsend, early hints, trailers, tls),
-the PROXY protocol on this worker, uvloop, and lifespan startup/shutdown timeouts.
+WebSocket connections are in workers/asgi_websocket.py. Not yet here (issue 11): HTTP
+extensions (pathsend, early hints, trailers, tls), the PROXY protocol on this worker, uvloop,
+and lifespan startup/shutdown timeouts.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from corral.adapters.asgi import ASGIApp, ClientGone, Exchange, build_scope
 from corral.errors import EXIT_WORKER_BOOT_ERROR, ProtocolError
 from corral.http.body import decoder_for
 from corral.http.parser import Request, parse_head
+from corral.http.websocket_handshake import check_upgrade, is_websocket_upgrade, refusal_response
 from corral.http.writer import error_response
+from corral.workers.asgi_websocket import WebSocketSession, websocket_scope
 from corral.workers.engine import Worker
 from corral.workers.heartbeat import REASON_MAX_REQUESTS
 
@@ -177,6 +180,7 @@ class HttpProtocol(asyncio.Protocol):
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
+        self.websocket: WebSocketSession | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -193,6 +197,8 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.worker.protocols.discard(self)
         self.cancel_idle()
+        if self.websocket is not None:
+            self.websocket.connection_lost()
         if self.exchange is not None:
             self.exchange.disconnected()
             grace = self.worker.settings.asgi_disconnect_grace_period
@@ -208,6 +214,13 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.cancel_idle()
+        websocket = self.websocket
+        if websocket is not None:
+            if websocket.accepted:
+                websocket.data_received(data)
+            else:
+                self.buf += data  # frames sent before our 101: read once accepted
+            return
         if self.decoder is not None:
             self.feed_body(data)
             return
@@ -252,6 +265,9 @@ class HttpProtocol(asyncio.Protocol):
             return
         req, used = parsed
         self.buf = self.buf[used:]
+        if is_websocket_upgrade(req):
+            self.start_websocket(req)
+            return
         keep = self.worker.count_request()
         exchange = Exchange(self, req, keep and self.worker.keep_alive_allowed)
         self.exchange = exchange
@@ -269,6 +285,53 @@ class HttpProtocol(asyncio.Protocol):
             self.worker.lifespan_state,
         )
         self.task = asyncio.get_running_loop().create_task(self.run(req, scope, exchange))
+
+    def start_websocket(self, req: Request) -> None:
+        self.worker.count_request()
+        try:
+            handshake = check_upgrade(req)
+        except ProtocolError as exc:
+            if self.transport is not None:
+                self.transport.write(refusal_response(exc))
+                self.transport.close()
+            return
+        limit = self.worker.settings.websocket_max_message_size or (1 << 62)
+        session = WebSocketSession(self, handshake, limit)
+        self.websocket = session
+        scheme = "https" if self.worker.tls is not None else "http"
+        http_scope = build_scope(
+            req,
+            self.client,
+            self.server,
+            scheme,
+            self.worker.settings.root_path,
+            self.worker.lifespan_state,
+        )
+        scope = websocket_scope(http_scope, handshake)
+        self.task = asyncio.get_running_loop().create_task(self.run_websocket(scope, session))
+
+    async def run_websocket(self, scope: dict[str, Any], session: WebSocketSession) -> None:
+        failed = False
+        try:
+            await self.worker.asgi_app(scope, session.receive, session.send)
+        except ClientGone:
+            pass
+        except BaseException as exc:  # one connection's failure stays its own
+            if not (isinstance(exc, asyncio.CancelledError) and session.finished):
+                log.error("Exception in ASGI application (WebSocket)", exc_info=exc)
+                failed = True
+        session.app_returned(failed)
+
+    def upgraded(self, session: WebSocketSession) -> None:
+        """The handshake is accepted: bytes that came early are the first frames."""
+        self.cancel_idle()
+        if self.buf:
+            data, self.buf = self.buf, b""
+            session.data_received(data)
+
+    def close_transport(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
     def feed_body(self, data: bytes) -> None:
         exchange = self.exchange
@@ -353,7 +416,9 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     def close_if_idle(self) -> None:
-        if self.exchange is None and self.transport is not None:
+        if self.websocket is not None:
+            self.websocket.going_away()
+        elif self.exchange is None and self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:

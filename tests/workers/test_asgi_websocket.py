@@ -1,0 +1,86 @@
+"""WebSocket on the asgi worker, with the `websockets` library as the client (nobody here
+wrote it) and raw sockets for what a well-behaved client never sends."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+
+from support.client import connect, read_response
+from support.server import Server
+
+sync_client = pytest.importorskip("websockets.sync.client")
+exceptions = pytest.importorskip("websockets.exceptions")
+
+APP = "support.asgi_apps:websocket_app"
+
+
+def test_echo_text_and_bytes_with_subprotocol() -> None:
+    with Server(APP, "-k", "asgi") as srv:
+        url = f"ws://127.0.0.1:{srv.port}/ws"
+        with sync_client.connect(url, subprotocols=["chat"]) as ws:
+            assert ws.subprotocol == "chat"
+            ws.send("hello")
+            assert ws.recv(timeout=5) == "echo: hello"
+            payload = os.urandom(200_000)  # several frames' worth, and a 64-bit length
+            ws.send(payload)
+            assert ws.recv(timeout=5) == payload
+            ws.send("close please")
+            with pytest.raises(exceptions.ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4000, "asked")
+
+
+def test_close_before_accept_is_403_and_crash_after_is_1011() -> None:
+    with Server(APP, "-k", "asgi") as srv:
+        with pytest.raises(exceptions.InvalidStatus) as refused:
+            sync_client.connect(f"ws://127.0.0.1:{srv.port}/refuse")
+        assert refused.value.response.status_code == 403
+        with (
+            sync_client.connect(f"ws://127.0.0.1:{srv.port}/crash") as ws,
+            pytest.raises(exceptions.ConnectionClosed) as closed,
+        ):
+            ws.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+        assert "crash after accept" in srv.log()
+
+
+def handshake(port: int, path: str = "/ws") -> tuple[object, bytes]:
+    sock = connect(port, timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    resp, rest = read_response(sock, head_only=True)
+    assert resp.status == 101
+    return sock, rest
+
+
+def test_unmasked_client_frame_is_closed_1002() -> None:
+    with Server(APP, "-k", "asgi") as srv:
+        sock, rest = handshake(srv.port)
+        with sock:  # type: ignore[attr-defined]
+            sock.sendall(b"\x81\x05hello")  # type: ignore[attr-defined]
+            data = rest
+            while len(data) < 4:
+                chunk = sock.recv(100)  # type: ignore[attr-defined]
+                if not chunk:
+                    break
+                data += chunk
+        assert data[:2] == b"\x88\x02" and int.from_bytes(data[2:4], "big") == 1002
+
+
+def test_bad_version_is_426_and_plain_http_still_works() -> None:
+    with Server(APP, "-k", "asgi") as srv, connect(srv.port) as sock:
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n"
+        )
+        assert read_response(sock)[0].status == 426
+        with connect(srv.port) as plain:
+            plain.sendall(b"GET /plain HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert read_response(plain)[0].status == 200
