@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +85,14 @@ def test_bad_version_is_426_and_plain_http_still_works() -> None:
         with connect(srv.port) as plain:
             plain.sendall(b"GET /plain HTTP/1.1\r\nHost: h\r\n\r\n")
             assert read_response(plain)[0].status == 200
+
+
+def test_the_example_chat_app() -> None:
+    examples = str(Path(__file__).resolve().parents[2] / "examples")
+    with Server("chat:app", "-k", "asgi", "--pythonpath", examples) as srv:
+        with sync_client.connect(f"ws://127.0.0.1:{srv.port}/ws") as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=5) == "HELLO"
+        with connect(srv.port) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert read_response(sock)[0].body == b"ok"
