@@ -107,3 +107,21 @@ async def websocket_app(scope: Scope, receive: Any, send: Any) -> None:
             await send({"type": "websocket.send", "text": "echo: " + message["text"]})
         else:
             await send({"type": "websocket.send", "bytes": message["bytes"]})
+
+
+async def http_only(scope: Scope, receive: Any, send: Any) -> None:
+    """The common shape that ignores other scope types by returning: lifespan must not hang."""
+    if scope["type"] != "http":
+        return
+    await app(scope, receive, send)
+
+
+async def close_then_wait(scope: Scope, receive: Any, send: Any) -> None:
+    """A WebSocket the server closes first, then waits for the client's Close."""
+    if scope["type"] != "websocket":
+        await app(scope, receive, send)
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.close", "code": 1000})
+    await receive()

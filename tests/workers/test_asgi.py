@@ -106,3 +106,31 @@ def test_uvicorn_worker_names_select_asgi() -> None:
     with Server("support.asgi_apps:app", "-k", "uvicorn.workers.UvicornWorker") as srv:
         [(status, _)] = get(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
         assert status == 200
+
+
+def test_app_that_returns_on_lifespan_does_not_hang_the_worker() -> None:
+    with Server("support.asgi_apps:http_only", "-k", "asgi") as srv:
+        [(status, _)] = get(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert status == 200
+
+
+def test_expect_100_continue_is_answered_when_the_app_reads() -> None:
+    with Server("support.asgi_apps:app", "-k", "asgi") as srv, connect(srv.port) as sock:
+        sock.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        interim, rest = read_response(sock, head_only=True)
+        assert interim.status == 100
+        sock.sendall(b"hello")
+        resp, _ = read_response(sock, rest)
+        assert (resp.status, resp.body) == (200, b"hello")
+
+
+def test_stalled_body_ends_after_timeout() -> None:
+    with Server("support.asgi_apps:app", "-k", "asgi", "--timeout", "2") as srv:
+        with connect(srv.port, timeout=10) as sock:
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nabc")
+            resp, _ = read_response(sock)
+            assert resp.status == 408
+        [(status, _)] = get(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert status == 200

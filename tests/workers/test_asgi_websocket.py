@@ -96,3 +96,19 @@ def test_the_example_chat_app() -> None:
         with connect(srv.port) as sock:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n")
             assert read_response(sock)[0].body == b"ok"
+
+
+def test_ping_after_our_close_does_not_break_the_close_handshake() -> None:
+    with Server("support.asgi_apps:close_then_wait", "-k", "asgi") as srv:
+        sock, rest = handshake(srv.port)
+        with sock:  # type: ignore[attr-defined]
+            data = rest
+            while len(data) < 4:
+                data += sock.recv(100)  # type: ignore[attr-defined]
+            assert data[:2] == b"\x88\x02"  # our Close, 1000
+            mask = b"\x01\x02\x03\x04"
+            sock.sendall(b"\x89\x80" + mask)  # type: ignore[attr-defined]  # a masked Ping
+            close = bytes(b ^ mask[i % 4] for i, b in enumerate((1000).to_bytes(2, "big")))
+            sock.sendall(b"\x88\x82" + mask + close)  # type: ignore[attr-defined]
+            assert sock.recv(100) in (b"",)  # type: ignore[attr-defined]  # then the server closes
+        assert "Fatal error" not in srv.log() and "Traceback" not in srv.log()

@@ -21,6 +21,7 @@ from urllib.parse import unquote_to_bytes
 from corral.http.grammar import FIELD_TEXT, TOKEN
 from corral.http.parser import Request
 from corral.http.writer import (
+    CONTINUE,
     HOP_BY_HOP,
     LAST_CHUNK,
     NO_BODY_STATUSES,
@@ -113,6 +114,7 @@ class Exchange:
         "keep_alive",
         "no_body",
         "request_sent",
+        "send_continue",
         "sent",
         "started",
         "status",
@@ -130,6 +132,7 @@ class Exchange:
         self.request_sent = False
         self.gone = asyncio.Event()  # set when the client has gone or the response ended
         self.head_lines = ""
+        self.send_continue: Callable[[bytes], None] | None = None
         self.client_gone = False
         self.status = 0
         self.started = False
@@ -151,6 +154,11 @@ class Exchange:
             # response has ended, then say the request is over.
             await self.gone.wait()
             return {"type": "http.disconnect"}
+        if self.send_continue is not None:
+            # RFC 9110 §10.1.1: the client waits for this before sending the body.
+            if not self.head_sent:
+                self.send_continue(CONTINUE)
+            self.send_continue = None
         self.transport.resume_reading()  # the application asks: let the body flow again
         item = await self.body.get()
         if item is None:  # the client left mid-body

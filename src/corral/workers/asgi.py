@@ -85,15 +85,24 @@ class AsgiWorker(Worker):
             await asyncio.sleep(interval)
         for server in servers:
             server.close()
-        deadline = time.monotonic() + self.settings.graceful_timeout
+        # The master kills at graceful_timeout: keep a reserve to end requests and lifespan.
+        graceful = float(self.settings.graceful_timeout)
+        end = time.monotonic() + graceful
+        deadline = end - min(5.0, graceful / 3)
         while self.protocols and time.monotonic() < deadline:
             for protocol in list(self.protocols):
                 protocol.close_if_idle()
             self.heartbeat.beat()
             await asyncio.sleep(0.05)
+        tasks = [p.task for p in self.protocols if p.task is not None and not p.task.done()]
         for protocol in list(self.protocols):
             protocol.abort()
-        await lifespan.shutdown()
+        for task in tasks:
+            task.cancel()  # their `finally` blocks run now, not never
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(0.1, (end - time.monotonic()) / 2))
+        self.heartbeat.beat()
+        await lifespan.shutdown(end - time.monotonic() - 0.5)
         self.logger.flush()
 
     def count_request(self) -> bool:
@@ -129,6 +138,8 @@ class Lifespan:
         scope["state"] = self.state
         try:
             await self.app(scope, self.receive, self.send)
+        except (SystemExit, KeyboardInterrupt):
+            raise
         except BaseException as exc:
             if not self.received and self.mode == "auto":
                 log.info("ASGI 'lifespan' protocol appears unsupported.")
@@ -136,6 +147,9 @@ class Lifespan:
                 return
             log.error("Exception in the ASGI lifespan protocol", exc_info=exc)
             await self.answers.put({"type": "failed", "message": repr(exc)})
+            return
+        # Returned without (more) answers: e.g. `if scope["type"] != "http": return`.
+        await self.answers.put({"type": "returned"})
 
     async def startup(self) -> None:
         if self.mode == "off":
@@ -146,19 +160,21 @@ class Lifespan:
         kind = answer["type"]
         if kind == "lifespan.startup.complete":
             return
-        if kind == "unsupported":
+        if kind == "unsupported" or (kind == "returned" and self.mode == "auto"):
+            if kind == "returned":
+                log.info("ASGI 'lifespan' protocol appears unsupported.")
             self.task = None
             return
         raise LifespanFailed(answer.get("message") or kind)
 
-    async def shutdown(self) -> None:
-        if self.task is None:
+    async def shutdown(self, budget: float) -> None:
+        if self.task is None or self.task.done():
             return
         await self.inbox.put({"type": "lifespan.shutdown"})
         try:
-            answer = await asyncio.wait_for(self.answers.get(), 30)
+            answer = await asyncio.wait_for(self.answers.get(), max(budget, 0.1))
         except asyncio.TimeoutError:
-            log.warning("ASGI lifespan shutdown did not complete within 30 s")
+            log.warning("ASGI lifespan shutdown did not complete within %.1f s", budget)
             return
         if answer["type"] == "lifespan.shutdown.failed":
             log.error("Application shutdown failed: %s", answer.get("message", ""))
@@ -181,6 +197,8 @@ class HttpProtocol(asyncio.Protocol):
         self.server: tuple[str, int | None] | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
         self.websocket: WebSocketSession | None = None
+        self.transport_gone = False
+        self.body_timer: asyncio.TimerHandle | None = None
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -197,14 +215,18 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.worker.protocols.discard(self)
         self.cancel_idle()
+        self.cancel_body_timer()
+        self.transport_gone = True
+        self.can_write.set()  # a send waiting for the socket to drain learns it is gone
         if self.websocket is not None:
             self.websocket.connection_lost()
         if self.exchange is not None:
             self.exchange.disconnected()
+        task = self.task
+        if task is not None and not task.done():
             grace = self.worker.settings.asgi_disconnect_grace_period
-            task = self.task
-            if task is not None and not task.done():
-                asyncio.get_running_loop().call_later(grace, task.cancel)
+            handle = asyncio.get_running_loop().call_later(grace, task.cancel)
+            task.add_done_callback(lambda _: handle.cancel())
 
     def pause_writing(self) -> None:
         self.can_write.clear()
@@ -220,6 +242,8 @@ class HttpProtocol(asyncio.Protocol):
                 websocket.data_received(data)
             else:
                 self.buf += data  # frames sent before our 101: read once accepted
+                if len(self.buf) > 65536:
+                    self.pause()
             return
         if self.decoder is not None:
             self.feed_body(data)
@@ -239,7 +263,7 @@ class HttpProtocol(asyncio.Protocol):
     async def drain(self) -> None:
         if not self.can_write.is_set():
             await self.can_write.wait()
-        if self.transport is None or self.transport.is_closing():
+        if self.transport_gone or self.transport is None or self.transport.is_closing():
             raise ClientGone("the client has gone")
 
     def resume_reading(self) -> None:
@@ -276,6 +300,10 @@ class HttpProtocol(asyncio.Protocol):
             rest, self.buf = self.buf, b""
             if rest:
                 self.feed_body(rest)
+            elif req.expect_continue:
+                exchange.send_continue = self.write  # on the application's first receive
+            if self.decoder is not None:
+                self.arm_body_timer()
         scope = build_scope(
             req,
             self.client,
@@ -316,6 +344,8 @@ class HttpProtocol(asyncio.Protocol):
             await self.worker.asgi_app(scope, session.receive, session.send)
         except ClientGone:
             pass
+        except (SystemExit, KeyboardInterrupt):
+            raise
         except BaseException as exc:  # one connection's failure stays its own
             if not (isinstance(exc, asyncio.CancelledError) and session.finished):
                 log.error("Exception in ASGI application (WebSocket)", exc_info=exc)
@@ -325,6 +355,7 @@ class HttpProtocol(asyncio.Protocol):
     def upgraded(self, session: WebSocketSession) -> None:
         """The handshake is accepted: bytes that came early are the first frames."""
         self.cancel_idle()
+        self.resume_reading()
         if self.buf:
             data, self.buf = self.buf, b""
             session.data_received(data)
@@ -341,7 +372,11 @@ class HttpProtocol(asyncio.Protocol):
         except ProtocolError as exc:
             self.decoder = None
             exchange.disconnected()
-            self.reject(exc.status)
+            answer = exchange.error_answer(exc.status)  # None once a head has gone
+            if self.transport is not None:
+                if answer:
+                    self.transport.write(answer)
+                self.transport.close()
             return
         done = self.decoder.done
         if chunk or done:
@@ -349,7 +384,10 @@ class HttpProtocol(asyncio.Protocol):
         if done:
             self.decoder = None
             self.buf = rest
-        elif exchange.buffered >= _BODY_QUEUE:
+            self.cancel_body_timer()
+            return
+        self.arm_body_timer()
+        if exchange.buffered >= _BODY_QUEUE:
             self.pause()  # the application is not taking the body: stop reading the socket
 
     async def run(self, req: Request, scope: dict[str, Any], exchange: Exchange) -> None:
@@ -357,6 +395,8 @@ class HttpProtocol(asyncio.Protocol):
             await self.worker.asgi_app(scope, exchange.receive, exchange.send)
         except ClientGone:
             pass
+        except (SystemExit, KeyboardInterrupt):
+            raise
         except BaseException as exc:  # one request's failure stays its own
             if isinstance(exc, asyncio.CancelledError) and exchange.client_gone:
                 pass
@@ -398,6 +438,30 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
 
     # --- deadlines ---------------------------------------------------------------------------
+
+    def arm_body_timer(self) -> None:
+        """A body that stops arriving for `timeout` ends the request (the client is gone)."""
+        self.cancel_body_timer()
+        loop = asyncio.get_running_loop()
+        self.body_timer = loop.call_later(self.worker.timeout, self.body_expired)
+
+    def cancel_body_timer(self) -> None:
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
+
+    def body_expired(self) -> None:
+        self.body_timer = None
+        if self.decoder is not None and self.exchange is not None:
+            if not self.reading:
+                self.arm_body_timer()  # paused by us: the application is slow, not the client
+                return
+            self.exchange.disconnected()
+            answer = self.exchange.error_answer(408)
+            if self.transport is not None:
+                if answer:
+                    self.transport.write(answer)
+                self.transport.close()
 
     def arm_idle(self, seconds: float) -> None:
         self.cancel_idle()

@@ -87,6 +87,8 @@ class WebSocketSession:
         elif kind == "websocket.send":
             if not self.accepted:
                 raise RuntimeError("websocket.send before websocket.accept")
+            if self.socket.state != "open":
+                raise ClientGone("the WebSocket is closing")
             text, data = message.get("text"), message.get("bytes")
             if (text is None) == (data is None):
                 raise RuntimeError("websocket.send needs exactly one of text and bytes")
@@ -111,6 +113,14 @@ class WebSocketSession:
 
     def data_received(self, data: bytes) -> None:
         try:
+            self.read(data)
+        except Exception:
+            log.exception("Unexpected error on the WebSocket from %s", self.protocol.client)
+            self.connection_lost()
+            self.end()
+
+    def read(self, data: bytes) -> None:
+        try:
             events = self.socket.receive(data)
         except WebSocketError as exc:
             for event in exc.events:
@@ -130,7 +140,8 @@ class WebSocketSession:
         elif isinstance(event, BinaryMessage):
             self.inbox.put_nowait({"type": "websocket.receive", "bytes": event.data})
         elif isinstance(event, Ping):
-            self.protocol.write(self.socket.send_pong(event.data))
+            if self.socket.state == "open":  # after our Close only a Close may follow
+                self.protocol.write(self.socket.send_pong(event.data))
         elif isinstance(event, CloseReceived):
             message = {"type": "websocket.disconnect", "code": event.code, "reason": event.reason}
             self.inbox.put_nowait(message)
@@ -146,12 +157,17 @@ class WebSocketSession:
             self.close_timer = loop.call_later(CLOSE_TIMEOUT, self.end)
 
     def going_away(self) -> None:
-        """The worker is stopping: close 1001 once (RFC 6455 §7.4.1), then the close timeout."""
+        """The worker is stopping: close 1001 once (RFC 6455 §7.4.1), then the close timeout;
+        the application hears of it as a disconnect."""
         if self.accepted and not self.finished and self.socket.state == "open":
             self.protocol.write(self.socket.close(1001, ""))
+            self.inbox.put_nowait({"type": "websocket.disconnect", "code": 1001, "reason": ""})
             self.after_frames()
 
     def connection_lost(self) -> None:
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+            self.close_timer = None
         if not self.finished:
             self.finished = True
             self.inbox.put_nowait({"type": "websocket.disconnect", "code": _ABNORMAL, "reason": ""})
