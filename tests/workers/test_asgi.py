@@ -134,3 +134,17 @@ def test_stalled_body_ends_after_timeout() -> None:
             assert resp.status == 408
         [(status, _)] = get(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
         assert status == 200
+
+
+def test_lifespan_off_never_runs_it() -> None:
+    """`--asgi-lifespan off`: an application whose startup would fail is never asked."""
+    with Server("support.asgi_apps:failing_startup", "-k", "asgi", "--asgi-lifespan", "off") as srv:
+        [(status, _)] = get(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert status == 200
+
+
+def test_lifespan_on_with_an_app_without_it_stops_the_server() -> None:
+    tests = str(Path(__file__).resolve().parents[1])
+    args = ["-k", "asgi", "--asgi-lifespan", "on", "--pythonpath", tests, "--bind", "127.0.0.1:0"]
+    result = run_corral([*args, "support.asgi_apps:no_lifespan"])
+    assert result.returncode != 0

@@ -112,3 +112,14 @@ def test_ping_after_our_close_does_not_break_the_close_handshake() -> None:
             sock.sendall(b"\x88\x82" + mask + close)  # type: ignore[attr-defined]
             assert sock.recv(100) in (b"",)  # type: ignore[attr-defined]  # then the server closes
         assert "Fatal error" not in srv.log() and "Traceback" not in srv.log()
+
+
+def test_message_over_the_limit_is_closed_1009() -> None:
+    with Server(APP, "-k", "asgi", "--websocket-max-message-size", "1000") as srv:
+        with sync_client.connect(f"ws://127.0.0.1:{srv.port}/ws") as ws:
+            ws.send("x" * 500)
+            assert ws.recv(timeout=5) == "echo: " + "x" * 500
+            ws.send("y" * 2000)
+            with pytest.raises(exceptions.ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009

@@ -95,3 +95,44 @@ def test_a_burst_spreads_over_the_workers_by_free_threads() -> None:
     assert len(pids) == 50
     counts = sorted(pids.count(pid) for pid in set(pids))
     assert max(counts) <= 25, counts
+
+
+def test_request_body_timeout_is_a_total_deadline() -> None:
+    """A client that keeps trickling (so never idle for `timeout`) still gets its 408 once
+    --request-body-timeout has passed."""
+    args = ["-k", "gthread", "--threads", "2", "--request-body-timeout", "2", "--timeout", "30"]
+    with Server("support.apps:echo", *args) as srv, connect(srv.port, timeout=20) as sock:
+        sock.sendall(b"POST /echo-body HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n")
+        started = time.monotonic()
+        answer = b""
+        sock.settimeout(0.3)
+        while not answer and time.monotonic() - started < 15:
+            with contextlib.suppress(OSError):
+                sock.sendall(b"x")  # one byte at a time, never idle for long
+            with contextlib.suppress(TimeoutError):
+                answer = sock.recv(100)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+
+
+def test_response_write_timeout_is_a_total_deadline() -> None:
+    """A reader that drains a little now and then (never idle for `timeout`) is cut off once
+    --response-write-timeout has passed: the worker lets go of the connection (the client only
+    sees the end after reading what the kernel had already buffered)."""
+    args = ["-k", "gthread", "--threads", "2", "--response-write-timeout", "2"]
+    with Server("reliability.apps:app", *args) as srv:
+        (pid,) = srv.worker_pids()
+        idle_fds = len(os.listdir(f"/proc/{pid}/fd"))
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", srv.port))
+        with sock:
+            sock.sendall(b"GET /bytes?50000000 HTTP/1.1\r\nHost: a\r\n\r\n")
+            sock.recv(1024)
+            assert len(os.listdir(f"/proc/{pid}/fd")) > idle_fds  # the connection is held
+
+            def released() -> bool:
+                sock.recv(1024)  # a slow reader: the connection never goes idle
+                return len(os.listdir(f"/proc/{pid}/fd")) <= idle_fds
+
+            wait_for(released, 15, "the worker to drop the slow reader")
