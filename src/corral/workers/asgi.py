@@ -304,15 +304,16 @@ class HttpProtocol(asyncio.Protocol):
                 exchange.send_continue = self.write  # on the application's first receive
             if self.decoder is not None:
                 self.arm_body_timer()
-        scope = build_scope(
-            req,
-            self.client,
-            self.server,
-            "https" if self.worker.tls is not None else "http",
-            self.worker.settings.root_path,
-            self.worker.lifespan_state,
-        )
+        scope = self.scope_for(req)
         self.task = asyncio.get_running_loop().create_task(self.run(req, scope, exchange))
+
+    def scope_for(self, req: Request) -> dict[str, Any]:
+        worker = self.worker
+        scheme = "https" if worker.tls is not None else "http"
+        settings = worker.settings
+        return build_scope(
+            req, self.client, self.server, scheme, settings.root_path, worker.lifespan_state
+        )
 
     def start_websocket(self, req: Request) -> None:
         self.worker.count_request()
@@ -326,16 +327,7 @@ class HttpProtocol(asyncio.Protocol):
         limit = self.worker.settings.websocket_max_message_size or (1 << 62)
         session = WebSocketSession(self, handshake, limit)
         self.websocket = session
-        scheme = "https" if self.worker.tls is not None else "http"
-        http_scope = build_scope(
-            req,
-            self.client,
-            self.server,
-            scheme,
-            self.worker.settings.root_path,
-            self.worker.lifespan_state,
-        )
-        scope = websocket_scope(http_scope, handshake)
+        scope = websocket_scope(self.scope_for(req), handshake)
         self.task = asyncio.get_running_loop().create_task(self.run_websocket(scope, session))
 
     async def run_websocket(self, scope: dict[str, Any], session: WebSocketSession) -> None:
