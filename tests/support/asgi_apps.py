@@ -125,3 +125,17 @@ async def close_then_wait(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "websocket.accept"})
     await send({"type": "websocket.close", "code": 1000})
     await receive()
+
+
+async def ignores_disconnect(scope: Scope, receive: Any, send: Any) -> None:
+    """/hold works for 30 s without listening for the client; when it is cancelled (the client
+    left and the grace period ran out) it records that in the file named by the query."""
+    if scope["type"] != "http" or scope["path"] != "/hold":
+        await app(scope, receive, send)
+        return
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        with open(scope["query_string"].decode(), "w") as fh:
+            fh.write("cancelled")
+        raise

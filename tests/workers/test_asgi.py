@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from support.client import connect, read_response
-from support.server import Server, run_corral
+from support.server import Server, run_corral, wait_for
 
 
 def get(port: int, raw: bytes) -> list[tuple[int, bytes]]:
@@ -148,3 +148,29 @@ def test_lifespan_on_with_an_app_without_it_stops_the_server() -> None:
     args = ["-k", "asgi", "--asgi-lifespan", "on", "--pythonpath", tests, "--bind", "127.0.0.1:0"]
     result = run_corral([*args, "support.asgi_apps:no_lifespan"])
     assert result.returncode != 0
+
+
+def test_asgi_loop_asyncio_serves_and_missing_uvloop_is_a_startup_error() -> None:
+    with Server("support.asgi_apps:app", "-k", "asgi", "--asgi-loop", "asyncio") as srv:
+        [(status, _)] = get(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert status == 200
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        tests = str(Path(__file__).resolve().parents[1])
+        args = ["-k", "asgi", "--asgi-loop", "uvloop", "--pythonpath", tests]
+        result = run_corral([*args, "--bind", "127.0.0.1:0", "support.asgi_apps:app"])
+        assert result.returncode != 0
+        assert "uvloop is not installed" in result.stderr
+
+
+def test_request_task_is_cancelled_after_the_disconnect_grace_period(tmp_path: Path) -> None:
+    marker = tmp_path / "cancelled"
+    args = ["-k", "asgi", "--asgi-disconnect-grace-period", "1"]
+    with Server("support.asgi_apps:ignores_disconnect", *args) as srv:
+        with connect(srv.port) as sock:
+            sock.sendall(f"GET /hold?{marker} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+            with connect(srv.port) as other:  # the request is running: the server answers others
+                other.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+                assert read_response(other)[0].status == 200
+        wait_for(marker.exists, 10, "the abandoned request to be cancelled")

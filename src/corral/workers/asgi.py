@@ -10,7 +10,7 @@ a sync worker is. What this module must never do: run the application outside th
 parse HTTP a second way.
 
 WebSocket connections are in workers/asgi_websocket.py. Not yet here (issue 11): HTTP
-extensions (pathsend, early hints, trailers, tls), the PROXY protocol on this worker, uvloop,
+extensions (pathsend, early hints, trailers, tls), the PROXY protocol on this worker,
 and lifespan startup/shutdown timeouts.
 """
 
@@ -50,7 +50,7 @@ class AsgiWorker(Worker):
         self.asgi_app = cast(ASGIApp, self.app)
 
     def serve(self) -> None:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop(self.settings.asgi_loop)
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self.main())
@@ -112,6 +112,21 @@ class AsgiWorker(Worker):
             log.info("Autorestarting worker after current request.")
             self.retire(REASON_MAX_REQUESTS)
         return self.alive
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """The `asgi_loop` setting: uvloop when asked for (or, with `auto`, when installed)."""
+    if kind != "asyncio":
+        try:
+            import uvloop  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:
+            if kind == "uvloop":
+                log.error("asgi_loop is 'uvloop' but uvloop is not installed (pip install uvloop)")
+                raise SystemExit(EXIT_WORKER_BOOT_ERROR) from None
+        else:
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+    return asyncio.new_event_loop()
 
 
 class Lifespan:
