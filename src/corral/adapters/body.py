@@ -1,9 +1,12 @@
-"""wsgi.input and wsgi.file_wrapper: the request body as a stream, and files as responses.
+"""wsgi.input and wsgi.file_wrapper: request bodies, buffered or streamed, and files as responses.
 
-The body is pulled from the connection only when the application reads it, one receive at a
-time, through the sans-IO decoder; it is never held whole in memory. What this module must
-never do: read past the end of the body without handing the excess back (it is the next
-pipelined request), or block without the connection's timeout.
+`BodyBuffer` holds a body the worker's loop receives before the application is called (in
+memory, then an unnamed temporary file); the application reads it as a plain file object.
+`Body` is the streamed form, for bodies above `request_body_buffer` (or with buffering off):
+pulled from the connection only when the application reads it, one receive at a time, through
+the sans-IO decoder. What this module must never do: read past the end of the body without
+handing the excess back (it is the next pipelined request), or block without the connection's
+timeout.
 """
 
 from __future__ import annotations
