@@ -479,6 +479,84 @@ the application, so each is held in memory until its last frame). A larger one c
 connection with 1009 (message too big), detected from the frame header before its payload is
 read. 0 removes the limit.""",
     )
+    websocket_max_queue: int = setting(
+        32,
+        "--websocket-max-queue",
+        section=_WORKERS,
+        convert=conv.positive_int,
+        meta="INT",
+        help="""
+WebSocket messages the `asgi` worker holds for an application that has not received them yet.
+When that many are waiting, the worker stops reading the socket until the application catches
+up, so a fast sender cannot make it buffer without bound.""",
+    )
+    websocket_ping_interval: int = setting(
+        20,
+        "--websocket-ping-interval",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+Seconds between the Ping frames the `asgi` worker sends on an open WebSocket that has been
+quiet for that long. 0 sends none.""",
+    )
+    websocket_ping_timeout: int = setting(
+        20,
+        "--websocket-ping-timeout",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+Seconds a client has to answer a server Ping (with a Pong, or any frame) before the connection
+is closed with 1011. 0 waits for ever.""",
+    )
+    websocket_per_message_deflate: bool = setting(
+        True,
+        "--no-websocket-per-message-deflate",
+        section=_WORKERS,
+        convert=conv.to_bool,
+        action="store_const",
+        const=False,
+        help="""
+Offer the permessage-deflate extension (RFC 7692) to WebSocket clients that ask for it.
+
+Its memory per connection is bounded: windows of at most 2**15 bytes each way plus zlib's own
+state (about 300 KiB per connection in the worst case), and an inflated message is held to
+`websocket_max_message_size`. `--no-websocket-per-message-deflate` (or `False` in a config
+file) turns it off.""",
+    )
+    asgi_startup_timeout: int = setting(
+        60,
+        "--asgi-startup-timeout",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+Seconds an ASGI application has to complete its lifespan startup. One that takes longer stops
+the worker as a failed startup would. 0 waits for ever.""",
+    )
+    asgi_shutdown_timeout: int = setting(
+        30,
+        "--asgi-shutdown-timeout",
+        section=_WORKERS,
+        convert=conv.non_negative_int,
+        meta="INT",
+        help="""
+Seconds an ASGI application has to complete its lifespan shutdown. The worker then exits
+anyway. It is also bounded by what `graceful_timeout` leaves.""",
+    )
+    limit_request_body: int = setting(
+        0,
+        "--limit-request-body",
+        section=_SECURITY,
+        convert=conv.non_negative_int,
+        meta="BYTES",
+        help="""
+The largest request body, in bytes, any worker accepts. A larger one is answered 413 (Content
+Too Large) and the connection is closed: from its Content-Length before the application is
+called, or as soon as a chunked body passes the limit. 0 (the default, as in Gunicorn) sets no
+limit.""",
+    )
     request_body_buffer: int = setting(
         64 * 1024 * 1024,
         "--request-body-buffer",

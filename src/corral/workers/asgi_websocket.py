@@ -31,7 +31,7 @@ from corral.http.websocket_handshake import Handshake, accept_response
 from corral.http.writer import error_response
 
 if TYPE_CHECKING:
-    from corral.workers.asgi import HttpProtocol
+    from corral.workers.asgi_http import HttpProtocol
 
 log = logging.getLogger("corral.error")
 

@@ -1,0 +1,333 @@
+"""One client connection of the `asgi` worker: an asyncio Protocol over the one sans-IO parser.
+
+Heads are parsed by http/parser.py and bodies decoded by http/body.py as bytes arrive; each
+request runs the application as a task with an `adapters.asgi.Exchange` as its receive/send
+pair. Reading stops while the application has not taken the body already received (read
+backpressure), and `send` waits while the transport is above its high-water mark (write
+backpressure). What this module must never do: parse HTTP a second way, or let one request's
+failure reach another connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from corral.adapters.asgi import ClientGone, Exchange, build_scope
+from corral.errors import ProtocolError
+from corral.http.body import decoder_for
+from corral.http.parser import Request, parse_head
+from corral.http.websocket_handshake import check_upgrade, is_websocket_upgrade, refusal_response
+from corral.http.writer import error_response
+from corral.workers.asgi_websocket import WebSocketSession, websocket_scope
+
+if TYPE_CHECKING:
+    from corral.workers.asgi import AsgiWorker
+
+log = logging.getLogger("corral.error")
+
+# Body chunks the application has not taken yet before reading pauses.
+_BODY_QUEUE = 4
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection: heads parsed as bytes arrive, one request served at a time."""
+
+    def __init__(self, worker: AsgiWorker) -> None:
+        self.worker = worker
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.exchange: Exchange | None = None
+        self.decoder: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.reading = True
+        self.can_write = asyncio.Event()
+        self.can_write.set()
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int | None] | None = None
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.websocket: WebSocketSession | None = None
+        self.transport_gone = False
+        self.body_timer: asyncio.TimerHandle | None = None
+
+    # --- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.worker.protocols.add(self)
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
+        self.server = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
+        self.arm_idle(self.worker.timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker.protocols.discard(self)
+        self.cancel_idle()
+        self.cancel_body_timer()
+        self.transport_gone = True
+        self.can_write.set()  # a send waiting for the socket to drain learns it is gone
+        if self.websocket is not None:
+            self.websocket.connection_lost()
+        if self.exchange is not None:
+            self.exchange.disconnected()
+        task = self.task
+        if task is not None and not task.done():
+            grace = self.worker.settings.asgi_disconnect_grace_period
+            handle = asyncio.get_running_loop().call_later(grace, task.cancel)
+            task.add_done_callback(lambda _: handle.cancel())
+
+    def pause_writing(self) -> None:
+        self.can_write.clear()
+
+    def resume_writing(self) -> None:
+        self.can_write.set()
+
+    def data_received(self, data: bytes) -> None:
+        self.cancel_idle()
+        websocket = self.websocket
+        if websocket is not None:
+            if websocket.accepted:
+                websocket.data_received(data)
+            else:
+                self.buf += data  # frames sent before our 101: read once accepted
+                if len(self.buf) > 65536:
+                    self.pause()
+            return
+        if self.decoder is not None:
+            self.feed_body(data)
+            return
+        self.buf += data
+        if self.exchange is None:
+            self.next_request()
+        elif len(self.buf) > 65536:
+            self.pause()  # pipelined requests wait until the current one is done
+
+    # --- the AsgiTransport side, for the exchange ----------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and data:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        if not self.can_write.is_set():
+            await self.can_write.wait()
+        if self.transport_gone or self.transport is None or self.transport.is_closing():
+            raise ClientGone("the client has gone")
+
+    def resume_reading(self) -> None:
+        if not self.reading and self.transport is not None and not self.transport.is_closing():
+            self.reading = True
+            self.transport.resume_reading()
+
+    def pause(self) -> None:
+        if self.reading and self.transport is not None:
+            self.reading = False
+            self.transport.pause_reading()
+
+    # --- requests --------------------------------------------------------------------------
+
+    def next_request(self) -> None:
+        try:
+            parsed = parse_head(self.buf, self.worker.limits)
+        except ProtocolError as exc:
+            self.reject(exc.status)
+            return
+        if parsed is None:
+            self.arm_idle(self.worker.timeout)
+            return
+        req, used = parsed
+        self.buf = self.buf[used:]
+        if is_websocket_upgrade(req):
+            self.start_websocket(req)
+            return
+        keep = self.worker.count_request()
+        exchange = Exchange(self, req, keep and self.worker.keep_alive_allowed)
+        self.exchange = exchange
+        if req.chunked or req.content_length:
+            self.decoder = decoder_for(req)
+            rest, self.buf = self.buf, b""
+            if rest:
+                self.feed_body(rest)
+            elif req.expect_continue:
+                exchange.send_continue = self.write  # on the application's first receive
+            if self.decoder is not None:
+                self.arm_body_timer()
+        scope = self.scope_for(req)
+        self.task = asyncio.get_running_loop().create_task(self.run(req, scope, exchange))
+
+    def scope_for(self, req: Request) -> dict[str, Any]:
+        worker = self.worker
+        scheme = "https" if worker.tls is not None else "http"
+        settings = worker.settings
+        return build_scope(
+            req, self.client, self.server, scheme, settings.root_path, worker.lifespan_state
+        )
+
+    def start_websocket(self, req: Request) -> None:
+        self.worker.count_request()
+        try:
+            handshake = check_upgrade(req)
+        except ProtocolError as exc:
+            if self.transport is not None:
+                self.transport.write(refusal_response(exc))
+                self.transport.close()
+            return
+        limit = self.worker.settings.websocket_max_message_size or (1 << 62)
+        session = WebSocketSession(self, handshake, limit)
+        self.websocket = session
+        scope = websocket_scope(self.scope_for(req), handshake)
+        self.task = asyncio.get_running_loop().create_task(self.run_websocket(scope, session))
+
+    async def run_websocket(self, scope: dict[str, Any], session: WebSocketSession) -> None:
+        failed = False
+        try:
+            await self.worker.asgi_app(scope, session.receive, session.send)
+        except ClientGone:
+            pass
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # one connection's failure stays its own
+            if not (isinstance(exc, asyncio.CancelledError) and session.finished):
+                log.error("Exception in ASGI application (WebSocket)", exc_info=exc)
+                failed = True
+        session.app_returned(failed)
+
+    def upgraded(self, session: WebSocketSession) -> None:
+        """The handshake is accepted: bytes that came early are the first frames."""
+        self.cancel_idle()
+        self.resume_reading()
+        if self.buf:
+            data, self.buf = self.buf, b""
+            session.data_received(data)
+
+    def close_transport(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def feed_body(self, data: bytes) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        try:
+            chunk, rest = self.decoder.feed(data)
+        except ProtocolError as exc:
+            self.decoder = None
+            exchange.disconnected()
+            answer = exchange.error_answer(exc.status)  # None once a head has gone
+            if self.transport is not None:
+                if answer:
+                    self.transport.write(answer)
+                self.transport.close()
+            return
+        done = self.decoder.done
+        if chunk or done:
+            exchange.feed_body(chunk, not done)
+        if done:
+            self.decoder = None
+            self.buf = rest
+            self.cancel_body_timer()
+            return
+        self.arm_body_timer()
+        if exchange.buffered >= _BODY_QUEUE:
+            self.pause()  # the application is not taking the body: stop reading the socket
+
+    async def run(self, req: Request, scope: dict[str, Any], exchange: Exchange) -> None:
+        try:
+            await self.worker.asgi_app(scope, exchange.receive, exchange.send)
+        except ClientGone:
+            pass
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # one request's failure stays its own
+            if isinstance(exc, asyncio.CancelledError) and exchange.client_gone:
+                pass
+            else:
+                log.error(
+                    "Exception in ASGI application %s %s", req.method, req.target, exc_info=exc
+                )
+                answer = exchange.error_answer(500)
+                if answer:
+                    self.write(answer)
+        self.finished(exchange)
+
+    def finished(self, exchange: Exchange) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing() or exchange.client_gone:
+            return
+        if not exchange.ended:
+            # The application returned without finishing its response.
+            if not exchange.started:
+                log.error("ASGI application returned without a response")
+                answer = exchange.error_answer(500)
+                if answer:
+                    self.write(answer)
+            exchange.keep_alive = False
+        if not exchange.keep_alive or self.decoder is not None or not self.worker.alive:
+            transport.close()
+            return
+        self.exchange = None
+        self.task = None
+        self.resume_reading()
+        if self.buf:
+            self.next_request()
+        else:
+            self.arm_idle(float(self.worker.settings.keepalive))
+
+    def reject(self, status: int) -> None:
+        if self.transport is not None:
+            self.transport.write(error_response(status))
+            self.transport.close()
+
+    # --- deadlines ---------------------------------------------------------------------------
+
+    def arm_body_timer(self) -> None:
+        """A body that stops arriving for `timeout` ends the request (the client is gone)."""
+        self.cancel_body_timer()
+        loop = asyncio.get_running_loop()
+        self.body_timer = loop.call_later(self.worker.timeout, self.body_expired)
+
+    def cancel_body_timer(self) -> None:
+        if self.body_timer is not None:
+            self.body_timer.cancel()
+            self.body_timer = None
+
+    def body_expired(self) -> None:
+        self.body_timer = None
+        if self.decoder is not None and self.exchange is not None:
+            if not self.reading:
+                self.arm_body_timer()  # paused by us: the application is slow, not the client
+                return
+            self.exchange.disconnected()
+            answer = self.exchange.error_answer(408)
+            if self.transport is not None:
+                if answer:
+                    self.transport.write(answer)
+                self.transport.close()
+
+    def arm_idle(self, seconds: float) -> None:
+        self.cancel_idle()
+        if seconds > 0:
+            self.idle_timer = asyncio.get_running_loop().call_later(seconds, self.idle_expired)
+
+    def cancel_idle(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+
+    def idle_expired(self) -> None:
+        if self.exchange is None and self.transport is not None:
+            if self.buf:
+                self.transport.write(error_response(408))
+            self.transport.close()
+
+    def close_if_idle(self) -> None:
+        if self.websocket is not None:
+            self.websocket.going_away()
+        elif self.exchange is None and self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
