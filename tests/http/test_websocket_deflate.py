@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import zlib
 from collections.abc import Callable
 
@@ -158,3 +159,50 @@ def test_round_trip_server_to_parser(takeover: bool, fragment_size: int) -> None
         BinaryMessage(b""),
         TextMessage("abc" * 100),
     ]
+
+
+def test_a_fragmented_bomb_fails_on_its_first_frame() -> None:
+    """Each frame is inflated as it arrives: the limit is hit before the message ends."""
+    bomb = client_deflate(bytes(10_000_000))
+    parser = FrameParser(100_000, PerMessageDeflate(DeflateParams(), 100_000))
+    # The first frame alone inflates past the limit; the rest of the message never comes.
+    with pytest.raises(WebSocketError) as info:
+        parser.feed(client_frame(BINARY, bomb[:2000], fin=False, rsv=RSV1))
+    assert info.value.code == 1009
+
+
+def test_fragments_inflate_to_the_limit_across_frames() -> None:
+    data = random.Random(7).randbytes(50_000)  # incompressible: deflate makes it a bit larger
+    packed = client_deflate(data)
+    assert len(packed) > len(data)
+    raw = client_frame(BINARY, packed[:20_000], fin=False, rsv=RSV1)
+    raw += client_frame(CONTINUATION, packed[20_000:])
+    exact = FrameParser(50_000, PerMessageDeflate(DeflateParams(), 50_000))
+    assert exact.feed(raw) == [BinaryMessage(data)]
+    short = FrameParser(49_999, PerMessageDeflate(DeflateParams(), 49_999))
+    with pytest.raises(WebSocketError) as info:
+        short.feed(raw)
+    assert info.value.code == 1009
+
+
+def test_text_split_inside_a_character_across_compressed_frames() -> None:
+    packed = client_deflate("é".encode() * 1000)
+    for cut in range(1, len(packed)):
+        raw = client_frame(TEXT, packed[:cut], fin=False, rsv=RSV1)
+        raw += client_frame(CONTINUATION, packed[cut:])
+        parser = FrameParser(1 << 20, PerMessageDeflate(DeflateParams(), 1 << 20))
+        assert parser.feed(raw) == [TextMessage("é" * 1000)]
+
+
+def test_data_after_the_end_of_the_compressed_stream_is_refused() -> None:
+    ended = zlib.compressobj(6, zlib.DEFLATED, -15)
+    final = ended.compress(b"done") + ended.flush(zlib.Z_FINISH)  # a BFINAL block
+    parser = FrameParser(1 << 20, PerMessageDeflate(DeflateParams(), 1 << 20))
+    assert parser.feed(client_frame(BINARY, final, rsv=RSV1)) == [BinaryMessage(b"done")]
+    # The context ended with the stream: the next message starts a new one.
+    assert parser.feed(client_frame(BINARY, client_deflate(b"next"), rsv=RSV1)) == [
+        BinaryMessage(b"next")
+    ]
+    with pytest.raises(WebSocketError) as info:
+        parser.feed(client_frame(BINARY, final + b"\x01\x02", rsv=RSV1))
+    assert info.value.code == 1002

@@ -2,9 +2,11 @@
 
 `negotiate_deflate(offers)` picks the first acceptable permessage-deflate offer of a handshake
 and returns the parameters and the Sec-WebSocket-Extensions value to answer with, or None.
-`PerMessageDeflate` compresses the server's messages and inflates the client's, refusing with
-1009 a message that inflates past the maximum message size: inflation is bounded by zlib's
-max_length, so a small compressed message never inflates to gigabytes in memory.
+`PerMessageDeflate` compresses the server's messages and inflates the client's, frame by frame
+as the parser (websocket_parser.py) hands them over, refusing with 1009 a message that inflates
+past the maximum message size: each frame's inflation is bounded by zlib's max_length to what
+the message may still grow by, so a small compressed message never inflates to gigabytes in
+memory, and fails before its later frames are even read.
 
 Memory per connection (zlib's own formulas, zlib.h/zconf.h):
 - compressor: (1 << (server_max_window_bits + 2)) + (1 << (MEM_LEVEL + 9)) bytes, 128 KiB +
@@ -23,7 +25,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from corral.http.websocket import MESSAGE_TOO_BIG, PROTOCOL_ERROR, WebSocketError
+from corral.http.websocket_frames import MESSAGE_TOO_BIG, PROTOCOL_ERROR, WebSocketError
 
 NAME = "permessage-deflate"
 # zlib's memLevel: 7 instead of the default 8 halves the hash table for a small loss of ratio.
@@ -145,18 +147,32 @@ class PerMessageDeflate:
         return out[:-4] if out.endswith(_TAIL) else out
 
     def decompress(self, data: bytes) -> bytes:
-        """§7.2.2: append 00 00 ff ff and inflate, at most max_message_size bytes (else 1009)."""
+        """A whole compressed message inflated, at most max_message_size bytes (else 1009)."""
+        return self.inflate(data, True, self.max_message_size)
+
+    def inflate(self, data: bytes, final: bool, limit: int) -> bytes:
+        """§7.2.2: one frame's part of a compressed message, inflated to at most limit bytes.
+
+        Inflation stops at limit + 1 bytes (zlib's max_length), so a small frame that would
+        inflate to gigabytes costs at most limit bytes before it fails with 1009. final marks
+        the message's last frame: 00 00 ff ff is appended, and the context is kept for the
+        next message only when the client takes it over.
+        """
         decompressor = self._decompressor
         if decompressor is None:
-            decompressor = zlib.decompressobj(-self.params.client_max_window_bits)
-        limit = self.max_message_size
+            decompressor = self._decompressor = zlib.decompressobj(
+                -self.params.client_max_window_bits
+            )
         try:
-            out = decompressor.decompress(data + _TAIL, limit + 1)
+            out = decompressor.decompress(data + _TAIL if final else data, limit + 1)
         except zlib.error:
             raise WebSocketError(PROTOCOL_ERROR, "invalid compressed data") from None
         if len(out) > limit or decompressor.unconsumed_tail:
             raise WebSocketError(MESSAGE_TOO_BIG, "message inflates past the maximum size")
-        # A stream ended with a BFINAL block cannot go on: the next message starts afresh.
-        keep = not (self.params.client_no_context_takeover or decompressor.eof)
-        self._decompressor = decompressor if keep else None
+        if decompressor.eof and decompressor.unused_data not in (b"", _TAIL):
+            # A final deflate block ended the stream and more data followed it in the message.
+            raise WebSocketError(PROTOCOL_ERROR, "data after the end of the compressed stream")
+        if final and (self.params.client_no_context_takeover or decompressor.eof):
+            # A stream ended with a BFINAL block cannot go on: the next message starts afresh.
+            self._decompressor = None
         return out
