@@ -4,7 +4,9 @@ wrote it) and raw sockets for what a well-behaved client never sends."""
 from __future__ import annotations
 
 import base64
+import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,77 @@ def test_message_over_the_limit_is_closed_1009() -> None:
             with pytest.raises(exceptions.ConnectionClosed) as closed:
                 ws.recv(timeout=5)
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+# --- the websocket.http.response extension ---------------------------------------------------
+
+DENIER = "support.asgi_websocket_apps:denier"
+
+
+def upgrade_request(path: str) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "framing"), [("/length", "Content-Length"), ("/chunked", "Transfer-Encoding")]
+)
+def test_denial_with_a_full_http_response(path: str, framing: str) -> None:
+    with Server(DENIER, "-k", "asgi") as srv, connect(srv.port) as sock:
+        sock.sendall(upgrade_request(path))
+        resp, rest = read_response(sock)
+        assert (resp.status, resp.body) == (401, b"log in first")
+        assert resp.header(framing) is not None
+        assert resp.header("X-Reason") == "token expired"
+        assert resp.header("Connection") == "close"
+        assert resp.header("Upgrade") is None and resp.header("Sec-WebSocket-Accept") is None
+        assert rest == b"" and sock.recv(100) == b""  # then the connection ends
+        assert "Traceback" not in srv.log()
+
+
+def test_denial_seen_by_the_websockets_client() -> None:
+    with Server(DENIER, "-k", "asgi") as srv:
+        with pytest.raises(exceptions.InvalidStatus) as refused:
+            sync_client.connect(f"ws://127.0.0.1:{srv.port}/length")
+        assert refused.value.response.status_code == 401
+        assert refused.value.response.body == b"log in first"
+
+
+@pytest.mark.parametrize("path", ["/unfinished", "/twice"])
+def test_denial_left_unfinished_or_mixed_with_close_is_500(path: str) -> None:
+    with Server(DENIER, "-k", "asgi") as srv, connect(srv.port) as sock:
+        sock.sendall(upgrade_request(path))
+        assert read_response(sock)[0].status == 500
+        assert sock.recv(100) == b""
+        with connect(srv.port) as plain:  # the worker goes on
+            plain.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert read_response(plain)[0].status == 200
+        if path == "/twice":
+            assert "after websocket.http.response.start" in srv.log()
+
+
+def test_scope_advertises_the_denial_extension() -> None:
+    with (
+        Server(DENIER, "-k", "asgi") as srv,
+        sync_client.connect(f"ws://127.0.0.1:{srv.port}/extensions") as ws,
+    ):
+        extensions = json.loads(ws.recv(timeout=5))
+        assert extensions["websocket.http.response"] == {}
+        assert not [name for name in extensions if name.startswith("http.")]
+
+
+# --- graceful stop --------------------------------------------------------------------------
+
+
+def test_term_closes_open_websockets_with_1001() -> None:
+    with Server(APP, "-k", "asgi", "--graceful-timeout", "10") as srv:
+        with sync_client.connect(f"ws://127.0.0.1:{srv.port}/ws") as ws:
+            ws.send("before")
+            assert ws.recv(timeout=5) == "echo: before"
+            srv.signal(signal.SIGTERM)
+            with pytest.raises(exceptions.ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+        assert srv.wait_exit() == 0
