@@ -2,7 +2,9 @@
 
 Runs under the peer venv's interpreter, which has matplotlib; it reads only the results JSON,
 so it imports nothing else from the benchmark. Two panels, req/s and req/CPU-s, each a group
-of bars per scenario, one bar per server, on a log scale around the baseline's 1.0.
+of bars per scenario, one bar per server, on a log scale around the baseline's 1.0. Each
+scenario has its own baseline (gunicorn-sync for WSGI, uvicorn-asgi for ASGI: `baselines` in the
+metadata; older results have one `baseline` for all).
 """
 
 from __future__ import annotations
@@ -52,14 +54,15 @@ def draw(doc: dict[str, Any], out: Path) -> None:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
         ax.yaxis.set_minor_formatter(FuncFormatter(minor_label))
-        ax.set_ylabel(f"{label}\nratio to {doc['meta']['baseline']}")
+        ax.set_ylabel(f"{label}\nratio to the scenario's baseline")
         ax.grid(axis="y", which="both", alpha=0.3)
     axes[-1].set_xticks(range(len(scenarios)), scenarios)
     handles, labels = axes[0].get_legend_handles_labels()
-    labels = [f"{name} (= 1x)" if name == doc["meta"]["baseline"] else name for name in labels]
-    fig.legend(handles, labels, ncol=len(labels), fontsize="small", loc="lower center")
+    baselines = set(doc["meta"].get("baselines", {}).values()) or {doc["meta"]["baseline"]}
+    labels = [f"{name} (= 1x)" if name in baselines else name for name in labels]
+    fig.legend(handles, labels, ncol=min(len(labels), 9), fontsize="small", loc="lower center")
     fig.suptitle(f"corral benchmark {doc['meta']['date']}: medians, ratio to the baseline")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(out, dpi=100)
 
 

@@ -1,15 +1,23 @@
-"""The load generator: building wrk's command line and reading its report.
+"""The load generator: building wrk's command line (or wsload.py's, for WebSocket echo) and
+reading its report.
 
 wrk runs with one thread and 64 connections; when the scenario pins the server to core 0,
-wrk is pinned to core 1 so the two never share a core. Only 127.0.0.1 is ever targeted.
+wrk is pinned to core 1 so the two never share a core. The WebSocket echo scenarios run
+wsload.py the same way: 64 connections, pinned to core 1, one message in flight on each,
+its report read into the same WrkReport (a request is then one echoed message). Only
+127.0.0.1 is ever targeted.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+WSLOAD = Path(__file__).resolve().parent / "wsload.py"
 
 CONNECTIONS = 64
 SERVER_CORE = "0"
@@ -33,6 +41,8 @@ class Load:
     close: bool = False  # a new connection for every request
     script: Path | None = None  # a wrk Lua script (method, body, headers)
     connections: int = CONNECTIONS
+    websocket_size: int = 0  # WebSocket echo of messages of this size (wsload.py), not wrk
+    client_python: Path | None = None  # the interpreter that runs wsload.py
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,8 @@ class WrkReport:
 
 
 def command(load: Load, seconds: int) -> list[str]:
+    if load.websocket_size:
+        return websocket_command(load, seconds)
     argv = ["wrk", "-t1", f"-c{load.connections}", f"-d{seconds}s", "--latency"]
     argv += ["--timeout", TIMEOUT]
     if load.close:
@@ -56,12 +68,41 @@ def command(load: Load, seconds: int) -> list[str]:
     return ["taskset", "-c", CLIENT_CORE, *argv] if load.pinned else argv
 
 
+def websocket_command(load: Load, seconds: int) -> list[str]:
+    url = urlsplit(load.url)
+    python = str(load.client_python or "python3")
+    argv = [python, str(WSLOAD), "--port", str(url.port), "--path", url.path or "/"]
+    argv += ["--size", str(load.websocket_size), "--connections", str(load.connections)]
+    argv += ["--duration", str(seconds)]
+    return ["taskset", "-c", CLIENT_CORE, *argv] if load.pinned else argv
+
+
 def run(load: Load, seconds: int) -> WrkReport:
-    """Run wrk for `seconds` and read its report; raises RuntimeError if it has none."""
+    """Run the load for `seconds` and read its report; raises RuntimeError if it has none."""
     done = subprocess.run(
         command(load, seconds), capture_output=True, text=True, timeout=seconds + 60
     )
+    if load.websocket_size:
+        return parse_websocket(done.stdout, done.stderr)
     return parse(done.stdout + done.stderr)
+
+
+def parse_websocket(stdout: str, stderr: str) -> WrkReport:
+    """wsload.py's JSON line; a message counts as a request."""
+    try:
+        figures = json.loads(stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        output = (stdout + stderr).strip()[-500:]
+        raise RuntimeError(f"wsload printed no report: {output!r}") from None
+    seconds = float(figures["seconds"])
+    return WrkReport(
+        requests=int(figures["messages"]),
+        seconds=seconds,
+        requests_per_s=figures["messages"] / seconds if seconds else 0.0,
+        p50_ms=float(figures["p50_ms"]),
+        p99_ms=float(figures["p99_ms"]),
+        errors=int(figures["errors"]),
+    )
 
 
 def start(load: Load, seconds: int) -> subprocess.Popen[str]:

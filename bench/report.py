@@ -1,8 +1,8 @@
 """From runs to results: medians over rounds, ratios to the baseline, Markdown and JSON.
 
 Every figure is the median of the rounds that succeeded, and its ratio is that median divided
-by the baseline's (gunicorn-sync) median in the same scenario of the same run. Nothing here
-measures anything.
+by the baseline's median in the same scenario of the same run: gunicorn-sync's in the WSGI
+scenarios, uvicorn-asgi's in the ASGI ones. Nothing here measures anything.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import slow_clients
-from scenarios import ACCESS_LOG_REFERENCE
+from scenarios import ACCESS_LOG_REFERENCE, SCENARIOS
 from servers import BASELINE
 from session import RunResult
 from slow_clients import SlowClientsResult
@@ -57,18 +57,23 @@ def ratio(value: float | None, base: float | None) -> float | None:
     return value / base if value is not None and base else None
 
 
+def baseline_of(scenario: str) -> str:
+    known = SCENARIOS.get(scenario)
+    return known.baseline if known is not None else BASELINE
+
+
 def summarize(runs: list[RunResult]) -> Summary:
     summary: Summary = {}
     for run in runs:
         cell = summary.setdefault(run.scenario, {}).setdefault(run.server, {"runs": []})
         cell["runs"].append(run)
-    for servers in summary.values():
+    for scenario, servers in summary.items():
         for cell in servers.values():
             ok = [run for run in cell.pop("runs") if run.ok]
             cell["rounds_ok"] = len(ok)
             cell["median"] = {m: median(getattr(run, m) for run in ok) for m in METRICS}
             cell["notes"] = sorted({run.note for run in ok if run.note})
-        base = servers.get(BASELINE, {}).get("median", {})
+        base = servers.get(baseline_of(scenario), {}).get("median", {})
         for cell in servers.values():
             cell["ratio"] = {
                 m: ratio(cell["median"][m], base.get(m))

@@ -29,7 +29,7 @@ import slow_clients
 import starvation
 import tables
 from apps.wsgi_app import json_body
-from scenarios import SCENARIOS, STATIC_SIZE, Scenario
+from scenarios import GROUPS, SCENARIOS, STATIC_SIZE, Scenario
 from servers import BASELINE, ROOT, SERVERS, Context, Server
 
 CORRAL_SRC = ROOT / "src" / "corral"
@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios",
         default=",".join([*SCENARIOS, *CHECKS]),
-        help=f"comma-separated, from: {', '.join([*SCENARIOS, *CHECKS])}",
+        help=f"comma-separated, from: {', '.join([*SCENARIOS, *CHECKS])}; "
+        f"or a group: {', '.join(GROUPS)}",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 3 s")
     parser.add_argument("--out", type=Path, help="results folder [bench/results/<date>]")
@@ -80,6 +81,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def choose(value: str, known: Any, parser: argparse.ArgumentParser) -> list[str]:
     names = [name.strip() for name in value.split(",") if name.strip()]
+    names = [member for name in names for member in GROUPS.get(name, [name])]
     unknown = [name for name in names if name not in known]
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)}")
@@ -285,6 +287,7 @@ def metadata(
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "baseline": BASELINE,
+        "baselines": {s.name: s.baseline for s in scenarios},
         "servers": [s.name for s in servers],
         "scenarios": [s.name for s in scenarios],
         "versions": versions(ctx, toolbox),

@@ -3,6 +3,11 @@
 Each is a row in SCENARIOS, run with a fresh server start. Access logs are off everywhere
 except in `access-log`, which repeats `keepalive` with `--access-logfile /dev/null` for the
 servers that take the flag, so its cost reads off the two rows.
+
+A scenario is WSGI or ASGI: only servers of the same interface take part, and its ratios are
+to its own baseline (gunicorn-sync for WSGI, uvicorn-asgi for ASGI). The WebSocket echo
+scenarios are loaded by wsload.py instead of wrk; a "request" is then one echoed message.
+GROUPS names sets of scenarios for `--scenarios` (`asgi`, `wsgi`).
 """
 
 from __future__ import annotations
@@ -11,10 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apps.wsgi_app import json_body
-from servers import Server
+from servers import ASGI_BASELINE, BASELINE, Server
 
 HERE = Path(__file__).resolve().parent
 WSGI_APP = "wsgi_app:application"
+ASGI_APP = "asgi_app:app"
+ASGI_STREAM_SIZE = 1024 * 1024
+WS_SMALL = 64
+WS_LARGE = 16 * 1024
 FLASK_APP = "flask_app:app"
 STATIC_SIZE = 100 * 1024
 ECHO_SIZE = 1024 * 1024
@@ -39,10 +48,15 @@ class Scenario:
     nginx: bool = False  # nginx can serve it, as the ceiling
     # The scenario this one is compared with: it runs right after it on each server.
     right_after: str | None = None
+    interface: str = "wsgi"  # or "asgi": which servers take part
+    baseline: str = BASELINE  # the server every ratio in this scenario is to
+    websocket_size: int = 0  # WebSocket echo of messages of this size, by wsload.py
 
     def admits(self, server: Server) -> bool:
         """Whether `server` takes part in this scenario."""
         if not server.in_load_scenarios:
+            return False
+        if server.runs_python and server.interface != self.interface:
             return False
         if self.access_log and not server.takes_access_log:
             return False
@@ -54,6 +68,19 @@ class Scenario:
 def hello(name: str, title: str, **options: bool | int | str) -> Scenario:
     """A scenario on the 13-byte hello route, which nginx also serves."""
     return Scenario(name, title, "/", expect_size=13, nginx=True, **options)  # type: ignore[arg-type]
+
+
+def asgi(name: str, title: str, path: str, **options: bool | int | str) -> Scenario:
+    """A scenario on the ASGI application, its ratios to uvicorn's."""
+    return Scenario(
+        name,
+        title,
+        path,
+        app=ASGI_APP,
+        interface="asgi",
+        baseline=ASGI_BASELINE,
+        **options,  # type: ignore[arg-type]
+    )
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -94,5 +121,38 @@ SCENARIOS: dict[str, Scenario] = {
             access_log=True,
             right_after=ACCESS_LOG_REFERENCE,
         ),
+        asgi("asgi-keepalive", "ASGI hello, keep-alive, 1 worker pinned", "/", expect_size=13),
+        asgi(
+            "asgi-close",
+            "ASGI hello, new connection per request, 1 worker pinned",
+            "/",
+            close=True,
+            expect_size=13,
+        ),
+        asgi(
+            "asgi-stream",
+            "ASGI 1 MiB response streamed as 16 messages of 64 KiB, keep-alive, 1 worker pinned",
+            "/stream",
+            expect_size=ASGI_STREAM_SIZE,
+        ),
+        asgi(
+            "ws-echo-64",
+            "WebSocket echo of 64-byte binary messages, 64 connections, 1 worker pinned "
+            "(req = one message echoed)",
+            "/ws",
+            websocket_size=WS_SMALL,
+        ),
+        asgi(
+            "ws-echo-16k",
+            "WebSocket echo of 16 KiB binary messages, 64 connections, 1 worker pinned "
+            "(req = one message echoed)",
+            "/ws",
+            websocket_size=WS_LARGE,
+        ),
     )
+}
+
+GROUPS: dict[str, list[str]] = {
+    "asgi": [name for name, s in SCENARIOS.items() if s.interface == "asgi"],
+    "wsgi": [name for name, s in SCENARIOS.items() if s.interface == "wsgi"],
 }

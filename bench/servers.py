@@ -21,6 +21,7 @@ ROOT = HERE.parent
 NGINX_TEMPLATE = HERE / "conf" / "nginx.conf"
 HOST = "127.0.0.1"
 BASELINE = "gunicorn-sync"
+ASGI_BASELINE = "uvicorn-asgi"
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Server:
     runs_python: bool = True
     # False for a server that only the checks (starvation, slow clients) compare with.
     in_load_scenarios: bool = True
+    interface: str = "wsgi"  # or "asgi": the scenarios it takes part in
 
 
 def prefork(module: str, *worker_args: str) -> Argv:
@@ -95,6 +97,32 @@ def granian_argv(ctx: Context, launch: Launch) -> list[str]:
         *(str(ctx.python), "-m", "granian", "--interface", "wsgi", "--blocking-threads", "1"),
         *("--workers", str(launch.workers), "--no-access-log", "--log-level", "warning"),
         *("--host", HOST, "--port", str(launch.port), launch.app),
+    ]
+
+
+def uvicorn_asgi_argv(ctx: Context, launch: Launch) -> list[str]:
+    return [
+        *(str(ctx.python), "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools"),
+        *("--ws", "websockets", "--no-access-log", "--log-level", "warning"),
+        *("--host", HOST, "--port", str(launch.port), "--workers", str(launch.workers)),
+        launch.app,
+    ]
+
+
+def granian_asgi_argv(ctx: Context, launch: Launch) -> list[str]:
+    # --loop auto: uvloop, which the peer venv has.
+    return [
+        *(str(ctx.python), "-m", "granian", "--interface", "asgi", "--loop", "auto"),
+        *("--workers", str(launch.workers), "--no-access-log", "--log-level", "warning"),
+        *("--host", HOST, "--port", str(launch.port), launch.app),
+    ]
+
+
+def hypercorn_argv(ctx: Context, launch: Launch) -> list[str]:
+    # Its uvloop worker class: the fastest Hypercorn has. No access log unless asked for.
+    return [
+        *(str(ctx.python), "-m", "hypercorn", "-k", "uvloop", "-w", str(launch.workers)),
+        *("-b", launch.address, "--log-level", "warning", launch.app),
     ]
 
 
@@ -139,18 +167,21 @@ def uvicorn_processes(workers: int) -> int:
     return 1 if workers == 1 else workers + 1
 
 
-def corral(name: str, *worker_args: str) -> Server:
+def corral(name: str, *worker_args: str, interface: str = "wsgi") -> Server:
     return Server(
         name,
         prefork("corral", *worker_args),
-        needs=(),
+        needs=("uvloop",) if "uvloop" in worker_args else (),
         processes=master_and,
         runs_corral_copy=True,
         takes_access_log=True,
+        interface=interface,
     )
 
 
-def gunicorn(name: str, *worker_args: str, in_load_scenarios: bool = True) -> Server:
+def gunicorn(
+    name: str, *worker_args: str, in_load_scenarios: bool = True, interface: str = "wsgi"
+) -> Server:
     return Server(
         name,
         prefork("gunicorn", *worker_args),
@@ -158,6 +189,7 @@ def gunicorn(name: str, *worker_args: str, in_load_scenarios: bool = True) -> Se
         processes=master_and,
         takes_access_log=True,
         in_load_scenarios=in_load_scenarios,
+        interface=interface,
     )
 
 
@@ -182,5 +214,31 @@ SERVERS: dict[str, Server] = {
         Server("waitress", waitress_argv, needs=("waitress",), processes=one, max_workers=1),
         Server("bjoern", bjoern_argv, needs=("bjoern",), processes=same),
         Server("nginx", nginx_argv, needs=("nginx",), processes=master_and, runs_python=False),
+        # ASGI: the standard library's loop, then uvloop, which only corral's second row uses.
+        corral("corral-asgi", "-k", "asgi", "--asgi-loop", "asyncio", interface="asgi"),
+        corral("corral-asgi-uvloop", "-k", "asgi", "--asgi-loop", "uvloop", interface="asgi"),
+        # Gunicorn's own asgi worker; its --asgi-loop auto takes uvloop, which is installed.
+        gunicorn("gunicorn-asgi", "-k", "asgi", interface="asgi"),
+        Server(
+            ASGI_BASELINE,
+            uvicorn_asgi_argv,
+            needs=("uvicorn", "uvloop", "httptools", "websockets"),
+            processes=uvicorn_processes,
+            interface="asgi",
+        ),
+        Server(
+            "granian-asgi",
+            granian_asgi_argv,
+            needs=("granian",),
+            processes=master_and,
+            interface="asgi",
+        ),
+        Server(
+            "hypercorn",
+            hypercorn_argv,
+            needs=("hypercorn", "uvloop"),
+            processes=master_and,
+            interface="asgi",
+        ),
     )
 }

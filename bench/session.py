@@ -23,6 +23,7 @@ from types import TracebackType
 
 import loadgen
 import procfs
+import wsload
 from scenarios import Scenario
 from servers import HOST, Context, Launch, Server
 
@@ -194,6 +195,12 @@ def start(ctx: Context, server: Server, scenario: Scenario, port: int) -> Server
 
 def check(scenario: Scenario, port: int) -> str:
     """Send the scenario's request once and check the answer; returns a note for the report."""
+    if scenario.websocket_size:
+        try:
+            wsload.check(port, scenario.path, scenario.websocket_size)
+        except OSError as exc:
+            raise RunFailed(f"check echo failed: {exc!r}") from exc
+        return ""
     conn = http.client.HTTPConnection(HOST, port, timeout=30)
     try:
         body = b"x" * scenario.body_size if scenario.body_size else None
@@ -249,7 +256,14 @@ def measure(
     result = RunResult(scenario.name, server.name, round_no)
     port = free_port()
     url = f"http://{HOST}:{port}{scenario.path}"
-    load = loadgen.Load(url, scenario.pinned, scenario.close, scenario.script)
+    load = loadgen.Load(
+        url,
+        scenario.pinned,
+        scenario.close,
+        scenario.script,
+        websocket_size=scenario.websocket_size,
+        client_python=ctx.python,
+    )
     with start(ctx, server, scenario, port) as proc:
         try:
             result.start_ms = proc.wait_first_response(port)

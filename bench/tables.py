@@ -7,7 +7,7 @@ from typing import Any
 import slow_clients
 from report import ACCESS_LOG_TARGET, METRICS
 from scenarios import SCENARIOS
-from servers import BASELINE, SERVERS
+from servers import ASGI_BASELINE, BASELINE, SERVERS
 from starvation import TARGET_MS
 
 MISSING = "-"
@@ -54,22 +54,60 @@ def header(meta: dict[str, Any]) -> str:
             f"(after {meta['warmup_s']} s of warm-up), servers interleaved round-robin, "
             f"{meta.get('elapsed_s', 0) // 60} minutes in all; every figure is the median of "
             "the rounds. See bench/README.md for what each figure means.",
-            f"`N.NNx` is the ratio to **{BASELINE}** in the same scenario of the same run. "
+            f"`N.NNx` is the ratio to **{BASELINE}** (WSGI scenarios) or **{ASGI_BASELINE}** "
+            "(ASGI scenarios) in the same scenario of the same run. "
             "For req/s and req/CPU-s higher is better; for everything else lower is better.",
-            "Pinned scenarios: server on core 0, `wrk -t1 -c64` on core 1.",
+            "Pinned scenarios: server on core 0, `wrk -t1 -c64` on core 1 (WebSocket echo: "
+            "`wsload.py`, 64 connections, on core 1; a request there is one echoed message).",
         ]
     )
 
 
-def ratio_matrix(doc: dict[str, Any], metric: str, title: str) -> str:
+def ratio_matrix(doc: dict[str, Any], metric: str, title: str, interface: str) -> str:
+    """One interface's scenarios (columns) by server (rows); empty if none of them ran."""
     summary = doc["summary"]
-    scenarios = ordered(summary, SCENARIOS)
-    servers = ordered({s for cells in summary.values() for s in cells}, SERVERS)
+    scenarios = [
+        name for name in ordered(summary, SCENARIOS) if SCENARIOS[name].interface == interface
+    ]
+    if not scenarios:
+        return ""
+    servers = ordered({s for sc in scenarios for s in summary[sc]}, SERVERS)
     rows = []
     for server in servers:
         cells = [summary[sc].get(server, {}).get("ratio", {}).get(metric) for sc in scenarios]
         rows.append([server, *(times(c) for c in cells)])
     return f"## {title}\n\n" + table(["server", *scenarios], rows)
+
+
+def asgi_targets(doc: dict[str, Any]) -> str:
+    """corral's ASGI targets (issue 11), from the req/CPU-s medians; empty if they did not run."""
+    summary = doc["summary"]
+
+    def per_cpu(scenario: str, server: str) -> float | None:
+        value = summary.get(scenario, {}).get(server, {}).get("median", {})
+        return value.get("requests_per_cpu_s")
+
+    targets = [
+        ("asgi-keepalive", "corral-asgi", ASGI_BASELINE, 1.2),
+        ("asgi-keepalive", "corral-asgi", "granian-asgi", 1.0),
+        ("asgi-keepalive", "corral-asgi-uvloop", "corral-asgi", 1.0),
+        ("ws-echo-64", "corral-asgi", ASGI_BASELINE, 1.0),
+        ("ws-echo-16k", "corral-asgi", ASGI_BASELINE, 1.0),
+    ]
+    rows = []
+    for scenario, ours, theirs, factor in targets:
+        mine, other = per_cpu(scenario, ours), per_cpu(scenario, theirs)
+        if mine is None or other is None:
+            continue
+        verdict = "pass" if mine >= factor * other else "FAIL"
+        want = f"≥ {factor:g}x {theirs}"
+        ratio = times(mine / other) if other else MISSING
+        rows.append([scenario, ours, number(mine, "{:,.0f}"), want, number(other, "{:,.0f}")])
+        rows[-1] += [ratio, verdict]
+    if not rows:
+        return ""
+    head = ["scenario", "server", "req/CPU-s", "target", "theirs", "ratio", "verdict"]
+    return "## ASGI targets (issue 11)\n\n" + table(head, rows)
 
 
 def scenario_table(doc: dict[str, Any], scenario: str) -> str:
@@ -199,8 +237,23 @@ def render(doc: dict[str, Any]) -> str:
     versions = [f"{name} {version}" for name, version in meta["versions"].items()]
     # A run of the checks alone (--scenarios starvation,slow-clients) has no load figures.
     loads = [
-        ratio_matrix(doc, "requests_per_cpu_s", "Requests per CPU-second, ratio to baseline"),
-        ratio_matrix(doc, "requests_per_s", "Requests per second, ratio to baseline"),
+        ratio_matrix(
+            doc, "requests_per_cpu_s", f"Requests per CPU-second, ratio to {BASELINE}", "wsgi"
+        ),
+        ratio_matrix(doc, "requests_per_s", f"Requests per second, ratio to {BASELINE}", "wsgi"),
+        ratio_matrix(
+            doc,
+            "requests_per_cpu_s",
+            f"ASGI: requests (WebSocket: messages) per CPU-second, ratio to {ASGI_BASELINE}",
+            "asgi",
+        ),
+        ratio_matrix(
+            doc,
+            "requests_per_s",
+            f"ASGI: requests (WebSocket: messages) per second, ratio to {ASGI_BASELINE}",
+            "asgi",
+        ),
+        asgi_targets(doc),
         "## Scenarios",
         *(scenario_table(doc, name) for name in ordered(doc["summary"], SCENARIOS)),
     ]
