@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
-from corral.http.grammar import FIELD_TEXT, TOKEN
+from corral.adapters.asgi_extensions import (
+    HEADER_LINE,
+    early_hints,
+    trailer_section,
+)
 from corral.http.parser import Request
 from corral.http.writer import (
     CONTINUE,
@@ -39,8 +43,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
-# RFC 9110 §5.1 / §5.5: one header line, name and value, checked with the shared grammar.
-_HEADER_LINE = re.compile(rf"{TOKEN}: [{FIELD_TEXT}]*\r\n\Z")
 _ASGI = {"version": "3.0", "spec_version": "2.5"}
 
 
@@ -57,6 +59,8 @@ class AsgiTransport(Protocol):
 
     def resume_reading(self) -> None: ...
 
+    async def sendfile(self, file: Any, offset: int, count: int) -> None: ...
+
 
 def build_scope(
     req: Request,
@@ -65,6 +69,7 @@ def build_scope(
     scheme: str,
     root_path: str,
     state: dict[str, Any] | None,
+    extensions: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The HTTP connection scope (ASGI HTTP spec 2.5)."""
     path = req.path
@@ -92,6 +97,8 @@ def build_scope(
         "client": client,
         "server": server,
     }
+    if extensions is not None:
+        scope["extensions"] = extensions
     if state is not None:
         scope["state"] = dict(state)  # each request gets a shallow copy (lifespan spec)
     return scope
@@ -101,6 +108,7 @@ class Exchange:
     """One request's receive/send pair and the framing of its response."""
 
     __slots__ = (
+        "awaiting_trailers",
         "body",
         "body_done",
         "chunked",
@@ -110,6 +118,7 @@ class Exchange:
         "gone",
         "head_lines",
         "head_sent",
+        "headers",
         "is_head",
         "keep_alive",
         "no_body",
@@ -118,6 +127,9 @@ class Exchange:
         "sent",
         "started",
         "status",
+        "trailer_fields",
+        "trailers",
+        "trailers_allowed",
         "transport",
         "version",
     )
@@ -142,6 +154,11 @@ class Exchange:
         self.no_body = False
         self.content_length: int | None = None
         self.sent = 0
+        self.headers: Any = ()  # as the application gave them, for the access log
+        self.trailers = False  # the application announced trailers in its start message
+        self.trailers_allowed = False  # the client sent `TE: trailers` (set by the worker)
+        self.awaiting_trailers = False
+        self.trailer_fields: list[Any] = []
 
     # --- receive ----------------------------------------------------------------------------
 
@@ -200,15 +217,85 @@ class Exchange:
                 raise RuntimeError("http.response.body before http.response.start")
             if self.ended:
                 raise RuntimeError("http.response.body after the response ended")
+            if self.awaiting_trailers:
+                raise RuntimeError("http.response.body after the last body message")
             body = message.get("body", b"")
             more = bool(message.get("more_body", False))
             self.transport.write(self.frame(bytes(body), more))
             if not more:
-                self.ended = True
-                self.gone.set()
+                self.end_body()
             await self.transport.drain()
         else:
-            raise RuntimeError(f"unexpected ASGI message type {kind!r} for http")
+            extension = _EXTENSIONS.get(kind)
+            if extension is None:
+                raise RuntimeError(f"unexpected ASGI message type {kind!r} for http")
+            await extension(self, message)
+
+    def end_body(self) -> None:
+        if self.trailers:
+            self.awaiting_trailers = True  # the end comes with http.response.trailers
+        else:
+            self.ended = True
+            self.gone.set()
+
+    # --- extensions ------------------------------------------------------------------------
+
+    async def send_early_hint(self, message: Message) -> None:
+        """`http.response.early_hint`: a 103 before the response (RFC 8297); HTTP/1.0
+        clients get no interim responses (RFC 9110 §15.2), and once the response has started
+        a hint has no use: both are dropped."""
+        if self.started or self.version != "HTTP/1.1":
+            return
+        self.transport.write(early_hints(message.get("links", ())))
+        await self.transport.drain()
+
+    async def send_trailers(self, message: Message) -> None:
+        """`http.response.trailers`, after the last body message of a response whose start
+        announced them. They are sent when the body is chunked and the client accepts
+        trailers; otherwise the message only ends the response."""
+        if not self.trailers or self.ended:
+            raise RuntimeError("http.response.trailers without trailers announced")
+        if not self.awaiting_trailers:
+            raise RuntimeError("http.response.trailers before the last body message")
+        self.trailer_fields.extend(message.get("headers", ()))
+        if message.get("more_trailers", False):
+            return
+        self.transport.write(self.finish_trailers())
+        await self.transport.drain()
+
+    def finish_trailers(self) -> bytes:
+        """The end of the response when trailers were announced (also when the application
+        returned without sending them: then the section is empty)."""
+        self.awaiting_trailers = False
+        self.ended = True
+        self.gone.set()
+        if not self.chunked or self.no_body:
+            return b""
+        return trailer_section(self.trailer_fields if self.trailers_allowed else ())
+
+    async def send_pathsend(self, message: Message) -> None:
+        """`http.response.pathsend`: the whole body is the file at `path`, sent with
+        sendfile() where the transport allows it."""
+        if not self.started or self.head_sent or self.ended:
+            raise RuntimeError("http.response.pathsend must follow http.response.start alone")
+        path = message["path"]
+        if not os.path.isabs(path):
+            raise RuntimeError(f"http.response.pathsend needs an absolute path, not {path!r}")
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if self.content_length is None:
+                self.content_length = size
+            count = min(size, self.content_length)
+            if count < self.content_length:
+                self.keep_alive = False  # the file is shorter than announced
+            self.trailers = False
+            self.transport.write(self.head(b"", True))
+            self.sent = count
+            self.ended = True
+            if not self.no_body and count:
+                await self.transport.sendfile(file, 0, count)
+        self.gone.set()
+        await self.transport.drain()
 
     def start(self, message: Message) -> None:
         status = message["status"]
@@ -224,7 +311,7 @@ class Exchange:
                     self.keep_alive = False
                 continue
             line = f"{key}: {text}\r\n"
-            if _HEADER_LINE.match(line) is None:
+            if HEADER_LINE.match(line) is None:
                 raise RuntimeError(f"invalid response header {key!r}")
             if lower == "content-length":
                 if not text.isdigit():
@@ -235,6 +322,8 @@ class Exchange:
         self.status = status
         self.started = True
         self.head_lines = "".join(lines)
+        self.headers = message.get("headers", ())
+        self.trailers = bool(message.get("trailers", False))
 
     def head(self, body: bytes, more: bool) -> bytes:
         """Decide the framing when the first body message comes (RFC 9112 §6)."""
@@ -245,6 +334,9 @@ class Exchange:
             self.content_length = None
         elif self.content_length is not None:
             framing = f"Content-Length: {self.content_length}\r\n"
+        elif self.trailers and self.trailers_allowed and not self.is_head:
+            self.chunked = True  # trailers travel only after a chunked body
+            framing = "Transfer-Encoding: chunked\r\n"
         elif not more:
             self.content_length = len(body)
             framing = f"Content-Length: {len(body)}\r\n"
@@ -277,7 +369,7 @@ class Exchange:
         if self.chunked:
             if body:
                 out += encode_chunk(body)
-            if not more:
+            if not more and not self.trailers:
                 out += LAST_CHUNK
         else:
             limit = self.content_length
@@ -298,3 +390,11 @@ class Exchange:
         self.head_sent = True
         self.ended = True
         return error_response(status)
+
+
+# The extensions' messages (ASGI HTTP spec 2.5, "Extensions"), each advertised in the scope.
+_EXTENSIONS: dict[str, Callable[[Exchange, Message], Awaitable[None]]] = {
+    "http.response.early_hint": Exchange.send_early_hint,
+    "http.response.trailers": Exchange.send_trailers,
+    "http.response.pathsend": Exchange.send_pathsend,
+}

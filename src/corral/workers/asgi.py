@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from typing import Any, cast
 
 from corral.adapters.asgi import ASGIApp
+from corral.adapters.asgi_extensions import TlsFacts
 from corral.errors import EXIT_WORKER_BOOT_ERROR
+from corral.trust import is_trusted
+from corral.workers.asgi_accept import Acceptor
 from corral.workers.asgi_http import HttpProtocol
 from corral.workers.asgi_lifespan import Lifespan, LifespanFailed
 from corral.workers.engine import Worker
@@ -32,6 +36,13 @@ class AsgiWorker(Worker):
         # No WSGI here: the application is called through adapters/asgi.
         self.adapter = None
         self.asgi_app = cast(ASGIApp, self.app)
+        s = self.settings
+        self.access = self.logger.access_writer() if self.logger.access_enabled else None
+        # Header names as the parser gives them (upper case) -> the value that means https.
+        self.secure_scheme_headers = {
+            name.upper(): value.lower() for name, value in s.secure_scheme_headers.items()
+        }
+        self.tls_facts = TlsFacts(self.tls, s.certfile) if self.tls is not None else None
 
     def serve(self) -> None:
         loop = new_event_loop(self.settings.asgi_loop)
@@ -44,20 +55,23 @@ class AsgiWorker(Worker):
     async def main(self) -> None:
         self.lifespan_state: dict[str, Any] = {}
         self.protocols: set[HttpProtocol] = set()
-        lifespan = Lifespan(self.asgi_app, self.settings.asgi_lifespan, self.lifespan_state)
+        settings = self.settings
+        lifespan = Lifespan(
+            self.asgi_app,
+            settings.asgi_lifespan,
+            self.lifespan_state,
+            startup_timeout=settings.asgi_startup_timeout,
+            shutdown_timeout=settings.asgi_shutdown_timeout,
+            beat=self.heartbeat.beat,
+        )
         try:
             await lifespan.startup()
         except LifespanFailed as exc:
             log.error("Application startup failed: %s", exc)
             raise SystemExit(EXIT_WORKER_BOOT_ERROR) from None
-        loop = asyncio.get_running_loop()
         # TLS with the context the master built (and rebuilds on HUP), as the other workers.
-        servers = [
-            await loop.create_server(
-                lambda: HttpProtocol(self), sock=sock, backlog=2048, ssl=self.tls
-            )
-            for sock in self.listeners
-        ]
+        self.acceptor = Acceptor(self, lambda client: HttpProtocol(self, client), self.tls)
+        self.acceptor.start()
         self.heartbeat.mark_ready()
         interval = min(1.0, self.settings.timeout / 4) if self.settings.timeout > 0 else 1.0
         while self.alive:
@@ -67,13 +81,13 @@ class AsgiWorker(Worker):
                 self.reopen_logs_if_requested()
             self.check_memory()
             await asyncio.sleep(interval)
-        for server in servers:
-            server.close()
+        self.acceptor.stop(take_queued=self.heartbeat.master_stopping())
         # The master kills at graceful_timeout: keep a reserve to end requests and lifespan.
         graceful = float(self.settings.graceful_timeout)
-        end = time.monotonic() + graceful
+        # The master's clock started when it sent TERM: up to one `interval` before we noticed.
+        end = time.monotonic() + graceful - interval
         deadline = end - min(5.0, graceful / 3)
-        while self.protocols and time.monotonic() < deadline:
+        while (self.protocols or self.acceptor.opening) and time.monotonic() < deadline:
             for protocol in list(self.protocols):
                 protocol.close_if_idle()
             self.heartbeat.beat()
@@ -88,6 +102,16 @@ class AsgiWorker(Worker):
         self.heartbeat.beat()
         await lifespan.shutdown(end - time.monotonic() - 0.5)
         self.logger.flush()
+
+    def proxy_first(self, sock: socket.socket) -> bool:
+        """Whether this connection starts with a PROXY protocol header (a trusted proxy)."""
+        if not self.proxy_mode:
+            return False
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            return False
+        return is_trusted(peer, self.proxy_allow_ips)
 
     def count_request(self) -> bool:
         """One more request; False once the worker should stop keeping connections."""

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from corral.adapters.asgi import ClientGone, Exchange, build_scope
+from corral.adapters.asgi_extensions import accepts_trailers, access_environ, response_headers
 from corral.errors import ProtocolError
 from corral.http.body import decoder_for
 from corral.http.parser import Request, parse_head
 from corral.http.websocket_handshake import check_upgrade, is_websocket_upgrade, refusal_response
-from corral.http.writer import error_response
+from corral.http.writer import REASONS, error_response, health_response
+from corral.trust import is_trusted
 from corral.workers.asgi_websocket import WebSocketSession, websocket_scope
 
 if TYPE_CHECKING:
@@ -34,7 +37,7 @@ _BODY_QUEUE = 4
 class HttpProtocol(asyncio.Protocol):
     """One client connection: heads parsed as bytes arrive, one request served at a time."""
 
-    def __init__(self, worker: AsgiWorker) -> None:
+    def __init__(self, worker: AsgiWorker, proxy_client: tuple[str, int] | None = None) -> None:
         self.worker = worker
         self.transport: asyncio.Transport | None = None
         self.buf = b""
@@ -50,6 +53,8 @@ class HttpProtocol(asyncio.Protocol):
         self.websocket: WebSocketSession | None = None
         self.transport_gone = False
         self.body_timer: asyncio.TimerHandle | None = None
+        self.trusted = False  # the peer is in forwarded_allow_ips
+        self.proxy_client = proxy_client  # the client a PROXY protocol header named
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -61,10 +66,15 @@ class HttpProtocol(asyncio.Protocol):
         sock = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         self.server = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
-        self.arm_idle(self.worker.timeout)
+        worker = self.worker
+        self.trusted = is_trusted(peer, worker.forwarded_allow_ips)
+        if self.proxy_client is not None:
+            self.client = self.proxy_client
+        self.arm_idle(worker.timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.worker.protocols.discard(self)
+        self.worker.acceptor.released()
         self.cancel_idle()
         self.cancel_body_timer()
         self.transport_gone = True
@@ -122,6 +132,28 @@ class HttpProtocol(asyncio.Protocol):
             self.reading = True
             self.transport.resume_reading()
 
+    async def sendfile(self, file: Any, offset: int, count: int) -> None:
+        """`http.response.pathsend`: sendfile() on a plain socket; the loop falls back to
+        reads and writes under TLS (and uvloop, which has no sendfile, gets the same here)."""
+        await self.drain()
+        transport = self.transport
+        assert transport is not None
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                await loop.sendfile(transport, file, offset, count)
+            except (NotImplementedError, AttributeError):
+                file.seek(offset)
+                while count > 0:
+                    chunk = file.read(min(count, 262144))
+                    if not chunk:
+                        break
+                    count -= len(chunk)
+                    transport.write(chunk)
+                    await self.drain()
+        except ConnectionError as exc:
+            raise ClientGone("the client has gone") from exc
+
     def pause(self) -> None:
         if self.reading and self.transport is not None:
             self.reading = False
@@ -140,30 +172,85 @@ class HttpProtocol(asyncio.Protocol):
             return
         req, used = parsed
         self.buf = self.buf[used:]
+        if req.path == self.worker.health_path:
+            self.answer_health(req)
+            return
         if is_websocket_upgrade(req):
             self.start_websocket(req)
             return
+        decoder = None
+        if req.chunked or req.content_length:
+            try:
+                # A Content-Length over limit_request_body: 413 now, before the application
+                # and without a 100 Continue. A chunked body is refused as it passes the
+                # limit, in feed_body.
+                decoder = decoder_for(req, self.worker.settings.limit_request_body)
+            except ProtocolError as exc:
+                self.reject(exc.status)
+                return
         keep = self.worker.count_request()
         exchange = Exchange(self, req, keep and self.worker.keep_alive_allowed)
+        try:
+            scope = self.scope_for(req, exchange)
+        except ProtocolError as exc:
+            self.reject(exc.status)
+            return
         self.exchange = exchange
-        if req.chunked or req.content_length:
-            self.decoder = decoder_for(req)
+        if decoder is not None:
+            self.decoder = decoder
             rest, self.buf = self.buf, b""
             if rest:
                 self.feed_body(rest)
+                if self.transport is None or self.transport.is_closing():
+                    return  # the body was refused at once (bad framing, over the limit)
             elif req.expect_continue:
                 exchange.send_continue = self.write  # on the application's first receive
             if self.decoder is not None:
                 self.arm_body_timer()
-        scope = self.scope_for(req)
         self.task = asyncio.get_running_loop().create_task(self.run(req, scope, exchange))
 
-    def scope_for(self, req: Request) -> dict[str, Any]:
+    def answer_health(self, req: Request) -> None:
+        """--health-path: answered by corral itself, 200 while serving, 503 once stopping;
+        the application is never called."""
         worker = self.worker
-        scheme = "https" if worker.tls is not None else "http"
-        settings = worker.settings
+        keep = worker.alive and req.keep_alive and not req.chunked and not req.content_length
+        self.write(health_response(200 if worker.alive else 503, keep, req.method == "HEAD"))
+        if not keep:
+            self.close_transport()
+        elif self.buf:
+            self.next_request()
+        else:
+            self.arm_idle(float(worker.settings.keepalive))
+
+    def scope_for(self, req: Request, exchange: Exchange | None = None) -> dict[str, Any]:
+        worker = self.worker
+        transport = self.transport
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        if ssl_object is not None:
+            scheme = "https"
+        else:
+            scheme = "http"
+            if self.trusted and worker.secure_scheme_headers:
+                scheme = forwarded_scheme(req, worker.secure_scheme_headers) or scheme
+        # The extensions this worker implements (ASGI spec, "Extensions"); a WebSocket scope
+        # gets its own (asgi_websocket.py) besides `tls`.
+        extensions: dict[str, Any] = {}
+        if exchange is not None:
+            extensions["http.response.early_hint"] = {}
+            extensions["http.response.pathsend"] = {}
+            if accepts_trailers(req):
+                exchange.trailers_allowed = True
+                extensions["http.response.trailers"] = {}
+        if ssl_object is not None and worker.tls_facts is not None:
+            extensions["tls"] = worker.tls_facts.info(ssl_object)
         return build_scope(
-            req, self.client, self.server, scheme, settings.root_path, worker.lifespan_state
+            req,
+            self.client,
+            self.server,
+            scheme,
+            worker.settings.root_path,
+            worker.lifespan_state,
+            extensions,
         )
 
     def start_websocket(self, req: Request) -> None:
@@ -175,10 +262,15 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.write(refusal_response(exc))
                 self.transport.close()
             return
+        try:
+            http_scope = self.scope_for(req)
+        except ProtocolError as exc:
+            self.reject(exc.status)
+            return
         limit = self.worker.settings.websocket_max_message_size or (1 << 62)
         session = WebSocketSession(self, handshake, limit)
         self.websocket = session
-        scope = websocket_scope(self.scope_for(req), handshake)
+        scope = websocket_scope(http_scope, handshake)
         self.task = asyncio.get_running_loop().create_task(self.run_websocket(scope, session))
 
     async def run_websocket(self, scope: dict[str, Any], session: WebSocketSession) -> None:
@@ -234,6 +326,18 @@ class HttpProtocol(asyncio.Protocol):
             self.pause()  # the application is not taking the body: stop reading the socket
 
     async def run(self, req: Request, scope: dict[str, Any], exchange: Exchange) -> None:
+        worker = self.worker
+        timed = worker.access is not None or worker.stats is not None or worker.statsd is not None
+        started = time.monotonic() if timed else 0.0
+        if worker.stats is not None:
+            worker.stats.begin()
+        try:
+            await self.run_app(req, scope, exchange)
+        finally:
+            if timed:
+                self.record(req, exchange, time.monotonic() - started)
+
+    async def run_app(self, req: Request, scope: dict[str, Any], exchange: Exchange) -> None:
         try:
             await self.worker.asgi_app(scope, exchange.receive, exchange.send)
         except ClientGone:
@@ -252,10 +356,36 @@ class HttpProtocol(asyncio.Protocol):
                     self.write(answer)
         self.finished(exchange)
 
+    def record(self, req: Request, exchange: Exchange, seconds: float) -> None:
+        """Access log and metrics for one finished request; a failure here is logged and
+        never reaches the connection or the worker."""
+        worker = self.worker
+        status = exchange.status if exchange.head_sent else 0
+        try:
+            if worker.access is not None:
+                line = f"{status} {REASONS.get(status, '')}" if status else "500"
+                worker.access(
+                    access_environ(req, self.client),
+                    line,
+                    response_headers(exchange.headers),
+                    exchange.sent,
+                    seconds,
+                )
+            if worker.stats is not None:
+                worker.stats.end()
+                if status:
+                    worker.stats.record(req.method, status, seconds)
+            if worker.statsd is not None and status:
+                worker.statsd.request(status, seconds)
+        except Exception:
+            log.exception("Error recording request %s %s", req.method, req.target)
+
     def finished(self, exchange: Exchange) -> None:
         transport = self.transport
         if transport is None or transport.is_closing() or exchange.client_gone:
             return
+        if exchange.awaiting_trailers:
+            self.write(exchange.finish_trailers())  # announced, never sent: an empty section
         if not exchange.ended:
             # The application returned without finishing its response.
             if not exchange.started:
@@ -331,3 +461,16 @@ class HttpProtocol(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+
+def forwarded_scheme(req: Request, secure_headers: dict[str, str]) -> str | None:
+    """The scheme a trusted proxy states with `secure_scheme_headers` (as for WSGI); a proxy
+    that says both https and http is refused rather than guessed."""
+    schemes = set()
+    for name, value in req.headers:
+        secure = secure_headers.get(name)
+        if secure is not None:
+            schemes.add("https" if value.lower() == secure else "http")
+    if len(schemes) > 1:
+        raise ProtocolError(400, "conflicting secure scheme headers")
+    return schemes.pop() if schemes else None
