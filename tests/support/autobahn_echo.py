@@ -1,0 +1,64 @@
+"""The echo application the Autobahn|Testsuite fuzzing client talks to (tests/integration/
+test_autobahn.py, `make autobahn`).
+
+Every WebSocket message comes back unchanged and of the same kind: text as text, bytes as bytes,
+which is what the suite's echo cases expect. It offers no subprotocol and does no framing of its
+own: fragmentation, pings, close codes, UTF-8 checks and permessage-deflate are all the worker's,
+so a case the suite fails is the worker's behaviour, never this app's. It must never add to or
+reshape a message. Plain HTTP gets a one-line 404 so a stray request is answered; lifespan is
+acknowledged so the worker starts the same way with `--asgi-lifespan` on or auto.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Scope = dict[str, Any]
+
+
+async def app(scope: Scope, receive: Any, send: Any) -> None:
+    handler = _HANDLERS.get(scope["type"])
+    if handler is None:
+        raise ValueError(f"unsupported scope type {scope['type']!r}")
+    await handler(scope, receive, send)
+
+
+async def _websocket(scope: Scope, receive: Any, send: Any) -> None:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await send({"type": "websocket.send", "text": message["text"]})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+
+
+async def _http(scope: Scope, receive: Any, send: Any) -> None:
+    while (await receive()).get("more_body"):
+        pass
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 404,
+            "headers": [(b"content-type", b"text/plain")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"WebSocket echo only\n"})
+
+
+async def _lifespan(scope: Scope, receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+_HANDLERS = {"websocket": _websocket, "http": _http, "lifespan": _lifespan}
