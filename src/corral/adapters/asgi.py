@@ -389,6 +389,9 @@ class Exchange:
             return None
         self.head_sent = True
         self.ended = True
+        self.status = status  # what the access log and metrics record
+        self.headers = ()
+        self.sent = 0
         return error_response(status)
 
 

@@ -151,7 +151,9 @@ class Acceptor:
                 try:
                     parsed = parse_proxy_header(data, self.worker.proxy_mode)
                 except ProtocolError as exc:
-                    log.info("Closing connection from a proxy: %s", exc.reason)
+                    peer = sock.getpeername()
+                    where = peer[0] if isinstance(peer, tuple) else "a unix socket"
+                    log.info("Closing connection from %s: %s", where, exc.reason)
                     return None
                 if parsed is not None:
                     info, used = parsed
