@@ -1,0 +1,89 @@
+"""Reloads of an `asgi` server under steady load: HUPs, and separately a binary upgrade (USR2,
+then TERM to the old master), while keep-alive and new-connection clients keep sending
+requests. Not one request may fail or go unanswered: an old worker answers what it has read
+and closes its idle keep-alive connections, and the listening socket stays open throughout.
+
+tests/reliability/test_reloads.py does the same for the WSGI workers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from reliability.budget import scaled
+from reliability.figures import Figures
+from reliability.procfs import children, largest_fds, largest_rss
+from reliability.traffic import MeasuredLoad
+from support.server import Server, alive, read_pid, wait_for
+
+APP = "apps.asgi_events_app:app"
+WORKERS = 2
+HUPS = scaled(4, 20)
+
+# Not strict: the race loses a request on most runs, not all. The defect is shown every time by
+# test_asgi_shutdown.py's test_request_on_an_idle_keepalive_connection_during_the_stop_is_answered;
+# once it is fixed, remove this mark (and that one).
+IDLE_CLOSE_RACE = pytest.mark.xfail(
+    strict=False,
+    reason="an old worker closes its idle keep-alive connections at once on a graceful stop, "
+    "so a request sent on one at that moment is lost (reset or EOF)",
+)
+
+
+@IDLE_CLOSE_RACE
+def test_asgi_hups_under_load(figures: Figures) -> None:
+    with Server(APP, "-k", "asgi", workers=WORKERS) as srv:
+        with MeasuredLoad(srv.port, keepalive=3, fresh=1) as load:
+            load.wait_answers(200)
+            figures.rss_mib = (largest_rss(srv), None)
+            figures.fds = (largest_fds(srv), None)
+            for round_ in range(HUPS):
+                srv.signal(signal.SIGHUP)
+                srv.wait_booted(WORKERS * (round_ + 2))
+                load.wait_answers(100)  # traffic flows through every switch
+            wait_for(lambda: len(srv.worker_pids()) == WORKERS, 15, "the old workers to exit")
+            load.wait_answers(200)
+            figures.rss_mib = (figures.rss_mib[0], largest_rss(srv))
+            figures.fds = (figures.fds[0], largest_fds(srv))
+        log = srv.log()
+    figures.sent, figures.failed, figures.lost = load.sent, load.failed, load.lost
+    figures.p99_ms = load.p99_ms
+    figures.note(f"asgi, {HUPS} HUPs")
+    figures.report()
+    assert load.errors == [], load.errors[:5]
+    assert "Traceback" not in log, log
+
+
+@IDLE_CLOSE_RACE
+def test_asgi_upgrade_under_load(figures: Figures, tmp_path: Path) -> None:
+    pidfile = tmp_path / "corral.pid"
+    new = 0
+    with Server(APP, "-k", "asgi", "--pid", str(pidfile), workers=WORKERS) as srv:
+        try:
+            with MeasuredLoad(srv.port, keepalive=3, fresh=1) as load:
+                load.wait_answers(200)
+                figures.rss_mib = (largest_rss(srv), None)
+                srv.signal(signal.SIGUSR2)
+                new = int(wait_for(lambda: read_pid(Path(f"{pidfile}.2")), 15))  # type: ignore[arg-type]
+                srv.wait_booted(2 * WORKERS)  # the new master's workers too
+                load.wait_answers(200)
+                srv.signal(signal.SIGTERM)  # the old master goes; the new one serves on
+                assert srv.wait_exit() == 0
+                wait_for(lambda: read_pid(pidfile) == new, 15, "the new master to take over")
+                load.wait_answers(300)
+                figures.rss_mib = (figures.rss_mib[0], largest_rss(children(new)))
+            log = srv.log()
+        finally:
+            if new and alive(new):
+                os.kill(new, signal.SIGTERM)
+                wait_for(lambda: not alive(new), 15, "the new master to stop")
+    figures.sent, figures.failed, figures.lost = load.sent, load.failed, load.lost
+    figures.p99_ms = load.p99_ms
+    figures.note("asgi, USR2 then TERM to the old master")
+    figures.report()
+    assert load.errors == [], load.errors[:5]
+    assert "Traceback" not in log, log
