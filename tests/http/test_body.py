@@ -228,3 +228,36 @@ def test_decoder_for_no_body() -> None:
     decoder = decoder_for(parsed[0])
     assert decoder.done
     assert decoder.feed(b"GET /next") == (b"", b"GET /next")
+
+
+# ---------------------------------------------------------------------------------------------
+# limit_request_body
+
+
+def test_decoder_for_refuses_a_content_length_over_the_limit() -> None:
+    parsed = parse_head(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n")
+    assert parsed is not None
+    with pytest.raises(ProtocolError) as error:
+        decoder_for(parsed[0], max_body=10)
+    assert error.value.status == 413
+    assert isinstance(decoder_for(parsed[0], max_body=11), ContentLengthDecoder)
+    assert isinstance(decoder_for(parsed[0], max_body=0), ContentLengthDecoder)  # 0: no limit
+
+
+@pytest.mark.parametrize("limit", [9, 10, 11, 0])
+def test_chunked_body_is_refused_at_the_size_line_that_passes_the_limit(limit: int) -> None:
+    """Chunks of 4 + 6 bytes: refused under a limit of 9, at the second size line (before its
+    data), under every split; served at 10 and above, and with no limit."""
+    raw = b"4\r\nabcd\r\n6\r\nefghij\r\n0\r\n\r\n"
+    for pieces in [[raw], [bytes([b]) for b in raw], *two_way_splits(raw)]:
+        decoder = ChunkedDecoder(max_body=limit)
+        if limit == 9:
+            with pytest.raises(ProtocolError) as error:
+                feed_all(decoder, pieces)
+            assert error.value.status == 413
+        else:
+            assert feed_all(decoder, pieces) == (b"abcdefghij", b"")
+    decoder = ChunkedDecoder(max_body=9)
+    assert decoder.feed(b"4\r\nabcd\r\n") == (b"abcd", b"")
+    with pytest.raises(ProtocolError):
+        decoder.feed(b"6\r\n")  # refused before any byte of that chunk

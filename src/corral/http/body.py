@@ -2,7 +2,11 @@
 
 A decoder is fed the bytes that follow a request head, split however the network split them,
 and hands back the body bytes decoded so far plus whatever came after the end of the body (the
-next pipelined request). Bad framing raises `ProtocolError` with its status.
+next pipelined request). Bad framing raises `ProtocolError` with its status, and so does a
+body larger than `limit_request_body` (413): `decoder_for` refuses a Content-Length above it
+before any body byte is read, and a chunked body is refused at the chunk-size line that would
+take it past the limit, before that chunk's data. Every worker class decodes bodies here, so
+the limit holds for all of them.
 
 Sans-IO: it never reads and must never import socket, select, selectors, ssl, threading or
 asyncio. Each `feed` is linear in its input: body bytes are sliced out of the data once and
@@ -100,11 +104,13 @@ class ChunkedDecoder:
     """A body in the chunked transfer coding (RFC 9112 §7.1), with its trailer section."""
 
     __slots__ = (
+        "_max_body",
         "_max_size_line",
         "_max_trailer_fields",
         "_max_trailer_size",
         "_partial",
         "_remaining",
+        "_size",
         "_state",
         "_trailer_size",
         "done",
@@ -116,6 +122,7 @@ class ChunkedDecoder:
         max_chunk_ext: int = 4096,
         max_trailer_size: int = 8192,
         max_trailer_fields: int = 100,
+        max_body: int = 0,
     ) -> None:
         self.done = False
         self.trailers: list[tuple[str, str]] = []
@@ -126,6 +133,8 @@ class ChunkedDecoder:
         self._max_trailer_size = max_trailer_size
         self._max_trailer_fields = max_trailer_fields
         self._trailer_size = 0
+        self._max_body = max_body  # limit_request_body; 0: no limit
+        self._size = 0  # body bytes announced by the chunk sizes so far
 
     def feed(self, data: bytes) -> tuple[bytes, bytes]:
         """Return (body bytes decoded from data, bytes after the body once done)."""
@@ -176,6 +185,9 @@ class ChunkedDecoder:
         if len(line) - match.end(1) > self._max_size_line - MAX_CHUNK_SIZE_DIGITS:
             raise ProtocolError(400, "chunk extension too long")
         size = int(match[1], 16)
+        self._size += size
+        if self._max_body and self._size > self._max_body:
+            raise ProtocolError(413, "request body larger than limit_request_body")
         if size:
             self._remaining = size
             self._state = _DATA
@@ -246,12 +258,18 @@ def _reject_size_line(line: bytes) -> NoReturn:
     raise ProtocolError(400, "invalid chunk extension")
 
 
-def decoder_for(request: Request) -> ContentLengthDecoder | ChunkedDecoder:
+def decoder_for(request: Request, max_body: int = 0) -> ContentLengthDecoder | ChunkedDecoder:
     """The decoder for the body that follows request's head.
 
     RFC 9112 §6.3: chunked when Transfer-Encoding says so (the parser accepts no other
-    coding), else Content-Length, else a request has no body (length 0).
+    coding), else Content-Length, else a request has no body (length 0). `max_body` is
+    `limit_request_body` (0: none): a Content-Length above it raises ProtocolError(413) here,
+    before the application is called and before any `100 Continue` (RFC 9110 §10.1.1 lets a
+    server answer the final status instead).
     """
     if request.chunked:
-        return ChunkedDecoder()
-    return ContentLengthDecoder(request.content_length or 0)
+        return ChunkedDecoder(max_body=max_body)
+    length = request.content_length or 0
+    if max_body and length > max_body:
+        raise ProtocolError(413, "request body larger than limit_request_body")
+    return ContentLengthDecoder(length)

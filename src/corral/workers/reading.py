@@ -177,11 +177,18 @@ class RequestReading:
         if req.path == self.health_path:
             self.answer_health(conn, req, rest)
             return
+        try:
+            # limit_request_body: a Content-Length above it is refused here, before any 100
+            # Continue and before the application; a chunked body when it passes the limit.
+            decoder = decoder_for(req, self.settings.limit_request_body)
+        except ProtocolError as exc:
+            self.reject(conn, exc)
+            return
         size = req.content_length
         if self.body_buffer and (size is None or size <= self.body_buffer):
             conn.body = (
                 req,
-                BodyBuffer(decoder_for(req), self.settings.request_body_memory, self.body_buffer),
+                BodyBuffer(decoder, self.settings.request_body_memory, self.body_buffer),
             )
             conn.state = BODY
             conn.progress = now
@@ -195,7 +202,7 @@ class RequestReading:
             else:
                 self.wait_for(conn, READ)
             return
-        body = Body(decoder_for(req), rest, conn.recv, conn.send if req.expect_continue else None)
+        body = Body(decoder, rest, conn.recv, conn.send if req.expect_continue else None)
         self.dispatch(conn, req, body, b"", now)
 
     def feed_body(self, conn: Connection, data: bytes, now: float) -> None:
