@@ -19,7 +19,7 @@ import ipaddress
 import pwd
 import re
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from corral.addresses import split_host_port
 
@@ -43,7 +43,7 @@ PROXY_PROTOCOL_MODES: dict[str, ProxyProtocolMode] = {
 }
 RELOAD_ENGINES: dict[str, ReloadEngine] = {"auto": "auto", "poll": "poll", "inotify": "inotify"}
 
-# Gunicorn spellings of the two worker classes corral provides.
+# corral's worker classes under their own names and under the names Gunicorn users give them.
 WORKER_CLASSES: dict[str, WorkerClassName] = {
     "sync": "sync",
     "gthread": "gthread",
@@ -173,12 +173,38 @@ def _choice(table: dict[str, Any], value: object, what: str) -> Any:
     raise ValueError(f"{what} must be one of: {', '.join(sorted(set(table.values())))}")
 
 
+class WorkerClassChoice(str):
+    """A worker class as corral runs it (equal to 'sync', 'gthread' or 'asgi'), remembering the
+    other name it was chosen by (`gunicorn.workers.gasgi.ASGIWorker`,
+    `uvicorn.workers.UvicornWorker`), so that the master can say which worker serves that name.
+    """
+
+    requested = ""
+
+
 def worker_class(value: object) -> WorkerClassName:
     """`sync`, `gthread` or `asgi`, also under Gunicorn's dotted and egg spellings (and
-    uvicorn's worker class names, served by `asgi`)."""
-    if isinstance(value, str) and value.strip() in WORKER_CLASSES:
-        return WORKER_CLASSES[value.strip()]
-    raise ValueError("unknown worker class; corral provides 'sync', 'gthread' and 'asgi'")
+    uvicorn's worker class names, served by `asgi`). Any other name is refused: corral runs
+    only its own workers, never a class loaded from a module."""
+    name = value.strip() if isinstance(value, str) else ""
+    kind = WORKER_CLASSES.get(name)
+    if kind is None:
+        own = [key for key, target in WORKER_CLASSES.items() if key == target]
+        dotted = [key for key in WORKER_CLASSES if "." in key]
+        raise ValueError(
+            f"unknown worker class; corral has {', '.join(own)} (also named {', '.join(dotted)})"
+            " and cannot load worker classes from other modules"
+        )
+    if name == kind:
+        return kind
+    choice = WorkerClassChoice(kind)
+    choice.requested = name
+    return cast(WorkerClassName, choice)
+
+
+def requested_worker_class(value: str) -> str:
+    """The other name a worker class was chosen by (see `WorkerClassChoice`), or ""."""
+    return value.requested if isinstance(value, WorkerClassChoice) else ""
 
 
 def asgi_lifespan(value: object) -> AsgiLifespan:

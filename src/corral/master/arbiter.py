@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from corral import __version__
+from corral.config.converters import requested_worker_class
 from corral.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -184,6 +185,13 @@ class Arbiter:
             log.info("Serving metrics at: http://%s:%s/metrics", *self.metrics.address)
         self.statsd = StatsdClient.from_settings(s)
         log.info("Using worker: %s", s.effective_worker_class)
+        if requested := requested_worker_class(s.worker_class):
+            # A Gunicorn or uvicorn worker class name: corral runs its own worker for it.
+            log.info(
+                "Worker class %s is served by corral's %s worker",
+                requested,
+                s.effective_worker_class,
+            )
         for warning in limit_warnings(s.backlog, s.worker_connections, s.workers):
             log.warning("%s", warning)
         set_process_title(f"master [{s.proc_name or s.app_spec}]")
