@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from apps.asgi_common import SHUTDOWN_FILE
+from support.client import connect
 from support.server import Server
 
 httpx = pytest.importorskip("httpx")
@@ -78,8 +79,9 @@ def site(
 ) -> Iterator[Site]:
     name = request.param
     mark = tmp_path_factory.mktemp(name) / "shutdown"
+    args = [FRAMEWORKS[name].app, "-k", "asgi", "--access-logfile", "-"]
     with (
-        Server(FRAMEWORKS[name].app, "-k", "asgi", env={SHUTDOWN_FILE: str(mark)}) as srv,
+        Server(*args, env={SHUTDOWN_FILE: str(mark)}) as srv,
         httpx.Client(base_url=f"http://127.0.0.1:{srv.port}", timeout=10) as client,
     ):
         yield Site(name, srv, client)
@@ -134,6 +136,32 @@ def test_exception_is_500_and_the_worker_goes_on(site: Site) -> None:
     # Some frameworks log the exception themselves, some re-raise it to the server, which logs
     # it; either way no worker was replaced.
     assert site.srv.log().count("Booting worker with pid") == 1
+
+
+# Starlette (so FastAPI) turns the OSError that a send raises once the client has gone (ASGI 2.4)
+# into its own ClientDisconnect, which is not an OSError, and lets it out of the application.
+RAISES_CLIENT_DISCONNECT = {"starlette", "fastapi"}
+
+
+def test_client_leaving_a_stream_is_no_error(site: Site, request: pytest.FixtureRequest) -> None:
+    if site.name in RAISES_CLIENT_DISCONNECT:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="an exception the application raises because the client left (Starlette's "
+                "ClientDisconnect, raised from the worker's ClientGone) is logged at ERROR with "
+                "its traceback, as if the application had failed",
+            )
+        )
+    before = len(site.srv.log())
+    with connect(site.srv.port) as sock:
+        sock.sendall(b"GET /stream?count=100000 HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 200 ")
+    # The access line is written once the request has ended, after any error line.
+    site.srv.wait_log('"GET /stream?count=100000 HTTP/1.1"')
+    assert site.client.get("/json").status_code == 200
+    log = site.srv.log()[before:]
+    assert "[ERROR]" not in log and "Traceback" not in log, log
 
 
 def test_websocket_echo(site: Site) -> None:
