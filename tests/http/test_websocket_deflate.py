@@ -19,6 +19,7 @@ from corral.http.websocket import (
     TextMessage,
     WebSocket,
     WebSocketError,
+    encode_message,
 )
 from corral.http.websocket_deflate import DeflateParams, PerMessageDeflate, negotiate_deflate
 
@@ -49,7 +50,8 @@ def offer(*params: tuple[str, str | None]) -> list[tuple[str, list[tuple[str, st
         (offer(("server_max_window_bits", "10")), DeflateParams(server_max_window_bits=10)),
         (offer(("client_max_window_bits", "9")), DeflateParams(client_max_window_bits=9)),
         (offer(("client_no_context_takeover", None)), DeflateParams()),
-        (offer(("server_max_window_bits", "8")), None),  # zlib cannot deflate with 8 bits
+        # zlib cannot deflate with 8 bits: accepted, our messages then go uncompressed
+        (offer(("server_max_window_bits", "8")), DeflateParams(server_max_window_bits=8)),
         (offer(("server_max_window_bits", "16")), None),
         (offer(("server_max_window_bits", None)), None),
         (offer(("client_max_window_bits", "7")), None),
@@ -206,3 +208,23 @@ def test_data_after_the_end_of_the_compressed_stream_is_refused() -> None:
     with pytest.raises(WebSocketError) as info:
         parser.feed(client_frame(BINARY, final + b"\x01\x02", rsv=RSV1))
     assert info.value.code == 1002
+
+
+def test_a_client_limited_to_8_bits_that_deflates_with_9_is_read() -> None:
+    params = negotiate_deflate(offer(("client_max_window_bits", "8")))
+    assert params == DeflateParams(client_max_window_bits=8)
+    data = random.Random(8).randbytes(300) * 20  # repeats 300 bytes back: beyond 256
+    parser = FrameParser(1 << 20, PerMessageDeflate(params, 1 << 20))
+    assert parser.feed(client_frame(BINARY, client_deflate(data, bits=9), rsv=RSV1)) == [
+        BinaryMessage(data)
+    ]
+
+
+def test_with_an_8_bit_server_window_our_messages_go_uncompressed() -> None:
+    params = negotiate_deflate(offer(("server_max_window_bits", "8")))
+    assert params is not None and params.response().endswith("server_max_window_bits=8")
+    server = WebSocket(deflate=PerMessageDeflate(params, 1 << 20))
+    assert server.send_text("abc" * 100) == encode_message(TEXT, b"abc" * 100)
+    # The client's messages are still inflated.
+    received = server.receive(client_frame(TEXT, client_deflate(b"hi"), rsv=RSV1))
+    assert received == [TextMessage("hi")]

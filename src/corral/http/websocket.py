@@ -160,7 +160,7 @@ class WebSocket:
 
     def _message(self, opcode: int, payload: bytes) -> bytes:
         self._check_open()
-        if self.deflate is None:
+        if self.deflate is None or not self.deflate.compresses:
             return encode_message(opcode, payload, self.fragment_size)
         compressed = self.deflate.compress(payload)
         return encode_message(opcode, compressed, self.fragment_size, compressed=True)

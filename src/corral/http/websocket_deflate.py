@@ -80,9 +80,10 @@ def _accept_offer(
     server_bits = max_window_bits
     if "server_max_window_bits" in offer:
         # §7.1.2.1: a value 8-15 that our compressor must not exceed. zlib cannot make raw
-        # deflate streams with an 8-bit window (it silently uses 9), so 8 declines the offer.
+        # deflate streams with an 8-bit window, so with 8 we send every message uncompressed,
+        # which §6 allows (see PerMessageDeflate.compresses).
         value = offer["server_max_window_bits"]
-        if value not in _WINDOW_BITS or value == "8":
+        if value not in _WINDOW_BITS:
             return None
         server_bits = min(server_bits, int(value))
     client_bits = 15
@@ -107,18 +108,21 @@ def negotiate_deflate(
     max_window_bits: int = 15,
     no_context_takeover: bool = False,
 ) -> DeflateParams | None:
-    """The first permessage-deflate offer we accept (§5.1: offers are in preference order).
+    """The first permessage-deflate offer we accept (§5.1: offers are in preference order),
+    skipping those that limit our window to 8 bits while a later one lets us compress.
 
     max_window_bits (9-15) caps both windows, where the client lets us cap its window;
     no_context_takeover asks for fresh contexts per message both ways, so that an idle
     connection holds no zlib state at all.
     """
+    fallback = None
     for name, params in offers:
         if name == NAME:
             accepted = _accept_offer(params, max_window_bits, no_context_takeover)
-            if accepted is not None:
+            if accepted is not None and accepted.server_max_window_bits > 8:
                 return accepted
-    return None
+            fallback = fallback or accepted
+    return fallback
 
 
 class PerMessageDeflate:
@@ -131,6 +135,12 @@ class PerMessageDeflate:
         self.max_message_size = max_message_size
         self._compressor: zlib._Compress | None = None
         self._decompressor: zlib._Decompress | None = None
+
+    @property
+    def compresses(self) -> bool:
+        """Whether our messages go out compressed: not with an 8-bit window, which zlib
+        cannot keep to; RFC 7692 §6 lets a sender leave any message uncompressed."""
+        return self.params.server_max_window_bits > 8
 
     def compress(self, data: bytes) -> bytes:
         """§7.2.1: deflate, sync flush, drop the final 00 00 ff ff."""
@@ -160,9 +170,10 @@ class PerMessageDeflate:
         """
         decompressor = self._decompressor
         if decompressor is None:
-            decompressor = self._decompressor = zlib.decompressobj(
-                -self.params.client_max_window_bits
-            )
+            # A client that agreed to 8 bits and uses zlib sends 9-bit streams (zlib cannot
+            # deflate with 256 bytes): a 9-bit window reads both.
+            bits = max(9, self.params.client_max_window_bits)
+            decompressor = self._decompressor = zlib.decompressobj(-bits)
         try:
             out = decompressor.decompress(data + _TAIL if final else data, limit + 1)
         except zlib.error:
