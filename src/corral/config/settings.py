@@ -340,8 +340,10 @@ The kind of worker process: `sync` or `gthread` for WSGI applications, `asgi` fo
 A `sync` worker handles one connection at a time. A `gthread` worker runs a pool of `threads`
 threads and also keeps idle keep-alive connections open. An `asgi` worker runs an asyncio event
 loop. Gunicorn's spellings (`gunicorn.workers.sync.SyncWorker`,
-`gunicorn.workers.gthread.ThreadWorker`) are accepted as well, and uvicorn's worker classes
-(`uvicorn.workers.UvicornWorker`, `uvicorn_worker.UvicornWorker`) select `asgi`. As with
+`gunicorn.workers.gthread.ThreadWorker`, `gunicorn.workers.gasgi.ASGIWorker`) are accepted as
+well, and uvicorn's worker classes (`uvicorn.workers.UvicornWorker`,
+`uvicorn_worker.UvicornWorker`) select `asgi`; the master logs which worker serves such a name.
+Any other name is refused at startup: corral does not load worker classes from modules. As with
 Gunicorn, choosing `sync` together with more than one thread runs the `gthread` worker.""",
     )
     threads: int = setting(
@@ -554,8 +556,8 @@ anyway. It is also bounded by what `graceful_timeout` leaves.""",
         help="""
 The largest request body, in bytes, any worker accepts. A larger one is answered 413 (Content
 Too Large) and the connection is closed: from its Content-Length before the application is
-called, or as soon as a chunked body passes the limit. 0 (the default, as in Gunicorn) sets no
-limit.""",
+called (and without a 100 Continue), or as soon as a chunked body passes the limit. 0 (the
+default) sets no limit. Gunicorn has no such setting.""",
     )
     request_body_buffer: int = setting(
         64 * 1024 * 1024,
