@@ -35,8 +35,10 @@ IDLE_CLOSE_RACE = pytest.mark.xfail(
 
 
 @IDLE_CLOSE_RACE
-def test_asgi_hups_under_load(figures: Figures) -> None:
-    with Server(APP, "-k", "asgi", workers=WORKERS) as srv:
+def test_asgi_hups_under_load(figures: Figures, tmp_path: Path) -> None:
+    events = tmp_path / "events"
+    env = {"CORRAL_TEST_EVENTS": str(events)}
+    with Server(APP, "-k", "asgi", workers=WORKERS, env=env) as srv:
         with MeasuredLoad(srv.port, keepalive=3, fresh=1) as load:
             load.wait_answers(200)
             figures.rss_mib = (largest_rss(srv), None)
@@ -54,8 +56,12 @@ def test_asgi_hups_under_load(figures: Figures) -> None:
     figures.p99_ms = load.p99_ms
     figures.note(f"asgi, {HUPS} HUPs")
     figures.report()
-    assert load.errors == [], load.errors[:5]
     assert "Traceback" not in log, log
+    # Every worker, replaced by a HUP or stopped at the end, ran its lifespan startup and
+    # shutdown.
+    seen = events.read_text().splitlines()
+    assert seen.count("startup") == seen.count("shutdown") == WORKERS * (HUPS + 1), seen
+    assert load.errors == [], load.errors[:5]
 
 
 @IDLE_CLOSE_RACE
@@ -85,5 +91,5 @@ def test_asgi_upgrade_under_load(figures: Figures, tmp_path: Path) -> None:
     figures.p99_ms = load.p99_ms
     figures.note("asgi, USR2 then TERM to the old master")
     figures.report()
-    assert load.errors == [], load.errors[:5]
     assert "Traceback" not in log, log
+    assert load.errors == [], load.errors[:5]

@@ -125,8 +125,9 @@ def test_term_ends_a_stream_the_application_hears_of(figures: Figures, tmp_path:
     strict=True,
     reason="the graceful stop closes idle keep-alive connections at once (close_if_idle), so a "
     "request the client sends on one at that moment is lost (EOF or reset, no response); it "
-    "should be answered with Connection: close, as gthread does, which is also why HUPs and "
-    "upgrades under keep-alive load lose requests (test_asgi_reloads.py)",
+    "should be answered with Connection: close, as gthread does. It is also why HUPs and "
+    "upgrades under keep-alive load lose requests: once fixed, remove the xfail marks of "
+    "test_asgi_reloads.py too",
 )
 def test_request_on_an_idle_keepalive_connection_during_the_stop_is_answered() -> None:
     args = ["-k", "asgi", "--graceful-timeout", "6"]
