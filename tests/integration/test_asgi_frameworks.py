@@ -180,17 +180,30 @@ def test_websocket_echo(site: Site) -> None:
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4000, "asked")
 
 
-@pytest.mark.parametrize("name", [framework_param(n) for n in FRAMEWORKS if FRAMEWORKS[n].lifespan])
-def test_lifespan_startup_state_and_shutdown(name: str, tmp_path: Path) -> None:
+WITH_BOTH = [n for n, f in FRAMEWORKS.items() if f.lifespan and f.websocket]
+
+
+@pytest.mark.parametrize("name", [framework_param(n) for n in WITH_BOTH])
+def test_lifespan_and_a_websocket_across_a_graceful_stop(name: str, tmp_path: Path) -> None:
+    """State set at startup is read in a route; on TERM an open WebSocket is closed with 1001
+    (going away), the framework's shutdown handler runs, and the server exits with 0."""
     mark = tmp_path / "shutdown"
-    with Server(FRAMEWORKS[name].app, "-k", "asgi", env={SHUTDOWN_FILE: str(mark)}) as srv:
+    with (
+        Server(FRAMEWORKS[name].app, "-k", "asgi", env={SHUTDOWN_FILE: str(mark)}) as srv,
+        sync_client.connect(f"ws://127.0.0.1:{srv.port}/ws") as ws,
+    ):
         body = httpx.get(f"http://127.0.0.1:{srv.port}/state", timeout=10).json()
         assert body["started"] == f"{name} {body['pid']}"  # set in this worker, at startup
+        ws.send("before the stop")
+        assert ws.recv(timeout=5) == "echo: before the stop"
         assert not mark.exists()
         srv.signal(signal.SIGTERM)
+        with pytest.raises(ws_exceptions.ConnectionClosed) as closed:
+            ws.recv(timeout=15)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
         assert srv.wait_exit() == 0
         assert mark.read_text() == f"shutdown {body['pid']}"
-        assert "Traceback" not in srv.log()
+        assert "Traceback" not in srv.log(), srv.log()
 
 
 def test_django_without_lifespan_serves_and_says_so() -> None:
