@@ -166,3 +166,22 @@ def test_an_application_that_does_not_receive_stops_the_reading() -> None:
             assert payload == str(count).encode()  # every message arrived, in order
         finally:
             ws.close()
+
+
+def test_bad_compressed_data_and_a_fragmented_bomb_close_without_a_traceback() -> None:
+    with Server(ECHO, "-k", "asgi", "--websocket-max-message-size", "65536") as srv:
+        ws = open_websocket(srv.port, extensions="permessage-deflate")
+        try:
+            ws.send_frame(BINARY, b"\xff\xff\xff\xff not deflate", rsv1=True)
+            assert ws.read_close() == 1002
+        finally:
+            ws.close()
+        ws = open_websocket(srv.port, extensions="permessage-deflate")
+        try:
+            bomb = deflate(bytes(64 * 1024 * 1024))
+            # The first fragment already inflates past 64 KiB: closed before the rest is sent.
+            ws.send_frame(BINARY, bomb[:4096], fin=False, rsv1=True)
+            assert ws.read_close() == 1009
+        finally:
+            ws.close()
+        assert "Traceback" not in srv.log()
