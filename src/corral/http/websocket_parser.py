@@ -186,6 +186,19 @@ class FrameParser:
             # §5.2: the most significant bit of a 64-bit length MUST be 0.
             if length >> 63 or length < 65536:
                 raise WebSocketError(PROTOCOL_ERROR, "frame length not minimally encoded")
+        self._check_length(first, opcode, length)
+        if available < header + length:
+            return 0
+        start = pos + header
+        payload = unmask(buffer[start : start + length], bytes(buffer[start - 4 : start]))
+        if opcode >= CLOSE:
+            self._control(opcode, payload, events)
+        else:
+            self._data(opcode, first, payload, events)
+        return header + length
+
+    def _check_length(self, first: int, opcode: int, length: int) -> None:
+        """Refuse a frame from its announced length, before its payload is buffered."""
         if opcode >= CLOSE:
             # §5.5: control frames have at most 125 bytes of payload.
             if length > MAX_CONTROL_PAYLOAD:
@@ -196,15 +209,6 @@ class FrameParser:
                 raise WebSocketError(MESSAGE_TOO_BIG, "message larger than the maximum size")
         elif self._message_size + length > self.max_message_size:
             raise WebSocketError(MESSAGE_TOO_BIG, "message larger than the maximum size")
-        if available < header + length:
-            return 0
-        start = pos + header
-        payload = unmask(buffer[start : start + length], bytes(buffer[start - 4 : start]))
-        if opcode >= CLOSE:
-            self._control(opcode, payload, events)
-        else:
-            self._data(opcode, first, payload, events)
-        return header + length
 
     def _check_first_byte(self, first: int, opcode: int, fin: int) -> None:
         # §5.2: RSV1-3 MUST be 0 unless an extension was negotiated that defines them.
