@@ -101,8 +101,10 @@ class WebSocketSession:
 
     async def receive(self) -> Message:
         message = await self.inbox.get()
-        # The application caught up: read the socket again (see `read`).
-        if not self.protocol.reading and self.accepted and self.inbox.qsize() < self.max_queue:
+        # The application caught up (with half the queue as slack, so that a flood does not
+        # pause and resume the socket at every message): read the socket again (see `read`).
+        reading = self.protocol.reading
+        if not reading and self.accepted and self.inbox.qsize() <= self.max_queue // 2:
             self.protocol.resume_reading()
         return message
 
