@@ -123,29 +123,35 @@ def test_term_ends_a_stream_the_application_hears_of(figures: Figures, tmp_path:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the graceful stop closes idle keep-alive connections at once (close_if_idle), so a "
-    "request the client sends on one at that moment is lost (EOF or reset, no response); it "
-    "should be answered with Connection: close, as gthread does. It is also why HUPs and "
-    "upgrades under keep-alive load lose requests: once fixed, remove the xfail marks of "
-    "test_asgi_reloads.py too",
+    reason="the graceful stop closes at once every connection that has no request in progress "
+    "(close_if_idle): an idle keep-alive connection, or one just accepted whose request is on "
+    "its way, so a request the client sends on it then is lost (EOF or reset, no response); "
+    "gthread answers it with Connection: close and gives such connections `keepalive` "
+    "seconds. It is also why HUPs and upgrades under load lose requests and WebSocket "
+    "handshakes: once fixed, remove the xfail marks of test_asgi_reloads.py too",
 )
-def test_request_on_an_idle_keepalive_connection_during_the_stop_is_answered() -> None:
+@pytest.mark.parametrize("kind", ["idle keep-alive", "fresh"])
+def test_request_on_a_waiting_connection_during_the_stop_is_answered(kind: str) -> None:
+    """A connection waiting for its next (or first) request when TERM comes: the request the
+    client sends during the stop is answered, and the connection then closed."""
     args = ["-k", "asgi", "--graceful-timeout", "6"]
-    with Server(APP, *args) as srv, connect(srv.port) as idle:
-        idle.sendall(b"GET /load HTTP/1.1\r\nHost: a\r\n\r\n")
-        first, rest = read_response(idle)
-        assert (first.status, first.body, rest) == (200, b"ok", b"")
+    with Server(APP, *args) as srv, connect(srv.port) as waiting:
+        if kind == "idle keep-alive":
+            waiting.sendall(b"GET /load HTTP/1.1\r\nHost: a\r\n\r\n")
+            first, rest = read_response(waiting)
+            assert (first.status, first.body, rest) == (200, b"ok", b"")
+        # Connections are accepted in the order they came: once the WebSocket is open, the
+        # worker holds `waiting` too.
         with sync_client.connect(f"ws://127.0.0.1:{srv.port}/ws") as ws:
             stream, _ = start_stream(srv.port)  # keeps the worker draining for seconds
             srv.signal(signal.SIGTERM)
             with pytest.raises(ws_exceptions.ConnectionClosed):
                 ws.recv(timeout=15)  # the worker has begun its graceful stop
-            # The client has not yet seen the close (if any) of its idle connection, and sends
-            # its next request, as a browser or a pool does.
+            # Now the client sends its request, as a browser or a connection pool may.
             try:
-                idle.sendall(b"GET /load HTTP/1.1\r\nHost: a\r\n\r\n")
+                waiting.sendall(b"GET /load HTTP/1.1\r\nHost: a\r\n\r\n")
                 answer: Response | str
-                answer, _ = read_response(idle)
+                answer, _ = read_response(waiting)
             except (ConnectionError, OSError) as exc:
                 answer = repr(exc)
             stream.close()
