@@ -132,12 +132,16 @@ class FrameParser:
         if self._closed:
             return []
         buffer = self._buffer
-        buffer += data
+        # Nothing left over from the last read (the usual case): parse data where it is,
+        # and keep only its unfinished tail, instead of copying it all into the buffer.
+        source: bytes | bytearray = buffer if buffer else data
+        if buffer:
+            buffer += data
         events: list[Event] = []
         pos = 0
         try:
             while True:
-                used = self._parse_frame(buffer, pos, events)
+                used = self._parse_frame(source, pos, events)
                 if used == 0:
                     break
                 pos += used
@@ -149,10 +153,13 @@ class FrameParser:
             buffer.clear()
             exc.events = events
             raise
-        del buffer[:pos]
+        if source is buffer:
+            del buffer[:pos]
+        elif pos < len(data):
+            buffer += data[pos:] if pos else data
         return events
 
-    def _parse_frame(self, buffer: bytearray, pos: int, events: list[Event]) -> int:
+    def _parse_frame(self, buffer: bytes | bytearray, pos: int, events: list[Event]) -> int:
         """Parse one frame at pos; return the bytes it used, or 0 if it is not all here.
 
         The header is checked as soon as its fields are here, even when the payload is not,
