@@ -185,3 +185,30 @@ def test_bad_compressed_data_and_a_fragmented_bomb_close_without_a_traceback() -
         finally:
             ws.close()
         assert "Traceback" not in srv.log()
+
+
+def test_a_connection_paused_for_a_slow_application_is_not_pinged_to_death() -> None:
+    args = ("--websocket-max-queue", "2", "--websocket-ping-interval", "1")
+    with Server(HOARDER, "-k", "asgi", *args, "--websocket-ping-timeout", "1") as srv:
+        ws = open_websocket(srv.port, path="/hoard")
+        try:
+            for _ in range(10):
+                ws.send_frame(BINARY, b"waiting")
+            # Reading stopped with the queue full: the client's silence is ours, so three
+            # intervals pass without a Ping (nor a close).
+            ws.sock.settimeout(3.5)
+            with pytest.raises(TimeoutError):
+                ws.read_frame()
+            ws.sock.settimeout(10)
+            get(srv.port, "/release")
+            ws.send_frame(TEXT, b"end")
+            while True:
+                first, payload = ws.read_frame()
+                if first & 0x0F == PING:
+                    ws.send_frame(PONG, payload)
+                elif first & 0x0F == TEXT:
+                    break
+            assert payload == b"10"
+        finally:
+            ws.close()
+        assert "no answer to a ping" not in srv.log()
