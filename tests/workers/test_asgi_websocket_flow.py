@@ -4,6 +4,7 @@ is the well-behaved client; support/ws_client.py sends what it never would."""
 
 from __future__ import annotations
 
+import random
 import threading
 
 import pytest
@@ -14,6 +15,7 @@ from support.ws_client import deflate, open_websocket
 
 sync_client = pytest.importorskip("websockets.sync.client")
 exceptions = pytest.importorskip("websockets.exceptions")
+permessage_deflate = pytest.importorskip("websockets.extensions.permessage_deflate")
 
 ECHO = "support.asgi_apps:websocket_app"
 HOARDER = "support.asgi_websocket_apps:hoarder"
@@ -67,6 +69,33 @@ def test_deflate_frames_on_the_wire_and_off_by_setting() -> None:
             assert ws.read_close() == 1002
         finally:
             ws.close()
+
+
+def test_deflate_parameters_negotiated_with_the_websockets_client() -> None:
+    """Every combination of context takeover and window the client may ask for (RFC 7692
+    §7.1), each carrying messages that repeat earlier ones (the window matters) both ways."""
+    factory = permessage_deflate.ClientPerMessageDeflateFactory
+    offers = [
+        factory(server_no_context_takeover=True),
+        factory(client_no_context_takeover=True),
+        factory(server_no_context_takeover=True, client_no_context_takeover=True),
+        factory(server_max_window_bits=9, client_max_window_bits=9),
+        factory(server_max_window_bits=12),
+        factory(client_max_window_bits=None),
+    ]
+    rng = random.Random(12)
+    words = [rng.randbytes(40).hex() for _ in range(50)]
+    with Server(ECHO, "-k", "asgi") as srv:
+        for offer in offers:
+            url = f"ws://127.0.0.1:{srv.port}/ws"
+            with sync_client.connect(url, extensions=[offer], compression=None) as ws:
+                agreed = ws.response.headers["Sec-WebSocket-Extensions"]
+                assert agreed.startswith("permessage-deflate"), agreed
+                for size in (10, 300, 5000, 70_000):
+                    text = " ".join(rng.choice(words) for _ in range(size // 80 + 1))
+                    ws.send(text)
+                    assert ws.recv(timeout=5) == "echo: " + text, (agreed, size)
+        assert "Traceback" not in srv.log()
 
 
 def test_a_compressed_bomb_closes_1009_without_inflating_it() -> None:
