@@ -122,6 +122,7 @@ class Exchange:
         "is_head",
         "keep_alive",
         "no_body",
+        "over",
         "request_sent",
         "send_continue",
         "sent",
@@ -139,10 +140,14 @@ class Exchange:
         self.version = req.version
         self.is_head = req.method == "HEAD"
         self.keep_alive = keep_alive and req.keep_alive
-        self.body: asyncio.Queue[tuple[bytes, bool] | None] = asyncio.Queue()
         self.body_done = not (req.chunked or req.content_length)
+        # Made only when needed: most requests have no body, and few apps wait for the end.
+        self.body: asyncio.Queue[tuple[bytes, bool] | None] | None = (
+            None if self.body_done else asyncio.Queue()
+        )
         self.request_sent = False
-        self.gone = asyncio.Event()  # set when the client has gone or the response ended
+        self.over = False  # the client has gone or the response has ended
+        self.gone: asyncio.Event | None = None  # set when `over` becomes true
         self.head_lines = ""
         self.send_continue: Callable[[bytes], None] | None = None
         self.client_gone = False
@@ -169,7 +174,10 @@ class Exchange:
                 return {"type": "http.request", "body": b"", "more_body": False}
             # Nothing more comes for this request: wait until the client leaves or the
             # response has ended, then say the request is over.
-            await self.gone.wait()
+            if not self.over:
+                if self.gone is None:
+                    self.gone = asyncio.Event()
+                await self.gone.wait()
             return {"type": "http.disconnect"}
         if self.send_continue is not None:
             # RFC 9110 §10.1.1: the client waits for this before sending the body.
@@ -177,6 +185,7 @@ class Exchange:
                 self.send_continue(CONTINUE)
             self.send_continue = None
         self.transport.resume_reading()  # the application asks: let the body flow again
+        assert self.body is not None
         item = await self.body.get()
         if item is None:  # the client left mid-body
             self.body_done = self.request_sent = True
@@ -188,19 +197,21 @@ class Exchange:
 
     def feed_body(self, chunk: bytes, more: bool) -> None:
         """From the worker: decoded body bytes; `more` False once the body is complete."""
+        assert self.body is not None
         self.body.put_nowait((chunk, more))
 
     @property
     def buffered(self) -> int:
         """Body chunks received and not yet taken by the application (read backpressure)."""
-        return self.body.qsize()
+        return 0 if self.body is None else self.body.qsize()
 
     def disconnected(self) -> None:
         """From the worker: the client has gone."""
         self.client_gone = True
         if not self.body_done:
+            assert self.body is not None
             self.body.put_nowait(None)
-        self.gone.set()
+        self.set_over()
 
     # --- send ------------------------------------------------------------------------------
 
@@ -231,12 +242,17 @@ class Exchange:
                 raise RuntimeError(f"unexpected ASGI message type {kind!r} for http")
             await extension(self, message)
 
+    def set_over(self) -> None:
+        self.over = True
+        if self.gone is not None:
+            self.gone.set()
+
     def end_body(self) -> None:
         if self.trailers:
             self.awaiting_trailers = True  # the end comes with http.response.trailers
         else:
             self.ended = True
-            self.gone.set()
+            self.set_over()
 
     # --- extensions ------------------------------------------------------------------------
 
@@ -268,7 +284,7 @@ class Exchange:
         returned without sending them: then the section is empty)."""
         self.awaiting_trailers = False
         self.ended = True
-        self.gone.set()
+        self.set_over()
         if not self.chunked or self.no_body:
             return b""
         return trailer_section(self.trailer_fields if self.trailers_allowed else ())
@@ -294,7 +310,7 @@ class Exchange:
             self.ended = True
             if not self.no_body and count:
                 await self.transport.sendfile(file, 0, count)
-        self.gone.set()
+        self.set_over()
         await self.transport.drain()
 
     def start(self, message: Message) -> None:

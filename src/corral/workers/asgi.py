@@ -72,6 +72,7 @@ class AsgiWorker(Worker):
         # TLS with the context the master built (and rebuilds on HUP), as the other workers.
         self.acceptor = Acceptor(self, lambda client: HttpProtocol(self, client), self.tls)
         self.acceptor.start()
+        self.sweep_connections()
         self.heartbeat.mark_ready()
         interval = min(1.0, self.settings.timeout / 4) if self.settings.timeout > 0 else 1.0
         while self.alive:
@@ -102,6 +103,18 @@ class AsgiWorker(Worker):
         self.heartbeat.beat()
         await lifespan.shutdown(end - time.monotonic() - 0.5)
         self.logger.flush()
+
+    def sweep_connections(self) -> None:
+        """Idle and body deadlines of every connection, checked a few times a second."""
+        now = time.monotonic()
+        for protocol in list(self.protocols):
+            try:
+                protocol.sweep(now)
+            except Exception:  # one connection's failure stays its own
+                log.exception("Error in a connection's deadline")
+                protocol.abort()
+        period = min(0.5, self.timeout / 4) if self.timeout > 0 else 0.5
+        asyncio.get_running_loop().call_later(period, self.sweep_connections)
 
     def proxy_first(self, sock: socket.socket) -> bool:
         """Whether this connection starts with a PROXY protocol header (a trusted proxy)."""

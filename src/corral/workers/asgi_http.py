@@ -49,10 +49,12 @@ class HttpProtocol(asyncio.Protocol):
         self.can_write.set()
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
-        self.idle_timer: asyncio.TimerHandle | None = None
+        # Deadlines (time.monotonic(), 0.0 = none), checked by the worker's sweep: cheaper
+        # than a loop timer armed and cancelled for every request.
+        self.idle_deadline = 0.0
         self.websocket: WebSocketSession | None = None
         self.transport_gone = False
-        self.body_timer: asyncio.TimerHandle | None = None
+        self.body_deadline = 0.0
         self.trusted = False  # the peer is in forwarded_allow_ips
         self.proxy_client = proxy_client  # the client a PROXY protocol header named
 
@@ -412,19 +414,23 @@ class HttpProtocol(asyncio.Protocol):
 
     # --- deadlines ---------------------------------------------------------------------------
 
+    def sweep(self, now: float) -> None:
+        """From the worker, a few times a second: act on the deadlines that have passed."""
+        if self.idle_deadline and now >= self.idle_deadline:
+            self.idle_deadline = 0.0
+            self.idle_expired()
+        if self.body_deadline and now >= self.body_deadline:
+            self.body_deadline = 0.0
+            self.body_expired()
+
     def arm_body_timer(self) -> None:
         """A body that stops arriving for `timeout` ends the request (the client is gone)."""
-        self.cancel_body_timer()
-        loop = asyncio.get_running_loop()
-        self.body_timer = loop.call_later(self.worker.timeout, self.body_expired)
+        self.body_deadline = time.monotonic() + self.worker.timeout
 
     def cancel_body_timer(self) -> None:
-        if self.body_timer is not None:
-            self.body_timer.cancel()
-            self.body_timer = None
+        self.body_deadline = 0.0
 
     def body_expired(self) -> None:
-        self.body_timer = None
         if self.decoder is not None and self.exchange is not None:
             if not self.reading:
                 self.arm_body_timer()  # paused by us: the application is slow, not the client
@@ -437,14 +443,10 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.close()
 
     def arm_idle(self, seconds: float) -> None:
-        self.cancel_idle()
-        if seconds > 0:
-            self.idle_timer = asyncio.get_running_loop().call_later(seconds, self.idle_expired)
+        self.idle_deadline = time.monotonic() + seconds if seconds > 0 else 0.0
 
     def cancel_idle(self) -> None:
-        if self.idle_timer is not None:
-            self.idle_timer.cancel()
-            self.idle_timer = None
+        self.idle_deadline = 0.0
 
     def idle_expired(self) -> None:
         if self.exchange is None and self.transport is not None:
