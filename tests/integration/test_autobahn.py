@@ -70,3 +70,20 @@ def test_autobahn_permessage_deflate(wstest: Path, tmp_path: Path) -> None:
     declined = [r.case_id for r in results if r.outcome == "UNIMPLEMENTED"]
     assert not declined, f"the worker declined permessage-deflate in {declined}"
     assert_none_failed(results)
+
+
+def test_a_wrong_echo_is_reported_failed(wstest: Path, tmp_path: Path) -> None:
+    """The control: an app that echoes reversed must fail the cases whose payload is not a
+    palindrome (5.3 "fragment1fragment2", 6.2.1 a UTF-8 sentence) and pass 1.1.2 ("*" x 125),
+    so the judgement above is known to catch a wrong echo."""
+    with Server("support.autobahn_echo:reversing_app", "-k", "asgi") as srv:
+        url = f"ws://127.0.0.1:{srv.port}"
+        results = autobahn.run_fuzzingclient(
+            wstest, url, ["1.1.2", "5.3", "6.2.1"], tmp_path, timeout=60
+        )
+    assert {r.case_id: r.outcome for r in results} == {
+        "1.1.2": "OK",
+        "5.3": "FAILED",
+        "6.2.1": "FAILED",
+    }
+    assert "fragment1fragment2" in autobahn.failures(results)[0].explain()

@@ -5,7 +5,8 @@ Every WebSocket message comes back unchanged and of the same kind: text as text,
 which is what the suite's echo cases expect. It offers no subprotocol and does no framing of its
 own: fragmentation, pings, close codes, UTF-8 checks and permessage-deflate are all the worker's,
 so a case the suite fails is the worker's behaviour, never this app's. It must never add to or
-reshape a message. Plain HTTP gets a one-line 404 so a stray request is answered; lifespan is
+reshape a message; `reversing_app` does, on purpose, as the control that shows a wrong echo is
+caught. Plain HTTP gets a one-line 404 so a stray request is answered; lifespan is
 acknowledged so the worker starts the same way with `--asgi-lifespan` on or auto.
 """
 
@@ -23,7 +24,23 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
     await handler(scope, receive, send)
 
 
-async def _websocket(scope: Scope, receive: Any, send: Any) -> None:
+async def reversing_app(scope: Scope, receive: Any, send: Any) -> None:
+    """Echoes every message reversed: each echo case must then fail."""
+    if scope["type"] != "websocket":
+        await app(scope, receive, send)
+        return
+    await _websocket(scope, receive, send, transform=_reversed)
+
+
+def _same(payload: Any) -> Any:
+    return payload
+
+
+def _reversed(payload: Any) -> Any:
+    return payload[::-1]
+
+
+async def _websocket(scope: Scope, receive: Any, send: Any, transform: Any = _same) -> None:
     message = await receive()
     if message["type"] != "websocket.connect":
         return
@@ -33,9 +50,10 @@ async def _websocket(scope: Scope, receive: Any, send: Any) -> None:
         if message["type"] == "websocket.disconnect":
             return
         if message.get("text") is not None:
-            await send({"type": "websocket.send", "text": message["text"]})
+            await send({"type": "websocket.send", "text": transform(message["text"])})
         else:
-            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+            data = message.get("bytes") or b""
+            await send({"type": "websocket.send", "bytes": transform(data)})
 
 
 async def _http(scope: Scope, receive: Any, send: Any) -> None:
