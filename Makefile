@@ -50,6 +50,15 @@ bench: $(VENV)/.installed
 soak: $(VENV)/.test-installed
 	CORRAL_SOAK=1 $(BIN)/python -m pytest tests/reliability -q -rxX --timeout 1800
 
+# Autobahn|Testsuite, the WebSocket conformance suite, against the asgi worker: every case of
+# sections 1-10, 12 and 13, then the table of outcomes and each case that is not OK (about
+# 15 minutes, mostly permessage-deflate). It first builds the suite's Python 2.7 virtualenv
+# (docs/autobahn.md). `make test` runs sections 1-10 and a subset of 12 and 13.
+.PHONY: autobahn
+autobahn: $(VENV)/.test-installed
+	$(BIN)/python tests/support/autobahn_env.py install
+	$(BIN)/python tests/support/autobahn.py $(AUTOBAHN_ARGS)
+
 docs: $(VENV)/.installed
 	$(BIN)/python -m corral.config.reference > docs/settings.md
 
