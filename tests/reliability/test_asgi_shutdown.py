@@ -104,14 +104,17 @@ def test_term_closes_websockets_1001_runs_lifespan_and_exits_0(
     assert seen[0] == "startup" and seen[-1] == "shutdown", seen
     assert seen.count("ws disconnect 1001") == SOCKETS, seen
     assert outcome.body.startswith(b"HTTP/1.1 200 ")
-    # The master kills a worker still there at graceful_timeout, and says so.
-    assert "SIGKILL" not in outcome.log and "Traceback" not in outcome.log, outcome.log
+    # The master kills a worker still there at graceful_timeout, and says so. (A traceback for
+    # the stream's cancellation is the next test's business.)
+    assert "SIGKILL" not in outcome.log, outcome.log
 
 
 @pytest.mark.xfail(
     strict=True,
     reason="a streaming response still running at the graceful stop's deadline is aborted and "
-    "its task cancelled at once: the application gets CancelledError, never http.disconnect",
+    "its task cancelled at once: the application gets CancelledError, never http.disconnect, "
+    "and that cancellation is at times logged as 'Exception in ASGI application' with a "
+    "traceback",
 )
 def test_term_ends_a_stream_the_application_hears_of(figures: Figures, tmp_path: Path) -> None:
     outcome = term_in_flight(figures, tmp_path)
@@ -119,6 +122,8 @@ def test_term_ends_a_stream_the_application_hears_of(figures: Figures, tmp_path:
     completed = body.endswith(b"\r\n0\r\n\r\n")
     assert completed or "stream disconnect" in seen or "stream send failed" in seen, seen
     assert "stream cancelled" not in seen, seen
+    # Nor is the stop's own doing logged as the application's failure.
+    assert "Traceback" not in outcome.log, outcome.log
 
 
 @pytest.mark.xfail(
