@@ -185,9 +185,10 @@ class ChunkedDecoder:
         if len(line) - match.end(1) > self._max_size_line - MAX_CHUNK_SIZE_DIGITS:
             raise ProtocolError(400, "chunk extension too long")
         size = int(match[1], 16)
-        self._size += size
-        if self._max_body and self._size > self._max_body:
-            raise ProtocolError(413, "request body larger than limit_request_body")
+        if self._max_body:  # limit_request_body; only counted when set
+            self._size += size
+            if self._size > self._max_body:
+                raise ProtocolError(413, "request body larger than limit_request_body")
         if size:
             self._remaining = size
             self._state = _DATA
