@@ -88,11 +88,29 @@ class AsgiWorker(Worker):
         # The master's clock started when it sent TERM: up to one `interval` before we noticed.
         end = time.monotonic() + graceful - interval
         deadline = end - min(5.0, graceful / 3)
+        # A connection waiting for its next (or first) request may still get one, answered
+        # with Connection: close, for `keepalive` seconds (at least one), as in gthread.
+        linger = time.monotonic() + max(1.0, float(self.settings.keepalive))
         while (self.protocols or self.acceptor.opening) and time.monotonic() < deadline:
             for protocol in list(self.protocols):
-                protocol.close_if_idle()
+                protocol.wind_down(linger)
             self.heartbeat.beat()
             await asyncio.sleep(0.05)
+        await self.end_in_flight(end)
+        self.heartbeat.beat()
+        await lifespan.shutdown(end - time.monotonic() - 0.5)
+        self.logger.flush()
+
+    async def end_in_flight(self, end: float) -> None:
+        """At the graceful stop's deadline: requests still running hear that their client is
+        gone (`http.disconnect`, and a `send` raises), and get a moment to end on their own;
+        then what is left is cancelled and its connection aborted."""
+        running = [p for p in self.protocols if p.task is not None and not p.task.done()]
+        for protocol in running:
+            protocol.disconnect_exchange()
+        tasks = [p.task for p in running if p.task is not None and not p.task.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(0.1, min(1.0, (end - time.monotonic()) / 3)))
         tasks = [p.task for p in self.protocols if p.task is not None and not p.task.done()]
         for protocol in list(self.protocols):
             protocol.abort()
@@ -100,9 +118,6 @@ class AsgiWorker(Worker):
             task.cancel()  # their `finally` blocks run now, not never
         if tasks:
             await asyncio.wait(tasks, timeout=max(0.1, (end - time.monotonic()) / 2))
-        self.heartbeat.beat()
-        await lifespan.shutdown(end - time.monotonic() - 0.5)
-        self.logger.flush()
 
     def sweep_connections(self) -> None:
         """Idle and body deadlines of every connection, checked a few times a second."""

@@ -347,8 +347,16 @@ class HttpProtocol(asyncio.Protocol):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:  # one request's failure stays its own
-            if isinstance(exc, asyncio.CancelledError) and exchange.client_gone:
-                pass
+            if exchange.client_gone:
+                # The client left first: what the application raised is most likely the news
+                # of it (Starlette's ClientDisconnect, a cancelled await): one line, no trace.
+                if not isinstance(exc, asyncio.CancelledError):
+                    log.info(
+                        "ASGI application %s %s ended after its client left: %r",
+                        req.method,
+                        req.target,
+                        exc,
+                    )
             else:
                 log.error(
                     "Exception in ASGI application %s %s", req.method, req.target, exc_info=exc
@@ -396,7 +404,10 @@ class HttpProtocol(asyncio.Protocol):
                 if answer:
                     self.write(answer)
             exchange.keep_alive = False
-        if not exchange.keep_alive or self.decoder is not None or not self.worker.alive:
+        # A response that said keep-alive keeps its promise even if the worker began to stop
+        # meanwhile: the client may already be sending its next request, which is answered
+        # with Connection: close (the stop bounds how long the connection may wait for it).
+        if not exchange.keep_alive or self.decoder is not None:
             transport.close()
             return
         self.exchange = None
@@ -454,11 +465,19 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.write(error_response(408))
             self.transport.close()
 
-    def close_if_idle(self) -> None:
+    def wind_down(self, until: float) -> None:
+        """The worker is stopping: an open WebSocket is told it is going away (1001); a
+        connection waiting for a request keeps it only until `until` (a request that comes
+        meanwhile is answered with Connection: close)."""
         if self.websocket is not None:
             self.websocket.going_away()
-        elif self.exchange is None and self.transport is not None:
-            self.transport.close()
+        elif self.exchange is None and (not self.idle_deadline or self.idle_deadline > until):
+            self.idle_deadline = until
+
+    def disconnect_exchange(self) -> None:
+        """The stop's deadline: the request in progress hears that its client is gone."""
+        if self.exchange is not None:
+            self.exchange.disconnected()
 
     def abort(self) -> None:
         if self.transport is not None:
