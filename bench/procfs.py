@@ -79,11 +79,21 @@ def workers(pgid: int) -> list[int]:
     """The group's worker processes: those with no child in the group.
 
     For a pre-fork server these are the workers, not the master; a single-process server is
-    its own worker.
+    its own worker. multiprocessing's resource tracker (Hypercorn starts one) has no child
+    either, but serves nothing: it is left out.
     """
     members = group(pgid)
     parents = {stat.ppid for stat in members.values()}
-    return sorted(pid for pid in members if pid not in parents)
+    return sorted(pid for pid in members if pid not in parents and not helper(pid))
+
+
+def helper(pid: int) -> bool:
+    """A process of the group that is no worker: multiprocessing's resource tracker."""
+    try:
+        command = (PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"multiprocessing.resource_tracker" in command
 
 
 def machine_busy_seconds() -> float:
