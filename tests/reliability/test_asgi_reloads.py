@@ -28,17 +28,7 @@ APP = "apps.asgi_events_app:app"
 WORKERS = 2
 HUPS = scaled(4, 20)
 
-# Not strict: the race loses a request on most runs, not all. The defect is shown every time by
-# test_asgi_shutdown.py's test_request_on_a_waiting_connection_during_the_stop_is_answered;
-# once it is fixed, remove this mark (and that one).
-IDLE_CLOSE_RACE = pytest.mark.xfail(
-    strict=False,
-    reason="an old worker closes its idle keep-alive and just-accepted connections at once on a "
-    "graceful stop, so a request or WebSocket handshake sent on one then is lost (reset or EOF)",
-)
 
-
-@IDLE_CLOSE_RACE
 def test_asgi_hups_under_load(figures: Figures, tmp_path: Path) -> None:
     events = tmp_path / "events"
     env = {"CORRAL_TEST_EVENTS": str(events)}
@@ -68,7 +58,6 @@ def test_asgi_hups_under_load(figures: Figures, tmp_path: Path) -> None:
     assert load.errors == [], load.errors[:5]
 
 
-@IDLE_CLOSE_RACE
 def test_asgi_upgrade_under_load(figures: Figures, tmp_path: Path) -> None:
     pidfile = tmp_path / "corral.pid"
     new = 0
@@ -148,7 +137,6 @@ class EchoClients:
             thread.join(30)
 
 
-@IDLE_CLOSE_RACE
 def test_asgi_hups_with_websockets_open(figures: Figures) -> None:
     clients = 4
     with Server(APP, "-k", "asgi", workers=WORKERS) as srv:

@@ -3,7 +3,8 @@ open and an endless streamed response is being read. Every WebSocket is closed w
 ("going away", RFC 6455 §7.4.1); the stream ends and the application learns it (it sees
 `http.disconnect`, or its send fails, never only a cancellation); the lifespan shutdown runs;
 and the server exits with status 0 without the master having to kill the worker, that is within
-`graceful_timeout` (3 s here).
+`graceful_timeout` (3 s here). And a connection waiting for its next (or first) request when the
+stop begins still has that request answered, with Connection: close.
 """
 
 from __future__ import annotations
@@ -94,47 +95,22 @@ def term_in_flight(figures: Figures, tmp_path: Path) -> Outcome:
     return outcome
 
 
-def test_term_closes_websockets_1001_runs_lifespan_and_exits_0(
-    figures: Figures, tmp_path: Path
-) -> None:
-    outcome = term_in_flight(figures, tmp_path)
-    assert outcome.codes == [1001] * SOCKETS
-    assert outcome.status == 0, outcome.log
-    seen = outcome.seen
-    assert seen[0] == "startup" and seen[-1] == "shutdown", seen
-    assert seen.count("ws disconnect 1001") == SOCKETS, seen
-    assert outcome.body.startswith(b"HTTP/1.1 200 ")
-    # The master kills a worker still there at graceful_timeout, and says so. (A traceback for
-    # the stream's cancellation is the next test's business.)
-    assert "SIGKILL" not in outcome.log, outcome.log
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="a streaming response still running at the graceful stop's deadline is aborted and "
-    "its task cancelled at once: the application gets CancelledError, never http.disconnect, "
-    "and that cancellation is at times logged as 'Exception in ASGI application' with a "
-    "traceback",
-)
-def test_term_ends_a_stream_the_application_hears_of(figures: Figures, tmp_path: Path) -> None:
+def test_term_with_websockets_and_a_stream_in_flight(figures: Figures, tmp_path: Path) -> None:
     outcome = term_in_flight(figures, tmp_path)
     seen, body = outcome.seen, outcome.body
+    assert outcome.codes == [1001] * SOCKETS
+    assert outcome.status == 0, outcome.log
+    assert seen[0] == "startup" and seen[-1] == "shutdown", seen
+    assert seen.count("ws disconnect 1001") == SOCKETS, seen
+    assert body.startswith(b"HTTP/1.1 200 ")
     completed = body.endswith(b"\r\n0\r\n\r\n")
     assert completed or "stream disconnect" in seen or "stream send failed" in seen, seen
     assert "stream cancelled" not in seen, seen
-    # Nor is the stop's own doing logged as the application's failure.
-    assert "Traceback" not in outcome.log, outcome.log
+    # The master kills a worker still there at graceful_timeout, and says so; and the stop's
+    # own doing is no application failure.
+    assert "SIGKILL" not in outcome.log and "Traceback" not in outcome.log, outcome.log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the graceful stop closes at once every connection that has no request in progress "
-    "(close_if_idle): an idle keep-alive connection, or one just accepted whose request is on "
-    "its way, so a request the client sends on it then is lost (EOF or reset, no response); "
-    "gthread answers it with Connection: close and gives such connections `keepalive` "
-    "seconds. It is also why HUPs and upgrades under load lose requests and WebSocket "
-    "handshakes: once fixed, remove the xfail marks of test_asgi_reloads.py too",
-)
 @pytest.mark.parametrize("kind", ["idle keep-alive", "fresh"])
 def test_request_on_a_waiting_connection_during_the_stop_is_answered(kind: str) -> None:
     """A connection waiting for its next (or first) request when TERM comes: the request the
