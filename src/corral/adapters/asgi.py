@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from corral.adapters.asgi_extensions import (
+    HEADER_BLOCK,
     HEADER_LINE,
     early_hints,
     trailer_section,
@@ -44,6 +45,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 _ASGI = {"version": "3.0", "spec_version": "2.5"}
+
+
+# Headers the server writes itself: framing and connection management.
+_SERVER_OWNED = HOP_BY_HOP | {"content-length"}
 
 
 class ClientGone(OSError):
@@ -317,28 +322,31 @@ class Exchange:
         status = message["status"]
         if type(status) is not int or not 100 <= status <= 999:
             raise RuntimeError(f"invalid status {status!r}")
+        headers = message.get("headers", ())
         lines = []
-        for name, value in message.get("headers", ()):
+        for name, value in headers:
             key = bytes(name).decode("latin-1")
             text = bytes(value).decode("latin-1")
             lower = key.lower()
-            if lower in HOP_BY_HOP:
-                if lower == "connection" and "close" in text.lower():
+            if lower in _SERVER_OWNED:
+                if lower == "content-length":
+                    if not text.isdigit():
+                        raise RuntimeError(f"invalid Content-Length {text!r}")
+                    self.content_length = int(text)
+                elif lower == "connection" and "close" in text.lower():
                     self.keep_alive = False
                 continue
-            line = f"{key}: {text}\r\n"
-            if HEADER_LINE.match(line) is None:
-                raise RuntimeError(f"invalid response header {key!r}")
-            if lower == "content-length":
-                if not text.isdigit():
-                    raise RuntimeError(f"invalid Content-Length {text!r}")
-                self.content_length = int(text)
-                continue
-            lines.append(line)
+            lines.append(f"{key}: {text}\r\n")
+        head_lines = "".join(lines)
+        # One match over the whole block (only a bad block is searched for its line); as many
+        # CRLFs as lines, so a value cannot carry a line of its own.
+        if HEADER_BLOCK.fullmatch(head_lines) is None or head_lines.count("\r\n") != len(lines):
+            bad = next((line for line in lines if HEADER_LINE.match(line) is None), ":")
+            raise RuntimeError(f"invalid response header {bad.partition(':')[0]!r}")
         self.status = status
         self.started = True
-        self.head_lines = "".join(lines)
-        self.headers = message.get("headers", ())
+        self.head_lines = head_lines
+        self.headers = headers
         self.trailers = bool(message.get("trailers", False))
 
     def head(self, body: bytes, more: bool) -> bytes:

@@ -24,6 +24,7 @@ from corral.http.writer import HOP_BY_HOP
 
 # RFC 9110 §5.1 / §5.5: one field line, name and value, checked with the shared grammar.
 HEADER_LINE = re.compile(rf"{TOKEN}: [{FIELD_TEXT}]*\r\n\Z")
+HEADER_BLOCK = re.compile(rf"(?:{TOKEN}: [{FIELD_TEXT}]*\r\n)*")
 
 # Fields that must never be trailers (RFC 9110 §6.5.1: framing, routing, authentication,
 # content handling); they are dropped rather than sent.

@@ -77,7 +77,10 @@ def _values(request: Request, name: str) -> list[str]:
 
 def is_websocket_upgrade(request: Request) -> bool:
     """Whether the request asks to upgrade to WebSocket (it may still be invalid)."""
-    upgrade = ",".join(_values(request, "UPGRADE"))
+    values = _values(request, "UPGRADE")
+    if not values:
+        return False  # the usual request, decided by one pass over the names
+    upgrade = ",".join(values)
     return "websocket" in _elements(upgrade)
 
 

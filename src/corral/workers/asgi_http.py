@@ -56,6 +56,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport_gone = False
         self.body_deadline = 0.0
         self.trusted = False  # the peer is in forwarded_allow_ips
+        self.ssl_object: Any = None
         self.proxy_client = proxy_client  # the client a PROXY protocol header named
 
     # --- asyncio.Protocol ----------------------------------------------------------------
@@ -69,6 +70,7 @@ class HttpProtocol(asyncio.Protocol):
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         self.server = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else None
         worker = self.worker
+        self.ssl_object = transport.get_extra_info("ssl_object")  # None on a plain connection
         self.trusted = is_trusted(peer, worker.forwarded_allow_ips)
         if self.proxy_client is not None:
             self.client = self.proxy_client
@@ -226,8 +228,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def scope_for(self, req: Request, exchange: Exchange | None = None) -> dict[str, Any]:
         worker = self.worker
-        transport = self.transport
-        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        ssl_object = self.ssl_object
         if ssl_object is not None:
             scheme = "https"
         else:
