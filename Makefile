@@ -52,8 +52,8 @@ soak: $(VENV)/.test-installed
 
 # Autobahn|Testsuite, the WebSocket conformance suite, against the asgi worker: every case of
 # sections 1-10, 12 and 13, then the table of outcomes and each case that is not OK (about
-# 15 minutes, mostly permessage-deflate). It first builds the suite's Python 2.7 virtualenv
-# (docs/autobahn.md). `make test` runs sections 1-10 and a subset of 12 and 13.
+# 20 minutes on 2 cores, mostly permessage-deflate). It first builds the suite's Python 2.7
+# virtualenv (docs/autobahn.md). `make test` runs sections 1-10 and a subset of 12 and 13.
 .PHONY: autobahn
 autobahn: $(VENV)/.test-installed
 	$(BIN)/python tests/support/autobahn_env.py install
