@@ -22,6 +22,8 @@ class Transport:
     async def drain(self) -> None:
         return None
 
+    must_drain = False
+
     def resume_reading(self) -> None:
         return None
 

@@ -47,6 +47,12 @@ ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 _ASGI = {"version": "3.0", "spec_version": "2.5"}
 
 
+# The status line and Server field of the usual statuses, made once.
+_STATUS_LINES = {
+    code: f"HTTP/1.1 {code} {reason}\r\n".encode("latin-1") + SERVER_HEADER
+    for code, reason in REASONS.items()
+}
+
 # Headers the server writes itself: framing and connection management.
 _SERVER_OWNED = HOP_BY_HOP | {"content-length"}
 
@@ -61,6 +67,9 @@ class AsgiTransport(Protocol):
     def write(self, data: bytes) -> None: ...
 
     async def drain(self) -> None: ...
+
+    @property
+    def must_drain(self) -> bool: ...
 
     def resume_reading(self) -> None: ...
 
@@ -237,10 +246,12 @@ class Exchange:
                 raise RuntimeError("http.response.body after the last body message")
             body = message.get("body", b"")
             more = bool(message.get("more_body", False))
-            self.transport.write(self.frame(bytes(body), more))
+            transport = self.transport
+            transport.write(self.frame(bytes(body), more))
             if not more:
                 self.end_body()
-            await self.transport.drain()
+            if transport.must_drain:  # above its high-water mark, or gone: wait (or raise)
+                await transport.drain()
         else:
             extension = _EXTENSIONS.get(kind)
             if extension is None:
@@ -375,12 +386,14 @@ class Exchange:
             framing += "Connection: close\r\n"
         elif self.version == "HTTP/1.0":
             framing += "Connection: keep-alive\r\n"
-        reason = REASONS.get(status, "")
         self.head_sent = True
+        status_line = _STATUS_LINES.get(status)
+        if status_line is None:
+            status_line = f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\n".encode("latin-1")
+            status_line += SERVER_HEADER
         return b"".join(
             (
-                f"HTTP/1.1 {status} {reason}\r\n".encode("latin-1"),
-                SERVER_HEADER,
+                status_line,
                 date_header.line(),
                 (self.head_lines + framing + "\r\n").encode("latin-1"),
             )

@@ -125,6 +125,17 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport is not None and data:
             self.transport.write(data)
 
+    @property
+    def must_drain(self) -> bool:
+        """Whether a writer must wait: the transport is above its high-water mark, or gone."""
+        transport = self.transport
+        return (
+            self.transport_gone
+            or not self.can_write.is_set()
+            or transport is None
+            or transport.is_closing()
+        )
+
     async def drain(self) -> None:
         if not self.can_write.is_set():
             await self.can_write.wait()
