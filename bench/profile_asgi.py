@@ -4,7 +4,7 @@ an ASGI keep-alive request's time goes"). Run with the peer venv's Python:
     bench/.peers/bin/python bench/profile_asgi.py pieces           # µs per step, best of 7
     bench/.peers/bin/python bench/profile_asgi.py drive 20000      # the whole Python path
     bench/.peers/bin/python bench/profile_asgi.py callgrind        # instructions, noise-free
-    bench/.peers/bin/python bench/profile_asgi.py spy              # the real server, sampled
+    bench/.peers/bin/python bench/profile_asgi.py spy [close]      # the real server, sampled
 
 - pieces: each step of the path alone (parse, scope, Exchange, the Task, the application's
   two sends, the end of the request), timed with time.process_time over many calls.
@@ -260,8 +260,9 @@ def main_callgrind(names: list[str]) -> None:
         print(f"{name:48} {per_call:9,.0f} instructions", flush=True)
 
 
-def main_spy(seconds: int = 6) -> None:
-    """The real server under wrk, sampled by py-spy; prints CPU per request and top self-time."""
+def main_spy(close: bool, seconds: int = 6) -> None:
+    """The real server under wrk, sampled by py-spy; prints CPU per request and top self-time.
+    With `close`, every request on a new connection (wrk's `Connection: close`)."""
     env = {**os.environ, "PYTHONPATH": f"{HERE.parent / 'src'}:{HERE / 'apps'}"}
     port = 18000 + os.getpid() % 1000
     argv = ["taskset", "-c", "0", sys.executable, "-m", "corral", "-w", "1", "-k", "asgi"]
@@ -270,7 +271,9 @@ def main_spy(seconds: int = 6) -> None:
     try:
         time.sleep(2.0)
         worker = int(subprocess.check_output(["pgrep", "-P", str(server.pid)]).split()[0])
-        wrk = ["taskset", "-c", "1", "wrk", "-t1", "-c64", f"-d{seconds}s"]
+        wrk = ["taskset", "-c", "1", "wrk", "-t1", "-c64"]
+        wrk += ["-H", "Connection: close"] if close else []
+        wrk += [f"-d{seconds}s"]
         subprocess.run([*wrk[:-1], "-d1s", f"http://127.0.0.1:{port}/"], capture_output=True)
         before = cpu(worker)
         spy = [
@@ -338,6 +341,6 @@ if __name__ == "__main__":
     elif command == "callgrind":
         main_callgrind(sys.argv[2:])
     elif command == "spy":
-        main_spy()
+        main_spy(close=sys.argv[2:] == ["close"])
     else:
         raise SystemExit(__doc__)
