@@ -86,6 +86,11 @@ class Server:
         if self.sock is not None:
             cmd += ["--bind", f"fd://{self.sock.fileno()}"]
         cmd += self.args
+        if "asgi" in self.args and not any(a.startswith("--asgi-loop") for a in self.args):
+            # The standard library's loop unless a test asks for another (uvloop, installed for
+            # the tests, would be what `auto` picks): CORRAL_TEST_ASGI_LOOP=uvloop runs the
+            # whole suite on uvloop instead.
+            cmd += ["--asgi-loop", os.environ.get("CORRAL_TEST_ASGI_LOOP", "asyncio")]
         if self.app:
             cmd.append(self.app)
         return cmd

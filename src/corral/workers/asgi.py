@@ -19,6 +19,7 @@ from typing import Any, cast
 from corral.adapters.asgi import ASGIApp
 from corral.adapters.asgi_extensions import TlsFacts
 from corral.errors import EXIT_WORKER_BOOT_ERROR
+from corral.metrics.stats import CONNECTION_STATES
 from corral.trust import is_trusted
 from corral.workers.asgi_accept import Acceptor
 from corral.workers.asgi_http import HttpProtocol
@@ -27,6 +28,8 @@ from corral.workers.engine import Worker
 from corral.workers.heartbeat import REASON_MAX_REQUESTS
 
 log = logging.getLogger("corral.error")
+
+_STATE_INDEX = {state: i for i, state in enumerate(CONNECTION_STATES)}
 
 
 class AsgiWorker(Worker):
@@ -38,6 +41,7 @@ class AsgiWorker(Worker):
         self.asgi_app = cast(ASGIApp, self.app)
         s = self.settings
         self.access = self.logger.access_writer() if self.logger.access_enabled else None
+        self.keep_alive_allowed = s.keepalive > 0  # 0 turns keep-alive off, as in gthread
         # Header names as the parser gives them (upper case) -> the value that means https.
         self.secure_scheme_headers = {
             name.upper(): value.lower() for name, value in s.secure_scheme_headers.items()
@@ -55,6 +59,7 @@ class AsgiWorker(Worker):
     async def main(self) -> None:
         self.lifespan_state: dict[str, Any] = {}
         self.protocols: set[HttpProtocol] = set()
+        self.tasks: set[asyncio.Task[None]] = set()  # every request and WebSocket task
         settings = self.settings
         lifespan = Lifespan(
             self.asgi_app,
@@ -81,6 +86,7 @@ class AsgiWorker(Worker):
             if self.reopen_requested:
                 self.reopen_logs_if_requested()
             self.check_memory()
+            self.report_metrics()
             await asyncio.sleep(interval)
         self.acceptor.stop(take_queued=self.heartbeat.master_stopping())
         # The master kills at graceful_timeout: keep a reserve to end requests and lifespan.
@@ -91,7 +97,9 @@ class AsgiWorker(Worker):
         # A connection waiting for its next (or first) request may still get one, answered
         # with Connection: close, for `keepalive` seconds (at least one), as in gthread.
         linger = time.monotonic() + max(1.0, float(self.settings.keepalive))
-        while (self.protocols or self.acceptor.opening) and time.monotonic() < deadline:
+        while (self.protocols or self.tasks or self.acceptor.opening) and (
+            time.monotonic() < deadline
+        ):
             for protocol in list(self.protocols):
                 protocol.wind_down(linger)
             self.heartbeat.beat()
@@ -105,19 +113,30 @@ class AsgiWorker(Worker):
         """At the graceful stop's deadline: requests still running hear that their client is
         gone (`http.disconnect`, and a `send` raises), and get a moment to end on their own;
         then what is left is cancelled and its connection aborted."""
-        running = [p for p in self.protocols if p.task is not None and not p.task.done()]
-        for protocol in running:
+        for protocol in list(self.protocols):
             protocol.disconnect_exchange()
-        tasks = [p.task for p in running if p.task is not None and not p.task.done()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=max(0.1, min(1.0, (end - time.monotonic()) / 3)))
-        tasks = [p.task for p in self.protocols if p.task is not None and not p.task.done()]
+        # Every task, also those whose client left before the stop (no protocol holds them).
+        if self.tasks:
+            timeout = max(0.1, min(1.0, (end - time.monotonic()) / 3))
+            await asyncio.wait(list(self.tasks), timeout=timeout)
+        tasks = list(self.tasks)
         for protocol in list(self.protocols):
             protocol.abort()
         for task in tasks:
             task.cancel()  # their `finally` blocks run now, not never
         if tasks:
             await asyncio.wait(tasks, timeout=max(0.1, (end - time.monotonic()) / 2))
+
+    def report_metrics(self) -> None:
+        """Once a loop interval: StatsD lines that wait for a fuller packet, and the
+        connections by state for Prometheus (a WebSocket counts as serving)."""
+        if self.statsd is not None:
+            self.statsd.flush_if_due()
+        if self.stats is not None:
+            counts = [0] * len(CONNECTION_STATES)
+            for protocol in self.protocols:
+                counts[_STATE_INDEX[protocol.state]] += 1
+            self.stats.set_connections(counts)
 
     def sweep_connections(self) -> None:
         """Idle and body deadlines of every connection, checked a few times a second."""

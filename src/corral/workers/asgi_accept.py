@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import select
 import socket
 import ssl
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -77,13 +79,23 @@ class Acceptor:
             if on:
                 self.loop.add_reader(fd, self.accept, sock)
                 if self.epoll is not None:
-                    # Same events, one waiter woken per connection (the loop's selector keeps
-                    # its own record of the fd, which this does not change).
-                    with contextlib.suppress(OSError):
-                        self.epoll.unregister(fd)
-                        self.epoll.register(fd, select.EPOLLIN | _EXCLUSIVE)
+                    self.make_exclusive(fd)
             else:
                 self.loop.remove_reader(fd)
+
+    def make_exclusive(self, fd: int) -> None:
+        """Same events, one waiter woken per connection (the loop's selector keeps its own
+        record of the fd, which this does not change). A kernel that refuses the flag gets
+        the plain registration back, never none."""
+        epoll = self.epoll
+        assert epoll is not None
+        try:
+            epoll.unregister(fd)
+            epoll.register(fd, select.EPOLLIN | _EXCLUSIVE)
+        except OSError:
+            self.epoll = None  # not again
+            with contextlib.suppress(OSError):
+                epoll.register(fd, select.EPOLLIN)
 
     def released(self) -> None:
         """A connection has closed: take new ones again if that made room."""
@@ -104,7 +116,14 @@ class Acceptor:
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:
-            log.debug("accept() failed: %s", exc)
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                # Out of descriptors or memory: the listener stays readable, so watching it
+                # would spin. Look again in a moment (a connection closing also reopens).
+                log.warning("accept() failed: %s; accepting again in 0.5 s", exc)
+                self.set_accepting(False)
+                self.loop.call_later(0.5, self.released)
+            else:
+                log.debug("accept() failed: %s", exc)
             return False
         sock.setblocking(False)
         self.opening += 1
@@ -115,6 +134,11 @@ class Acceptor:
     async def open(self, sock: socket.socket) -> None:
         tls = self.tls
         handshake = float(self.worker.timeout) if tls is not None else None
+        # Closing a TLS connection waits for the client's close_notify at most this long
+        # (asyncio's default, 30 s, would hold the slot and every graceful stop).
+        shutdown: dict[str, float] = {}
+        if tls is not None and sys.version_info >= (3, 11):
+            shutdown["ssl_shutdown_timeout"] = min(5.0, float(self.worker.timeout))
         client: tuple[str, int] | None = None
         try:
             if self.worker.proxy_first(sock):
@@ -129,6 +153,7 @@ class Acceptor:
                 sock,
                 ssl=tls,
                 ssl_handshake_timeout=handshake,
+                **shutdown,
             )
         except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
             log.debug("Connection not opened: %s", exc)

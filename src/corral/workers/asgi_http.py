@@ -11,9 +11,12 @@ failure reach another connection.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import sys
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, cast
 
 from corral.adapters.asgi import ClientGone, Exchange, build_scope
 from corral.adapters.asgi_extensions import accepts_trailers, access_environ, response_headers
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from corral.workers.asgi import AsgiWorker
 
 log = logging.getLogger("corral.error")
+
+_TASK_CONTEXT = sys.version_info >= (3, 11)  # create_task(..., context=...)
 
 # Body chunks the application has not taken yet before reading pauses.
 _BODY_QUEUE = 4
@@ -58,12 +63,18 @@ class HttpProtocol(asyncio.Protocol):
         self.trusted = False  # the peer is in forwarded_allow_ips
         self.ssl_object: Any = None
         self.proxy_client = proxy_client  # the client a PROXY protocol header named
+        # Each request task starts from a copy of this, never from the previous request's
+        # context (which is current when a task or a resumed reader starts the next one).
+        self.context = contextvars.copy_context()
+        self.head_started = False  # bytes of a head came: its deadline is set, not moved
+        self.eof = False  # the client half-closed: answer what it sent, then close
+        self.grace_for: asyncio.Task[None] | None = None  # the task a cancel is set for
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports do the same without subclassing asyncio.Transport.
+        self.transport = cast(asyncio.Transport, transport)
         self.worker.protocols.add(self)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
@@ -87,11 +98,21 @@ class HttpProtocol(asyncio.Protocol):
             self.websocket.connection_lost()
         if self.exchange is not None:
             self.exchange.disconnected()
+        self.cancel_after_grace()
+
+    def cancel_after_grace(self) -> None:
+        """The client has gone (or finished sending): the request task is cancelled
+        `asgi_disconnect_grace_period` seconds from now unless it ends first. Work after a
+        complete response (background tasks) is left to end on its own."""
         task = self.task
-        if task is not None and not task.done():
-            grace = self.worker.settings.asgi_disconnect_grace_period
-            handle = asyncio.get_running_loop().call_later(grace, task.cancel)
-            task.add_done_callback(lambda _: handle.cancel())
+        exchange = self.exchange
+        finished = exchange is not None and exchange.ended and not exchange.awaiting_trailers
+        if task is None or task.done() or finished or task is self.grace_for:
+            return
+        self.grace_for = task
+        grace = self.worker.settings.asgi_disconnect_grace_period
+        handle = asyncio.get_running_loop().call_later(grace, task.cancel)
+        task.add_done_callback(lambda _: handle.cancel())
 
     def pause_writing(self) -> None:
         self.can_write.clear()
@@ -99,10 +120,35 @@ class HttpProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.can_write.set()
 
+    @property
+    def state(self) -> str:
+        """The connection's state as the metrics name them (metrics.stats CONNECTION_STATES)."""
+        if self.websocket is not None:
+            return "serving"
+        if self.exchange is None:
+            return "head" if self.head_started else "idle"
+        if self.decoder is not None:
+            return "body"
+        return "serving" if not self.exchange.started else "writing"
+
+    def eof_received(self) -> bool:
+        """The client half-closed (RFC 9112 §9.6 allows it): a request it has sent is still
+        answered, then the connection is closed; with nothing in progress it closes now."""
+        self.eof = True
+        exchange = self.exchange
+        if self.websocket is not None or exchange is None or self.decoder is not None:
+            return False  # nothing to answer, or a body that can no longer be complete
+        # The request is whole: the application hears http.disconnect if it listens (the
+        # client may have gone for good), its response is still sent (it may only have
+        # half-closed), and the usual grace period bounds the wait.
+        exchange.set_over()
+        self.cancel_after_grace()
+        return True
+
     def data_received(self, data: bytes) -> None:
-        self.cancel_idle()
         websocket = self.websocket
         if websocket is not None:
+            self.cancel_idle()
             if websocket.accepted:
                 websocket.data_received(data)
             else:
@@ -122,7 +168,8 @@ class HttpProtocol(asyncio.Protocol):
     # --- the AsgiTransport side, for the exchange ----------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and data:
+        # After connection_lost uvloop's transports raise where asyncio's drop the bytes.
+        if self.transport is not None and data and not self.transport_gone:
             self.transport.write(data)
 
     @property
@@ -164,7 +211,7 @@ class HttpProtocol(asyncio.Protocol):
                     if not chunk:
                         break
                     count -= len(chunk)
-                    transport.write(chunk)
+                    self.write(chunk)
                     await self.drain()
         except ConnectionError as exc:
             raise ClientGone("the client has gone") from exc
@@ -177,22 +224,34 @@ class HttpProtocol(asyncio.Protocol):
     # --- requests --------------------------------------------------------------------------
 
     def next_request(self) -> None:
+        """Start the request at the head of the buffer; health-path answers, which need no
+        task, are taken one after another here rather than by recursion."""
+        while self.start_request():
+            pass
+
+    def start_request(self) -> bool:
+        """True when a health request was answered and the buffer may hold another."""
         try:
             parsed = parse_head(self.buf, self.worker.limits)
         except ProtocolError as exc:
             self.reject(exc.status)
-            return
+            return False
         if parsed is None:
-            self.arm_idle(self.worker.timeout)
-            return
+            if self.buf and not self.head_started:
+                # The whole head must come within `timeout` of its first bytes: a client
+                # that sends it a byte at a time does not move the deadline.
+                self.head_started = True
+                self.arm_idle(self.worker.timeout)
+            return False
+        self.head_started = False
+        self.cancel_idle()
         req, used = parsed
         self.buf = self.buf[used:]
         if req.path == self.worker.health_path:
-            self.answer_health(req)
-            return
+            return self.answer_health(req)
         if is_websocket_upgrade(req):
             self.start_websocket(req)
-            return
+            return False
         decoder = None
         if req.chunked or req.content_length:
             try:
@@ -202,14 +261,14 @@ class HttpProtocol(asyncio.Protocol):
                 decoder = decoder_for(req, self.worker.settings.limit_request_body)
             except ProtocolError as exc:
                 self.reject(exc.status)
-                return
+                return False
         keep = self.worker.count_request()
         exchange = Exchange(self, req, keep and self.worker.keep_alive_allowed)
         try:
             scope = self.scope_for(req, exchange)
         except ProtocolError as exc:
             self.reject(exc.status)
-            return
+            return False
         self.exchange = exchange
         if decoder is not None:
             self.decoder = decoder
@@ -217,25 +276,41 @@ class HttpProtocol(asyncio.Protocol):
             if rest:
                 self.feed_body(rest)
                 if self.transport is None or self.transport.is_closing():
-                    return  # the body was refused at once (bad framing, over the limit)
+                    return False  # the body was refused at once (bad framing, over the limit)
             elif req.expect_continue:
                 exchange.send_continue = self.write  # on the application's first receive
             if self.decoder is not None:
                 self.arm_body_timer()
-        self.task = asyncio.get_running_loop().create_task(self.run(req, scope, exchange))
+        self.task = self.start_task(self.run(req, scope, exchange))
+        return False
 
-    def answer_health(self, req: Request) -> None:
+    def start_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """The task of one request (or WebSocket), in a fresh copy of the connection's first
+        context, and known to the worker until it ends (the graceful stop waits for it)."""
+        loop = asyncio.get_running_loop()
+        if _TASK_CONTEXT:
+            task = loop.create_task(coro, context=self.context.copy())  # type: ignore[call-arg]
+        else:  # Python 3.10: the task copies the context current when it is made
+            task = self.context.copy().run(loop.create_task, coro)
+        tasks = self.worker.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
+
+    def answer_health(self, req: Request) -> bool:
         """--health-path: answered by corral itself, 200 while serving, 503 once stopping;
-        the application is never called."""
+        the application is never called. True when the connection goes on with its buffer."""
         worker = self.worker
         keep = worker.alive and req.keep_alive and not req.chunked and not req.content_length
+        keep = keep and worker.keep_alive_allowed and not (self.eof and not self.buf)
         self.write(health_response(200 if worker.alive else 503, keep, req.method == "HEAD"))
         if not keep:
             self.close_transport()
-        elif self.buf:
-            self.next_request()
-        else:
-            self.arm_idle(float(worker.settings.keepalive))
+            return False
+        if self.buf:
+            return True
+        self.arm_idle(float(worker.settings.keepalive))
+        return False
 
     def scope_for(self, req: Request, exchange: Exchange | None = None) -> dict[str, Any]:
         worker = self.worker
@@ -285,7 +360,7 @@ class HttpProtocol(asyncio.Protocol):
         session = WebSocketSession(self, handshake, limit)
         self.websocket = session
         scope = websocket_scope(http_scope, handshake)
-        self.task = asyncio.get_running_loop().create_task(self.run_websocket(scope, session))
+        self.task = self.start_task(self.run_websocket(scope, session))
 
     async def run_websocket(self, scope: dict[str, Any], session: WebSocketSession) -> None:
         failed = False
@@ -376,7 +451,11 @@ class HttpProtocol(asyncio.Protocol):
                 answer = exchange.error_answer(500)
                 if answer:
                     self.write(answer)
-        self.finished(exchange)
+        try:
+            self.finished(exchange)
+        except Exception:  # the connection's state is unknown: it goes, nothing else does
+            log.exception("Error ending a request %s %s", req.method, req.target)
+            self.abort()
 
     def record(self, req: Request, exchange: Exchange, seconds: float) -> None:
         """Access log and metrics for one finished request; a failure here is logged and
@@ -384,6 +463,13 @@ class HttpProtocol(asyncio.Protocol):
         worker = self.worker
         status = exchange.status if exchange.head_sent else 0
         try:
+            # The in-flight gauge first: nothing below may leave it counting a request.
+            if worker.stats is not None:
+                worker.stats.end()
+                if status:
+                    worker.stats.record(req.method, status, seconds)
+            if worker.statsd is not None and status:
+                worker.statsd.request(status, seconds)
             if worker.access is not None:
                 line = f"{status} {REASONS.get(status, '')}" if status else "500"
                 worker.access(
@@ -393,12 +479,6 @@ class HttpProtocol(asyncio.Protocol):
                     exchange.sent,
                     seconds,
                 )
-            if worker.stats is not None:
-                worker.stats.end()
-                if status:
-                    worker.stats.record(req.method, status, seconds)
-            if worker.statsd is not None and status:
-                worker.statsd.request(status, seconds)
         except Exception:
             log.exception("Error recording request %s %s", req.method, req.target)
 
@@ -419,7 +499,7 @@ class HttpProtocol(asyncio.Protocol):
         # A response that said keep-alive keeps its promise even if the worker began to stop
         # meanwhile: the client may already be sending its next request, which is answered
         # with Connection: close (the stop bounds how long the connection may wait for it).
-        if not exchange.keep_alive or self.decoder is not None:
+        if not exchange.keep_alive or self.decoder is not None or (self.eof and not self.buf):
             transport.close()
             return
         self.exchange = None

@@ -95,6 +95,9 @@ class WebSocketSession:
         self.ping_timer: asyncio.TimerHandle | None = None
         self.abort_timer: asyncio.TimerHandle | None = None
         self.last_read = 0.0  # loop time of the last bytes from the client
+        # Bytes came since our last Ping: a flag, not a time comparison, because uvloop's
+        # clock is cached per iteration in milliseconds and an answer can carry the same time.
+        self.heard = False
         self.ping_sent: float | None = None  # loop time of the Ping awaiting an answer
 
     # --- the application's side ------------------------------------------------------------
@@ -135,6 +138,7 @@ class WebSocketSession:
         self.accepted = True
         self.protocol.write(head)
         self.last_read = asyncio.get_running_loop().time()
+        self.heard = True
         if self.ping_interval > 0:
             self.arm_ping(self.ping_interval)
         self.protocol.upgraded(self)
@@ -203,6 +207,7 @@ class WebSocketSession:
 
     def data_received(self, data: bytes) -> None:
         self.last_read = asyncio.get_running_loop().time()
+        self.heard = True
         try:
             self.read(data)
         except Exception:
@@ -231,10 +236,12 @@ class WebSocketSession:
         self.after_frames()
 
     def on_text(self, event: TextMessage) -> None:
-        self.inbox.put_nowait({"type": "websocket.receive", "text": event.data})
+        if self.socket.state == OPEN:  # after our Close, only the client's Close matters
+            self.inbox.put_nowait({"type": "websocket.receive", "text": event.data})
 
     def on_binary(self, event: BinaryMessage) -> None:
-        self.inbox.put_nowait({"type": "websocket.receive", "bytes": event.data})
+        if self.socket.state == OPEN:  # (a client flooding then is not held in memory)
+            self.inbox.put_nowait({"type": "websocket.receive", "bytes": event.data})
 
     def on_ping(self, event: Ping) -> None:
         if self.socket.state == OPEN:  # after our Close only a Close may follow
@@ -283,7 +290,7 @@ class WebSocketSession:
             self.arm_ping(self.ping_interval)
             return
         if self.ping_sent is not None:
-            if self.last_read <= self.ping_sent:
+            if not self.heard:
                 self.ping_unanswered()
                 return
             self.ping_sent = None
@@ -295,6 +302,7 @@ class WebSocketSession:
         self.protocol.write(self.socket.send_ping(b""))
         if self.ping_timeout > 0:
             self.ping_sent = now
+            self.heard = False
             self.arm_ping(self.ping_timeout)
         else:
             self.arm_ping(self.ping_interval)

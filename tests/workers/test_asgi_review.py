@@ -1,0 +1,137 @@
+"""The defects a review of the asgi worker found (races, shared state, crash paths), each
+reproduced through a real server: none may hang a connection, hold memory, lose a request or
+leak one request's state into another."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import time
+from pathlib import Path
+
+from support.client import connect, read_response, recv_all
+from support.server import Server, wait_for
+from support.ws_client import open_websocket
+
+APP = "support.asgi_review_apps:app"
+
+
+def test_a_client_flooding_after_our_close_is_not_held_in_memory() -> None:
+    """After the application's Close, data frames are parsed for the client's Close and
+    dropped, not queued for an application that will never receive them."""
+    with Server(APP, "-k", "asgi") as srv:
+        (pid,) = srv.worker_pids()
+        before = hwm_kib(pid)
+        ws = open_websocket(srv.port)
+        frame = 0x82, 1024 * 1024
+        try:
+            sent = 0
+            with contextlib.suppress(OSError):
+                for _ in range(150):  # 150 MiB within the close handshake's 5 s
+                    ws.send_frame(frame[0] & 0x0F, b"x" * frame[1])
+                    sent += 1
+        finally:
+            ws.close()
+        assert sent > 20, sent
+        assert hwm_kib(pid) - before < 64 * 1024
+        assert "Traceback" not in srv.log()
+
+
+def hwm_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+
+
+def test_a_head_sent_a_byte_at_a_time_is_cut_off_at_timeout() -> None:
+    """The head's deadline is set by its first bytes; later bytes do not move it."""
+    with Server(APP, "-k", "asgi", "--timeout", "2") as srv, connect(srv.port) as sock:
+        started = time.monotonic()
+        closed = False
+        for byte in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 40:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            sock.settimeout(0.7)
+            try:
+                data = sock.recv(1000)
+            except TimeoutError:
+                continue
+            closed = data == b"" or data.startswith(b"HTTP/1.1 408 ")
+            break
+        assert closed, "the slow head was still open"
+        assert time.monotonic() - started < 20
+
+
+def test_keep_alive_zero_closes_after_each_response() -> None:
+    with Server(APP, "-k", "asgi", "--keep-alive", "0") as srv, connect(srv.port) as sock:
+        sock.sendall(b"GET /one HTTP/1.1\r\nHost: h\r\n\r\n")
+        data = recv_all(sock)
+        assert data.startswith(b"HTTP/1.1 200 ") and b"Connection: close\r\n" in data
+
+
+def test_background_work_after_the_response_is_not_cancelled(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    args = ["-k", "asgi", "--asgi-disconnect-grace-period", "0"]
+    with Server(APP, *args) as srv:
+        with connect(srv.port) as sock:
+            sock.sendall(f"GET /background?{marker} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+            assert read_response(sock)[0].body == b"ok"
+        # The client has gone; the work it started goes on to its end.
+        wait_for(marker.exists, 10, "the background work to end")
+    assert marker.read_text() == "done"
+
+
+def test_a_stop_ends_tasks_whose_client_already_left(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    args = ["-k", "asgi", "--asgi-disconnect-grace-period", "30", "--graceful-timeout", "4"]
+    with Server(APP, *args) as srv:
+        with connect(srv.port) as sock:
+            sock.sendall(f"GET /orphan?{marker} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+            time.sleep(0.3)
+        time.sleep(0.3)  # the client has gone; its task runs on
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(15) == 0
+        assert marker.read_text() == "finally ran"  # cancelled, and its `finally` ran
+        assert "SIGKILL" not in srv.log()
+
+
+def test_many_pipelined_health_checks_and_a_bad_trailer_never_hang() -> None:
+    args = ["-k", "asgi", "--health-path", "/healthz"]
+    with Server(APP, *args) as srv:
+        with connect(srv.port) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n" * 1500)
+            rest = b""
+            for _ in range(1500):
+                resp, rest = read_response(sock, rest)
+                assert resp.status == 200
+        with connect(srv.port) as sock:
+            sock.sendall(b"GET /bad-trailer HTTP/1.1\r\nHost: h\r\nTE: trailers\r\n\r\n")
+            sock.settimeout(10)
+            recv_all(sock)  # the connection ends (the trailer was the application's error)
+        with connect(srv.port) as sock:
+            sock.sendall(b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert read_response(sock)[0].body == b"/after"
+
+
+def test_context_variables_never_pass_from_one_request_to_the_next() -> None:
+    with Server(APP, "-k", "asgi") as srv, connect(srv.port) as sock:
+        sock.sendall(
+            b"GET /user HTTP/1.1\r\nHost: h\r\nX-User: alice\r\n\r\n"
+            b"GET /user HTTP/1.1\r\nHost: h\r\n\r\n"
+        )
+        first, rest = read_response(sock)
+        second, rest = read_response(sock, rest)
+        sock.sendall(b"GET /user HTTP/1.1\r\nHost: h\r\n\r\n")
+        third, _ = read_response(sock, rest)
+    assert (first.body, second.body, third.body) == (b"alice", b"anonymous", b"anonymous")
+
+
+def test_a_request_followed_by_a_half_close_is_answered() -> None:
+    with Server(APP, "-k", "asgi") as srv, connect(srv.port) as sock:
+        sock.sendall(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)
+        data = recv_all(sock)
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"slow answer")
