@@ -62,8 +62,10 @@ class Server:
         workers_flag: bool = True,
         wrapper: Sequence[str] = (),
         error_log: Path | None = None,
+        python: str | None = None,
     ) -> None:
         self.app = app
+        self.python = python or sys.executable  # another interpreter runs the same src/
         self.args = list(args)
         self.workers = workers
         self.env = env
@@ -80,7 +82,7 @@ class Server:
         self.port = 0
 
     def command(self) -> list[str]:
-        cmd = [*self.wrapper, sys.executable, "-m", "corral", "--pythonpath", str(TESTS)]
+        cmd = [*self.wrapper, self.python, "-m", "corral", "--pythonpath", str(TESTS)]
         if self.workers_flag:
             cmd += ["-w", str(self.workers)]
         if self.sock is not None:

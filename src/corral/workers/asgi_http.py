@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("corral.error")
 
 _TASK_CONTEXT = sys.version_info >= (3, 11)  # create_task(..., context=...)
+# Python 3.12+: a request's task runs at once, inside data_received, until it first waits;
+# the usual request (no body to wait for, a response that fits the socket) then ends without
+# a trip through the loop's ready queue. Its task still exists, so current_task() works.
+_EAGER = sys.version_info >= (3, 12)
 
 # Body chunks the application has not taken yet before reading pauses.
 _BODY_QUEUE = 4
@@ -69,6 +73,11 @@ class HttpProtocol(asyncio.Protocol):
         self.head_started = False  # bytes of a head came: its deadline is set, not moved
         self.eof = False  # the client half-closed: answer what it sent, then close
         self.grace_for: asyncio.Task[None] | None = None  # the task a cancel is set for
+        # Cached: asyncio.get_running_loop() costs a getpid() per call before Python 3.12.
+        self.loop = asyncio.get_running_loop()
+        self.eager = _EAGER and isinstance(self.loop, asyncio.BaseEventLoop)
+        self.starting = False  # a task is being started eagerly (finished() must not recurse)
+        self.next_pending = False  # a request finished while starting: read the next one
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -111,7 +120,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.grace_for = task
         grace = self.worker.settings.asgi_disconnect_grace_period
-        handle = asyncio.get_running_loop().call_later(grace, task.cancel)
+        handle = self.loop.call_later(grace, task.cancel)
         task.add_done_callback(lambda _: handle.cancel())
 
     def pause_writing(self) -> None:
@@ -200,7 +209,7 @@ class HttpProtocol(asyncio.Protocol):
         await self.drain()
         transport = self.transport
         assert transport is not None
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         try:
             try:
                 await loop.sendfile(transport, file, offset, count)
@@ -281,14 +290,29 @@ class HttpProtocol(asyncio.Protocol):
                 exchange.send_continue = self.write  # on the application's first receive
             if self.decoder is not None:
                 self.arm_body_timer()
-        self.task = self.start_task(self.run(req, scope, exchange))
+        task = self.start_task(self.run(req, scope, exchange))
+        if self.exchange is exchange:
+            self.task = task  # still running (an eager one that ended has moved on)
+        if self.next_pending:
+            self.next_pending = False
+            return True  # it ended at once and the buffer holds the next request
         return False
 
     def start_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """The task of one request (or WebSocket), in a fresh copy of the connection's first
         context, and known to the worker until it ends (the graceful stop waits for it)."""
-        loop = asyncio.get_running_loop()
-        if _TASK_CONTEXT:
+        loop = self.loop
+        if self.eager:
+            self.starting = True
+            try:
+                task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg, unused-ignore]
+                    coro, loop=loop, context=self.context.copy(), eager_start=True
+                )
+            finally:
+                self.starting = False
+            if task.done():
+                return task
+        elif _TASK_CONTEXT:
             task = loop.create_task(coro, context=self.context.copy())  # type: ignore[call-arg]
         else:  # Python 3.10: the task copies the context current when it is made
             task = self.context.copy().run(loop.create_task, coro)
@@ -506,7 +530,10 @@ class HttpProtocol(asyncio.Protocol):
         self.task = None
         self.resume_reading()
         if self.buf:
-            self.next_request()
+            if self.starting:
+                self.next_pending = True  # start_request goes on with it: no recursion
+            else:
+                self.next_request()
         else:
             self.arm_idle(float(self.worker.settings.keepalive))
 
