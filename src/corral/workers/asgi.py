@@ -59,7 +59,9 @@ class AsgiWorker(Worker):
     async def main(self) -> None:
         self.lifespan_state: dict[str, Any] = {}
         self.protocols: set[HttpProtocol] = set()
-        self.tasks: set[asyncio.Task[None]] = set()  # every request and WebSocket task
+        # Request and WebSocket tasks that outlived their connection (the client left while
+        # they ran); the others are each connection's `task`.
+        self.orphans: set[asyncio.Task[None]] = set()
         settings = self.settings
         lifespan = Lifespan(
             self.asgi_app,
@@ -97,7 +99,7 @@ class AsgiWorker(Worker):
         # A connection waiting for its next (or first) request may still get one, answered
         # with Connection: close, for `keepalive` seconds (at least one), as in gthread.
         linger = time.monotonic() + max(1.0, float(self.settings.keepalive))
-        while (self.protocols or self.tasks or self.acceptor.opening) and (
+        while (self.protocols or self.orphans or self.acceptor.opening) and (
             time.monotonic() < deadline
         ):
             for protocol in list(self.protocols):
@@ -116,16 +118,20 @@ class AsgiWorker(Worker):
         for protocol in list(self.protocols):
             protocol.disconnect_exchange()
         # Every task, also those whose client left before the stop (no protocol holds them).
-        if self.tasks:
+        if running := self.running_tasks():
             timeout = max(0.1, min(1.0, (end - time.monotonic()) / 3))
-            await asyncio.wait(list(self.tasks), timeout=timeout)
-        tasks = list(self.tasks)
+            await asyncio.wait(running, timeout=timeout)
+        tasks = self.running_tasks()
         for protocol in list(self.protocols):
             protocol.abort()
         for task in tasks:
             task.cancel()  # their `finally` blocks run now, not never
         if tasks:
             await asyncio.wait(tasks, timeout=max(0.1, (end - time.monotonic()) / 2))
+
+    def running_tasks(self) -> list[asyncio.Task[None]]:
+        tasks = [p.task for p in self.protocols if p.task is not None and not p.task.done()]
+        return tasks + [task for task in self.orphans if not task.done()]
 
     def report_metrics(self) -> None:
         """Once a loop interval: StatsD lines that wait for a fuller packet, and the

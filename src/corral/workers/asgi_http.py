@@ -108,6 +108,12 @@ class HttpProtocol(asyncio.Protocol):
         if self.exchange is not None:
             self.exchange.disconnected()
         self.cancel_after_grace()
+        task = self.task
+        if task is not None and not task.done():
+            # The worker keeps it in sight: a graceful stop ends it before lifespan shutdown.
+            orphans = self.worker.orphans
+            orphans.add(task)
+            task.add_done_callback(orphans.discard)
 
     def cancel_after_grace(self) -> None:
         """The client has gone (or finished sending): the request task is cancelled
@@ -300,7 +306,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def start_task(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """The task of one request (or WebSocket), in a fresh copy of the connection's first
-        context, and known to the worker until it ends (the graceful stop waits for it)."""
+        context."""
         loop = self.loop
         if self.eager:
             self.starting = True
@@ -316,9 +322,6 @@ class HttpProtocol(asyncio.Protocol):
             task = loop.create_task(coro, context=self.context.copy())  # type: ignore[call-arg]
         else:  # Python 3.10: the task copies the context current when it is made
             task = self.context.copy().run(loop.create_task, coro)
-        tasks = self.worker.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
         return task
 
     def answer_health(self, req: Request) -> bool:
