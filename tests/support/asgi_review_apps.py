@@ -31,6 +31,13 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
     if scope["type"] == "websocket":
         await receive()
         await send({"type": "websocket.accept"})
+        if scope["path"] == "/record":  # what it receives, into the file the query names
+            while (message := await receive())["type"] == "websocket.receive":
+                with open(_marker(scope), "a") as fh:
+                    fh.write(message["text"] + "\n")
+            with open(_marker(scope), "a") as fh:
+                fh.write(f"disconnect {message['code']}\n")
+            return
         await send({"type": "websocket.close", "code": 1000})  # then it never receives
         await asyncio.sleep(30)
         return
@@ -57,6 +64,12 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         finally:
             with open(_marker(scope), "w") as fh:
                 fh.write("finally ran")
+    elif path == "/big":  # 8 MiB in one message
+        await _answer(send, b"x" * (8 * 1024 * 1024))
+    elif path == "/wait-disconnect":  # answers once it hears the client is done
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        await _answer(send, b"heard")
     elif path == "/slow":
         await asyncio.sleep(0.3)
         await _answer(send, b"slow answer")

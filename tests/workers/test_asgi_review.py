@@ -12,7 +12,7 @@ from pathlib import Path
 
 from support.client import connect, read_response, recv_all
 from support.server import Server, wait_for
-from support.ws_client import open_websocket
+from support.ws_client import frame, open_websocket
 
 APP = "support.asgi_review_apps:app"
 
@@ -135,3 +135,73 @@ def test_a_request_followed_by_a_half_close_is_answered() -> None:
         sock.shutdown(socket.SHUT_WR)
         data = recv_all(sock)
     assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"slow answer")
+
+
+# --- the second review ------------------------------------------------------------------------
+
+
+def test_messages_in_the_same_read_as_the_clients_close_reach_the_application(
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "received"
+    with Server(APP, "-k", "asgi") as srv:
+        ws = open_websocket(srv.port, path=f"/record?{marker}")
+        try:
+            frames = frame(0x1, b"one") + frame(0x1, b"two") + frame(0x8, b"\x03\xe8")
+            ws.sock.sendall(frames)  # two messages and the Close in one write
+            first, payload = ws.read_frame()
+            assert first == 0x88 and payload[:2] == b"\x03\xe8"
+        finally:
+            ws.close()
+        wait_for(lambda: "disconnect" in (marker.read_text() if marker.exists() else ""))
+    assert marker.read_text().splitlines() == ["one", "two", "disconnect 1000"]
+
+
+def test_pipelined_health_checks_for_a_client_that_does_not_read_stay_bounded() -> None:
+    with Server(APP, "-k", "asgi", "--health-path", "/h") as srv:
+        (pid,) = srv.worker_pids()
+        before = hwm_kib(pid)
+        with connect(srv.port) as sock:
+            sock.settimeout(3)
+            burst = b"GET /h HTTP/1.1\r\nHost: h\r\n\r\n" * 2000
+            with contextlib.suppress(OSError):
+                for _ in range(2000):  # 120 MB offered; the worker stops reading first
+                    sock.sendall(burst)
+        assert hwm_kib(pid) - before < 64 * 1024
+        with connect(srv.port) as sock:
+            sock.sendall(b"GET /h HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert read_response(sock)[0].status == 200
+
+
+def test_half_close_with_a_pipelined_request_that_waits_for_the_end() -> None:
+    with Server(APP, "-k", "asgi") as srv, connect(srv.port) as sock:
+        sock.sendall(
+            b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /wait-disconnect HTTP/1.1\r\nHost: h\r\n\r\n"
+        )
+        sock.shutdown(socket.SHUT_WR)
+        first, rest = read_response(sock)
+        second, rest = read_response(sock, rest)
+        assert (first.body, second.body) == (b"slow answer", b"heard")
+        assert rest == b"" and recv_all(sock) == b""  # then closed
+
+
+def test_a_client_that_reads_nothing_is_cut_off_after_timeout() -> None:
+    with Server(APP, "-k", "asgi", "--timeout", "2") as srv:
+        with connect(srv.port) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+            srv.wait_log("no write progress", timeout=20)
+        with connect(srv.port) as sock:  # the worker goes on
+            sock.sendall(b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert read_response(sock)[0].body == b"/after"
+
+
+def test_a_context_variable_never_reaches_the_next_connection() -> None:
+    args = ["-k", "asgi", "--worker-connections", "1"]
+    with Server(APP, *args) as srv:
+        for user, expected in (("alice", b"alice"), (None, b"anonymous"), (None, b"anonymous")):
+            with connect(srv.port) as sock:
+                header = f"X-User: {user}\r\n" if user else ""
+                request = f"GET /user HTTP/1.1\r\nHost: h\r\nConnection: close\r\n{header}\r\n"
+                sock.sendall(request.encode())
+                assert read_response(sock)[0].body == expected

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import errno
 import functools
 import logging
@@ -55,6 +56,9 @@ class Acceptor:
         self.limit = max(1, worker.settings.worker_connections)
         self.accepting = False
         self.opening = 0  # accepted, TLS handshake or connection_made still to come
+        self.retry: asyncio.TimerHandle | None = None  # accepting again after EMFILE
+        # The context the worker started with: connections are opened in copies of it.
+        self.clean = contextvars.copy_context()
         # The standard library's loop keeps an epoll object under its selector; uvloop's
         # loop does not expose one, and then each listener wakes every worker.
         selector = getattr(self.loop, "_selector", None)
@@ -77,7 +81,9 @@ class Acceptor:
             if fd < 0:
                 continue
             if on:
-                self.loop.add_reader(fd, self.accept, sock)
+                # In the worker's own context: asyncio runs the callback in the context
+                # current here, which may be a request's (a connection closing in its task).
+                self.clean.run(self.loop.add_reader, fd, self.accept, sock)
                 if self.epoll is not None:
                     self.make_exclusive(fd)
             else:
@@ -99,8 +105,12 @@ class Acceptor:
 
     def released(self) -> None:
         """A connection has closed: take new ones again if that made room."""
-        if not self.accepting and self.worker.alive and self.room:
+        if not self.accepting and self.worker.alive and self.room and self.retry is None:
             self.set_accepting(True)
+
+    def retry_accepting(self) -> None:
+        self.retry = None
+        self.released()
 
     def accept(self, listener: socket.socket) -> None:
         for _ in range(_ACCEPT_BATCH):
@@ -119,9 +129,10 @@ class Acceptor:
             if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                 # Out of descriptors or memory: the listener stays readable, so watching it
                 # would spin. Look again in a moment (a connection closing also reopens).
-                log.warning("accept() failed: %s; accepting again in 0.5 s", exc)
+                if self.retry is None:  # one retry, one line, however many connections close
+                    log.warning("accept() failed: %s; accepting again in 0.5 s", exc)
+                    self.retry = self.clean.run(self.loop.call_later, 0.5, self.retry_accepting)
                 self.set_accepting(False)
-                self.loop.call_later(0.5, self.released)
             else:
                 log.debug("accept() failed: %s", exc)
             return False

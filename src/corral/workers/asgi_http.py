@@ -18,14 +18,15 @@ import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
-from corral.adapters.asgi import ClientGone, Exchange, build_scope
-from corral.adapters.asgi_extensions import accepts_trailers, access_environ, response_headers
+from corral.adapters.asgi import ClientGone, Exchange
 from corral.errors import ProtocolError
 from corral.http.body import decoder_for
 from corral.http.parser import Request, parse_head
 from corral.http.websocket_handshake import check_upgrade, is_websocket_upgrade, refusal_response
-from corral.http.writer import REASONS, error_response, health_response
+from corral.http.writer import error_response, health_response
 from corral.trust import is_trusted
+from corral.workers.asgi_request import connection_scope, record
+from corral.workers.asgi_transport import AsgiConnection
 from corral.workers.asgi_websocket import WebSocketSession, websocket_scope
 
 if TYPE_CHECKING:
@@ -43,26 +44,22 @@ _EAGER = sys.version_info >= (3, 12)
 _BODY_QUEUE = 4
 
 
-class HttpProtocol(asyncio.Protocol):
+class HttpProtocol(AsgiConnection):
     """One client connection: heads parsed as bytes arrive, one request served at a time."""
 
     def __init__(self, worker: AsgiWorker, proxy_client: tuple[str, int] | None = None) -> None:
+        super().__init__()
         self.worker = worker
-        self.transport: asyncio.Transport | None = None
         self.buf = b""
         self.exchange: Exchange | None = None
         self.decoder: Any = None
         self.task: asyncio.Task[None] | None = None
-        self.reading = True
-        self.can_write = asyncio.Event()
-        self.can_write.set()
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int | None] | None = None
         # Deadlines (time.monotonic(), 0.0 = none), checked by the worker's sweep: cheaper
         # than a loop timer armed and cancelled for every request.
         self.idle_deadline = 0.0
         self.websocket: WebSocketSession | None = None
-        self.transport_gone = False
         self.body_deadline = 0.0
         self.trusted = False  # the peer is in forwarded_allow_ips
         self.ssl_object: Any = None
@@ -73,11 +70,12 @@ class HttpProtocol(asyncio.Protocol):
         self.head_started = False  # bytes of a head came: its deadline is set, not moved
         self.eof = False  # the client half-closed: answer what it sent, then close
         self.grace_for: asyncio.Task[None] | None = None  # the task a cancel is set for
-        # Cached: asyncio.get_running_loop() costs a getpid() per call before Python 3.12.
-        self.loop = asyncio.get_running_loop()
         self.eager = _EAGER and isinstance(self.loop, asyncio.BaseEventLoop)
         self.starting = False  # a task is being started eagerly (finished() must not recurse)
         self.next_pending = False  # a request finished while starting: read the next one
+        self.next_pending_on_drain = False  # the buffer is read again once writes drain
+        self.stall_size = 0  # bytes waiting in the transport at the last progress seen
+        self.stall_since = 0.0  # when writes last made progress while the transport was full
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -126,14 +124,23 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.grace_for = task
         grace = self.worker.settings.asgi_disconnect_grace_period
-        handle = self.loop.call_later(grace, task.cancel)
+        handle = self.loop.call_later(grace, self.grace_expired, task, exchange)
         task.add_done_callback(lambda _: handle.cancel())
 
-    def pause_writing(self) -> None:
-        self.can_write.clear()
+    def grace_expired(self, task: asyncio.Task[None], exchange: Exchange | None) -> None:
+        """The grace period is over: the request is ended as one whose client has gone (no
+        500, no traceback), and its connection closed."""
+        if exchange is not None:
+            exchange.disconnected()
+        task.cancel()
 
     def resume_writing(self) -> None:
-        self.can_write.set()
+        super().resume_writing()
+        self.stall_since = 0.0
+        if self.next_pending_on_drain and self.exchange is None:
+            self.next_pending_on_drain = False
+            self.resume_reading()
+            self.next_request()
 
     @property
     def state(self) -> str:
@@ -154,11 +161,12 @@ class HttpProtocol(asyncio.Protocol):
         if self.websocket is not None or exchange is None or self.decoder is not None:
             return False  # nothing to answer, or a body that can no longer be complete
         # The request is whole: the application hears http.disconnect if it listens (the
-        # client may have gone for good), its response is still sent (it may only have
-        # half-closed), and the usual grace period bounds the wait.
+        # client may have gone for good), and its response is still sent if it comes within
+        # asgi_disconnect_grace_period (the client may only have half-closed). Under TLS a
+        # half-open connection cannot be kept (asyncio's TLS layer closes it anyway).
         exchange.set_over()
         self.cancel_after_grace()
-        return True
+        return self.ssl_object is None
 
     def data_received(self, data: bytes) -> None:
         websocket = self.websocket
@@ -175,66 +183,10 @@ class HttpProtocol(asyncio.Protocol):
             self.feed_body(data)
             return
         self.buf += data
-        if self.exchange is None:
+        if self.exchange is None and not self.next_pending_on_drain:
             self.next_request()
-        elif len(self.buf) > 65536:
+        if (len(self.buf) > 65536 and self.exchange is not None) or self.next_pending_on_drain:
             self.pause()  # pipelined requests wait until the current one is done
-
-    # --- the AsgiTransport side, for the exchange ----------------------------------------
-
-    def write(self, data: bytes) -> None:
-        # After connection_lost uvloop's transports raise where asyncio's drop the bytes.
-        if self.transport is not None and data and not self.transport_gone:
-            self.transport.write(data)
-
-    @property
-    def must_drain(self) -> bool:
-        """Whether a writer must wait: the transport is above its high-water mark, or gone."""
-        transport = self.transport
-        return (
-            self.transport_gone
-            or not self.can_write.is_set()
-            or transport is None
-            or transport.is_closing()
-        )
-
-    async def drain(self) -> None:
-        if not self.can_write.is_set():
-            await self.can_write.wait()
-        if self.transport_gone or self.transport is None or self.transport.is_closing():
-            raise ClientGone("the client has gone")
-
-    def resume_reading(self) -> None:
-        if not self.reading and self.transport is not None and not self.transport.is_closing():
-            self.reading = True
-            self.transport.resume_reading()
-
-    async def sendfile(self, file: Any, offset: int, count: int) -> None:
-        """`http.response.pathsend`: sendfile() on a plain socket; the loop falls back to
-        reads and writes under TLS (and uvloop, which has no sendfile, gets the same here)."""
-        await self.drain()
-        transport = self.transport
-        assert transport is not None
-        loop = self.loop
-        try:
-            try:
-                await loop.sendfile(transport, file, offset, count)
-            except (NotImplementedError, AttributeError):
-                file.seek(offset)
-                while count > 0:
-                    chunk = file.read(min(count, 262144))
-                    if not chunk:
-                        break
-                    count -= len(chunk)
-                    self.write(chunk)
-                    await self.drain()
-        except ConnectionError as exc:
-            raise ClientGone("the client has gone") from exc
-
-    def pause(self) -> None:
-        if self.reading and self.transport is not None:
-            self.reading = False
-            self.transport.pause_reading()
 
     # --- requests --------------------------------------------------------------------------
 
@@ -242,7 +194,12 @@ class HttpProtocol(asyncio.Protocol):
         """Start the request at the head of the buffer; health-path answers, which need no
         task, are taken one after another here rather than by recursion."""
         while self.start_request():
-            pass
+            if self.must_drain:
+                # Health answers pile up for a client that does not read them: wait until
+                # the transport drains (resume_writing) before reading more.
+                self.pause()
+                self.next_pending_on_drain = True
+                return
 
     def start_request(self) -> bool:
         """True when a health request was answered and the buffer may hold another."""
@@ -285,6 +242,8 @@ class HttpProtocol(asyncio.Protocol):
             self.reject(exc.status)
             return False
         self.exchange = exchange
+        if self.eof:
+            exchange.set_over()  # as for the request in progress when the client half-closed
         if decoder is not None:
             self.decoder = decoder
             rest, self.buf = self.buf, b""
@@ -340,34 +299,7 @@ class HttpProtocol(asyncio.Protocol):
         return False
 
     def scope_for(self, req: Request, exchange: Exchange | None = None) -> dict[str, Any]:
-        worker = self.worker
-        ssl_object = self.ssl_object
-        if ssl_object is not None:
-            scheme = "https"
-        else:
-            scheme = "http"
-            if self.trusted and worker.secure_scheme_headers:
-                scheme = forwarded_scheme(req, worker.secure_scheme_headers) or scheme
-        # The extensions this worker implements (ASGI spec, "Extensions"); a WebSocket scope
-        # gets its own (asgi_websocket.py) besides `tls`.
-        extensions: dict[str, Any] = {}
-        if exchange is not None:
-            extensions["http.response.early_hint"] = {}
-            extensions["http.response.pathsend"] = {}
-            if accepts_trailers(req):
-                exchange.trailers_allowed = True
-                extensions["http.response.trailers"] = {}
-        if ssl_object is not None and worker.tls_facts is not None:
-            extensions["tls"] = worker.tls_facts.info(ssl_object)
-        return build_scope(
-            req,
-            self.client,
-            self.server,
-            scheme,
-            worker.settings.root_path,
-            worker.lifespan_state,
-            extensions,
-        )
+        return connection_scope(self, req, exchange)
 
     def start_websocket(self, req: Request) -> None:
         self.worker.count_request()
@@ -411,10 +343,6 @@ class HttpProtocol(asyncio.Protocol):
             data, self.buf = self.buf, b""
             session.data_received(data)
 
-    def close_transport(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
     def feed_body(self, data: bytes) -> None:
         exchange = self.exchange
         assert exchange is not None
@@ -451,7 +379,7 @@ class HttpProtocol(asyncio.Protocol):
             await self.run_app(req, scope, exchange)
         finally:
             if timed:
-                self.record(req, exchange, time.monotonic() - started)
+                record(self, req, exchange, time.monotonic() - started)
 
     async def run_app(self, req: Request, scope: dict[str, Any], exchange: Exchange) -> None:
         try:
@@ -484,34 +412,12 @@ class HttpProtocol(asyncio.Protocol):
             log.exception("Error ending a request %s %s", req.method, req.target)
             self.abort()
 
-    def record(self, req: Request, exchange: Exchange, seconds: float) -> None:
-        """Access log and metrics for one finished request; a failure here is logged and
-        never reaches the connection or the worker."""
-        worker = self.worker
-        status = exchange.status if exchange.head_sent else 0
-        try:
-            # The in-flight gauge first: nothing below may leave it counting a request.
-            if worker.stats is not None:
-                worker.stats.end()
-                if status:
-                    worker.stats.record(req.method, status, seconds)
-            if worker.statsd is not None and status:
-                worker.statsd.request(status, seconds)
-            if worker.access is not None:
-                line = f"{status} {REASONS.get(status, '')}" if status else "500"
-                worker.access(
-                    access_environ(req, self.client),
-                    line,
-                    response_headers(exchange.headers),
-                    exchange.sent,
-                    seconds,
-                )
-        except Exception:
-            log.exception("Error recording request %s %s", req.method, req.target)
-
     def finished(self, exchange: Exchange) -> None:
         transport = self.transport
-        if transport is None or transport.is_closing() or exchange.client_gone:
+        if transport is None or transport.is_closing():
+            return
+        if exchange.client_gone:
+            transport.close()  # gone, or given up on after a half-close
             return
         if exchange.awaiting_trailers:
             self.write(exchange.finish_trailers())  # announced, never sent: an empty section
@@ -555,6 +461,21 @@ class HttpProtocol(asyncio.Protocol):
         if self.body_deadline and now >= self.body_deadline:
             self.body_deadline = 0.0
             self.body_expired()
+        if not self.can_write.is_set() and self.transport is not None:
+            self.check_write_progress(now)
+
+    def check_write_progress(self, now: float) -> None:
+        """A client that reads nothing of what waits for it for `timeout` seconds is cut
+        off: its response (and the task waiting to send more) would otherwise stay for ever."""
+        assert self.transport is not None
+        size = self.transport.get_write_buffer_size()
+        if not self.stall_since or size < self.stall_size:
+            self.stall_size, self.stall_since = size, now  # progress (or the first look)
+        elif now - self.stall_since > self.worker.timeout:
+            log.info("Closing connection from %s: no write progress", self.client)
+            if self.exchange is not None:
+                self.exchange.disconnected()
+            self.abort()
 
     def arm_body_timer(self) -> None:
         """A body that stops arriving for `timeout` ends the request (the client is gone)."""
@@ -600,20 +521,3 @@ class HttpProtocol(asyncio.Protocol):
         """The stop's deadline: the request in progress hears that its client is gone."""
         if self.exchange is not None:
             self.exchange.disconnected()
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
-
-
-def forwarded_scheme(req: Request, secure_headers: dict[str, str]) -> str | None:
-    """The scheme a trusted proxy states with `secure_scheme_headers` (as for WSGI); a proxy
-    that says both https and http is refused rather than guessed."""
-    schemes = set()
-    for name, value in req.headers:
-        secure = secure_headers.get(name)
-        if secure is not None:
-            schemes.add("https" if value.lower() == secure else "http")
-    if len(schemes) > 1:
-        raise ProtocolError(400, "conflicting secure scheme headers")
-    return schemes.pop() if schemes else None

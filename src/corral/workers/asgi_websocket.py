@@ -90,6 +90,7 @@ class WebSocketSession:
         self.accepted = False
         self.finished = False  # closed, refused or gone: nothing more may be sent
         self.told_disconnect = False
+        self.closing = False  # our Close was out before the bytes being read came
         self.denial: Exchange | None = None  # the HTTP response refusing the handshake
         self.close_timer: asyncio.TimerHandle | None = None
         self.ping_timer: asyncio.TimerHandle | None = None
@@ -216,6 +217,9 @@ class WebSocketSession:
             self.end()
 
     def read(self, data: bytes) -> None:
+        # Messages are dropped only when our Close was out before these bytes came: those
+        # the client sent before its own Close, in the same read, are the application's.
+        self.closing = self.socket.state != OPEN
         try:
             events = self.socket.receive(data)
         except WebSocketError as exc:
@@ -236,15 +240,18 @@ class WebSocketSession:
         self.after_frames()
 
     def on_text(self, event: TextMessage) -> None:
-        if self.socket.state == OPEN:  # after our Close, only the client's Close matters
+        if not self.closing:  # after our Close, only the client's Close matters
             self.inbox.put_nowait({"type": "websocket.receive", "text": event.data})
 
     def on_binary(self, event: BinaryMessage) -> None:
-        if self.socket.state == OPEN:  # (a client flooding then is not held in memory)
+        if not self.closing:  # (a client flooding then is not held in memory)
             self.inbox.put_nowait({"type": "websocket.receive", "bytes": event.data})
 
     def on_ping(self, event: Ping) -> None:
-        if self.socket.state == OPEN:  # after our Close only a Close may follow
+        # After our Close only a Close may follow; and a client that sends Pings but does not
+        # read our Pongs gets none while the transport is full (RFC 6455 §5.5.3 lets a Pong
+        # answer only the latest Ping), so its Pings cannot fill our memory.
+        if self.socket.state == OPEN and not self.protocol.must_drain:
             self.protocol.write(self.socket.send_pong(event.data))
 
     def on_pong(self, event: Pong) -> None:
@@ -336,6 +343,7 @@ class WebSocketSession:
     def end(self) -> None:
         """Close the socket; one that does not flush within the close timeout (a client that
         reads nothing) is aborted."""
+        self.disconnect(ABNORMAL_CLOSURE)  # an application still receiving hears of it (once)
         self.finished = True
         self.cancel_timers()
         self.protocol.close_transport()

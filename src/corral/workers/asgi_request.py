@@ -1,0 +1,95 @@
+"""What the `asgi` worker makes of one request besides serving it: its scope (the scheme, from
+TLS or a trusted proxy's headers; the extensions; the lifespan state), and its record (access
+log, Prometheus and StatsD). What this module must never do: trust a forwarded header from a
+peer outside forwarded_allow_ips, or let a failure to record reach the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from corral.adapters.asgi import Exchange, build_scope
+from corral.adapters.asgi_extensions import accepts_trailers, access_environ, response_headers
+from corral.errors import ProtocolError
+from corral.http.parser import Request
+from corral.http.writer import REASONS
+
+if TYPE_CHECKING:
+    from corral.workers.asgi_http import HttpProtocol
+
+log = logging.getLogger("corral.error")
+
+
+def connection_scope(
+    conn: HttpProtocol, req: Request, exchange: Exchange | None = None
+) -> dict[str, Any]:
+    """The scope of a request on `conn`: scheme (TLS, or a trusted proxy's word), the
+    extensions this worker implements, and the lifespan state."""
+    worker = conn.worker
+    ssl_object = conn.ssl_object
+    if ssl_object is not None:
+        scheme = "https"
+    else:
+        scheme = "http"
+        if conn.trusted and worker.secure_scheme_headers:
+            scheme = forwarded_scheme(req, worker.secure_scheme_headers) or scheme
+    # The extensions this worker implements (ASGI spec, "Extensions"); a WebSocket scope
+    # gets its own (asgi_websocket.py) besides `tls`.
+    extensions: dict[str, Any] = {}
+    if exchange is not None:
+        extensions["http.response.early_hint"] = {}
+        extensions["http.response.pathsend"] = {}
+        if accepts_trailers(req):
+            exchange.trailers_allowed = True
+            extensions["http.response.trailers"] = {}
+    if ssl_object is not None and worker.tls_facts is not None:
+        extensions["tls"] = worker.tls_facts.info(ssl_object)
+    return build_scope(
+        req,
+        conn.client,
+        conn.server,
+        scheme,
+        worker.settings.root_path,
+        worker.lifespan_state,
+        extensions,
+    )
+
+
+def record(conn: HttpProtocol, req: Request, exchange: Exchange, seconds: float) -> None:
+    """Access log and metrics for one finished request; a failure here is logged and
+    never reaches the connection or the worker."""
+    worker = conn.worker
+    status = exchange.status if exchange.head_sent else 0
+    try:
+        # The in-flight gauge first: nothing below may leave it counting a request.
+        if worker.stats is not None:
+            worker.stats.end()
+            if status:
+                worker.stats.record(req.method, status, seconds)
+        if worker.statsd is not None and status:
+            worker.statsd.request(status, seconds)
+        if worker.access is not None:
+            line = f"{status} {REASONS.get(status, '')}" if status else "500"
+            worker.access(
+                access_environ(req, conn.client),
+                line,
+                response_headers(exchange.headers),
+                exchange.sent,
+                seconds,
+            )
+    except Exception:
+        log.exception("Error recording request %s %s", req.method, req.target)
+
+
+def forwarded_scheme(req: Request, secure_headers: dict[str, str]) -> str | None:
+    """The scheme a trusted proxy states with `secure_scheme_headers` (as for WSGI); a proxy
+    that says both https and http is refused rather than guessed."""
+    schemes = set()
+    for name, value in req.headers:
+        secure = secure_headers.get(name)
+        if secure is not None:
+            schemes.add("https" if value.lower() == secure else "http")
+    if len(schemes) > 1:
+        raise ProtocolError(400, "conflicting secure scheme headers")
+    return schemes.pop() if schemes else None
