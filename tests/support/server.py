@@ -65,7 +65,8 @@ class Server:
         python: str | None = None,
     ) -> None:
         self.app = app
-        self.python = python or sys.executable  # another interpreter runs the same src/
+        # Another interpreter runs the same src/ (CORRAL_TEST_PYTHON: the whole suite's).
+        self.python = python or os.environ.get("CORRAL_TEST_PYTHON") or sys.executable
         self.args = list(args)
         self.workers = workers
         self.env = env
