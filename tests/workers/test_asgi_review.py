@@ -205,3 +205,22 @@ def test_a_context_variable_never_reaches_the_next_connection() -> None:
                 request = f"GET /user HTTP/1.1\r\nHost: h\r\nConnection: close\r\n{header}\r\n"
                 sock.sendall(request.encode())
                 assert read_response(sock)[0].body == expected
+
+
+def test_response_write_timeout_bounds_a_steady_slow_reader() -> None:
+    """Progress does not keep a response open past response_write_timeout in total."""
+    args = ["-k", "asgi", "--response-write-timeout", "2", "--timeout", "30"]
+    with Server(APP, *args) as srv:
+        with connect(srv.port) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+            started = time.monotonic()
+            # 32 KiB every 0.2 s (8 MiB would take 50 s), until the server gives up.
+            while "response_write_timeout" not in srv.log() and time.monotonic() < started + 20:
+                assert sock.recv(32768)  # progress all along: it is the total that ends it
+                time.sleep(0.2)
+        assert "Closing connection from ('127.0.0.1'" in srv.log()
+        assert "response_write_timeout" in srv.log()
+        with connect(srv.port) as sock:  # the worker goes on
+            sock.sendall(b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert read_response(sock)[0].body == b"/after"

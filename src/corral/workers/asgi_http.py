@@ -76,6 +76,7 @@ class HttpProtocol(AsgiConnection):
         self.next_pending_on_drain = False  # the buffer is read again once writes drain
         self.stall_size = 0  # bytes waiting in the transport at the last progress seen
         self.stall_since = 0.0  # when writes last made progress while the transport was full
+        self.write_blocked_at = 0.0  # when this response first filled the transport
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -133,6 +134,11 @@ class HttpProtocol(AsgiConnection):
         if exchange is not None:
             exchange.disconnected()
         task.cancel()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if not self.write_blocked_at and self.exchange is not None:
+            self.write_blocked_at = time.monotonic()  # response_write_timeout counts from here
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -437,6 +443,7 @@ class HttpProtocol(AsgiConnection):
             return
         self.exchange = None
         self.task = None
+        self.write_blocked_at = 0.0
         self.resume_reading()
         if self.buf:
             if self.starting:
@@ -463,6 +470,15 @@ class HttpProtocol(AsgiConnection):
             self.body_expired()
         if not self.can_write.is_set() and self.transport is not None:
             self.check_write_progress(now)
+        limit = self.worker.settings.response_write_timeout
+        if self.write_blocked_at and limit and now - self.write_blocked_at > limit:
+            # However steadily the client reads, a response may take this long, in total,
+            # from the moment it first filled the transport (as on the WSGI workers).
+            log.info("Closing connection from %s: response_write_timeout", self.client)
+            self.write_blocked_at = 0.0
+            if self.exchange is not None:
+                self.exchange.disconnected()
+            self.abort()
 
     def check_write_progress(self, now: float) -> None:
         """A client that reads nothing of what waits for it for `timeout` seconds is cut
