@@ -8,7 +8,10 @@ file permissions, and are trusted.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from functools import lru_cache
+
+from corral.errors import ProtocolError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -38,3 +41,13 @@ def is_trusted(peer: object, allowed: tuple[str, ...]) -> bool:
     if not isinstance(peer, tuple):
         return True  # unix socket
     return _address_trusted(str(peer[0]), allowed)
+
+
+def stated_scheme(stated: Iterable[tuple[str, str]]) -> str | None:
+    """The scheme a trusted proxy states with `secure_scheme_headers`: one (value sent, value
+    meaning https) pair per such header present. A proxy that says both https and http is
+    refused (400) rather than guessed; None when it says nothing."""
+    schemes = {"https" if value.lower() == secure else "http" for value, secure in stated}
+    if len(schemes) > 1:
+        raise ProtocolError(400, "conflicting secure scheme headers")
+    return schemes.pop() if schemes else None

@@ -27,6 +27,7 @@ from corral.http.parser import Request
 from corral.http.writer import REASONS, error_response
 from corral.metrics.stats import WorkerStats
 from corral.metrics.statsd import StatsdClient
+from corral.trust import stated_scheme
 
 log = logging.getLogger("corral.error")
 
@@ -151,15 +152,13 @@ class WSGIAdapter:
     def apply_scheme_headers(self, environ: dict[str, Any]) -> None:
         """wsgi.url_scheme from a trusted proxy's `secure_scheme_headers`; a proxy that says
         both https and http is refused rather than guessed."""
-        schemes = set()
-        for key, secure_value in self.secure_keys:
-            value = environ.get(key)
-            if value is not None:
-                schemes.add("https" if value.lower() == secure_value else "http")
-        if len(schemes) > 1:
-            raise ProtocolError(400, "conflicting secure scheme headers")
-        if schemes:
-            environ["wsgi.url_scheme"] = schemes.pop()
+        scheme = stated_scheme(
+            (value, secure)
+            for key, secure in self.secure_keys
+            if (value := environ.get(key)) is not None
+        )
+        if scheme is not None:
+            environ["wsgi.url_scheme"] = scheme
 
     def server_address(self, host: str, conn: Transport) -> tuple[str, str]:
         """SERVER_NAME and SERVER_PORT from a Host value: HOST[:PORT] or [IPv6][:PORT], the

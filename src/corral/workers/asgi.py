@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from typing import Any, cast
 
@@ -20,7 +19,6 @@ from corral.adapters.asgi import ASGIApp
 from corral.adapters.asgi_extensions import TlsFacts
 from corral.errors import EXIT_WORKER_BOOT_ERROR
 from corral.metrics.stats import CONNECTION_STATES
-from corral.trust import is_trusted
 from corral.workers.asgi_accept import Acceptor
 from corral.workers.asgi_http import HttpProtocol
 from corral.workers.asgi_lifespan import Lifespan, LifespanFailed
@@ -155,16 +153,6 @@ class AsgiWorker(Worker):
                 protocol.abort()
         period = min(0.5, self.timeout / 4) if self.timeout > 0 else 0.5
         asyncio.get_running_loop().call_later(period, self.sweep_connections)
-
-    def proxy_first(self, sock: socket.socket) -> bool:
-        """Whether this connection starts with a PROXY protocol header (a trusted proxy)."""
-        if not self.proxy_mode:
-            return False
-        try:
-            peer = sock.getpeername()
-        except OSError:
-            return False
-        return is_trusted(peer, self.proxy_allow_ips)
 
     def count_request(self) -> bool:
         """One more request; False once the worker should stop keeping connections."""

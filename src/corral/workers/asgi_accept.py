@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from corral.errors import ProtocolError
 from corral.http.proxy import V2_MAX_HEADER, ProxyInfo, parse_proxy_header
+from corral.trust import is_trusted
 
 if TYPE_CHECKING:
     from corral.workers.asgi import AsgiWorker
@@ -152,7 +153,7 @@ class Acceptor:
             shutdown["ssl_shutdown_timeout"] = min(5.0, float(self.worker.timeout))
         client: tuple[str, int] | None = None
         try:
-            if self.worker.proxy_first(sock):
+            if self.proxy_first(sock):
                 info = await self.read_proxy_header(sock)
                 if info is None:
                     sock.close()
@@ -169,6 +170,16 @@ class Acceptor:
         except (OSError, ssl.SSLError, asyncio.TimeoutError) as exc:
             log.debug("Connection not opened: %s", exc)
             sock.close()
+
+    def proxy_first(self, sock: socket.socket) -> bool:
+        """Whether this connection starts with a PROXY protocol header (a trusted proxy)."""
+        if not self.worker.proxy_mode:
+            return False
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            return False
+        return is_trusted(peer, self.worker.proxy_allow_ips)
 
     async def read_proxy_header(self, sock: socket.socket) -> ProxyInfo | None:
         """The PROXY protocol header a trusted proxy sends first, taken off the socket

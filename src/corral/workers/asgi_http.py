@@ -243,7 +243,7 @@ class HttpProtocol(AsgiConnection):
         keep = self.worker.count_request()
         exchange = Exchange(self, req, keep and self.worker.keep_alive_allowed)
         try:
-            scope = self.scope_for(req, exchange)
+            scope = connection_scope(self, req, exchange)
         except ProtocolError as exc:
             self.reject(exc.status)
             return False
@@ -304,9 +304,6 @@ class HttpProtocol(AsgiConnection):
         self.arm_idle(float(worker.settings.keepalive))
         return False
 
-    def scope_for(self, req: Request, exchange: Exchange | None = None) -> dict[str, Any]:
-        return connection_scope(self, req, exchange)
-
     def start_websocket(self, req: Request) -> None:
         self.worker.count_request()
         try:
@@ -317,7 +314,7 @@ class HttpProtocol(AsgiConnection):
                 self.transport.close()
             return
         try:
-            http_scope = self.scope_for(req)
+            http_scope = connection_scope(self, req)
         except ProtocolError as exc:
             self.reject(exc.status)
             return

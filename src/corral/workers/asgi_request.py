@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from corral.adapters.asgi import Exchange, build_scope
 from corral.adapters.asgi_extensions import accepts_trailers, access_environ, response_headers
-from corral.errors import ProtocolError
 from corral.http.parser import Request
 from corral.http.writer import REASONS
+from corral.trust import stated_scheme
 
 if TYPE_CHECKING:
     from corral.workers.asgi_http import HttpProtocol
@@ -33,7 +33,13 @@ def connection_scope(
     else:
         scheme = "http"
         if conn.trusted and worker.secure_scheme_headers:
-            scheme = forwarded_scheme(req, worker.secure_scheme_headers) or scheme
+            secure_headers = worker.secure_scheme_headers
+            stated = stated_scheme(
+                (value, secure)
+                for name, value in req.headers
+                if (secure := secure_headers.get(name)) is not None
+            )
+            scheme = stated or scheme
     # The extensions this worker implements (ASGI spec, "Extensions"); a WebSocket scope
     # gets its own (asgi_websocket.py) besides `tls`.
     extensions: dict[str, Any] = {}
@@ -80,16 +86,3 @@ def record(conn: HttpProtocol, req: Request, exchange: Exchange, seconds: float)
             )
     except Exception:
         log.exception("Error recording request %s %s", req.method, req.target)
-
-
-def forwarded_scheme(req: Request, secure_headers: dict[str, str]) -> str | None:
-    """The scheme a trusted proxy states with `secure_scheme_headers` (as for WSGI); a proxy
-    that says both https and http is refused rather than guessed."""
-    schemes = set()
-    for name, value in req.headers:
-        secure = secure_headers.get(name)
-        if secure is not None:
-            schemes.add("https" if value.lower() == secure else "http")
-    if len(schemes) > 1:
-        raise ProtocolError(400, "conflicting secure scheme headers")
-    return schemes.pop() if schemes else None
