@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from corral.config import converters as conv
+from corral.config import http2 as h2_conv
 from corral.config import log_converters as log_conv
 from corral.config import metrics_converters as metrics_conv
 from corral.config.converters import (
@@ -55,6 +56,7 @@ SECTIONS = (
     "Worker Processes",
     "Security",
     "SSL",
+    "HTTP/2",
     "Debugging",
     "Server Mechanics",
     "Logging",
@@ -233,6 +235,7 @@ _SOCKET = "Server Socket"
 _WORKERS = "Worker Processes"
 _SECURITY = "Security"
 _SSL = "SSL"
+_HTTP2 = "HTTP/2"
 _DEBUG = "Debugging"
 _MECHANICS = "Server Mechanics"
 _LOGGING = "Logging"
@@ -744,6 +747,96 @@ reached the end of its stream, rather than as an error.
 Most clients close this way. When False, such a close in the middle of a request body is
 reported to the application as a lost connection. As in Gunicorn, the flag can only turn it
 on; set `suppress_ragged_eofs = False` in a config file to turn it off.""",
+    )
+
+    # --- HTTP/2 --------------------------------------------------------------------------------
+    http_protocols: list[h2_conv.HttpProtocol] = setting(
+        ["h1"],
+        "--http-protocols",
+        section=_HTTP2,
+        convert=h2_conv.http_protocols,
+        meta="STRING",
+        type_doc="list of 'h1' | 'h2'",
+        help="""
+The HTTP versions to serve, most preferred first: `h1` (HTTP/1.1), `h2` (HTTP/2), or both, as
+in `--http-protocols h2,h1`.
+
+The default, `h1`, serves HTTP/1.1 only, as before. On TLS listeners the list becomes the ALPN
+protocols offered in the handshake (`h1` is offered as `http/1.1`), and the client picks one; a
+client that picks none is served HTTP/1.1. Without TLS, HTTP/2 is served only as
+http2_cleartext allows. In a config file a list such as `["h2", "h1"]` is accepted too; an
+unknown name or a name given twice is refused. See docs/http2.md.
+
+`h2` needs the optional `h2` library (`pip install corral[http2]`) and the `gthread` or `asgi`
+worker: the server refuses to start otherwise, since the `sync` worker handles one request at a
+time and cannot multiplex streams.""",
+    )
+    http2_cleartext: h2_conv.Http2Cleartext = setting(
+        "off",
+        "--http2-cleartext",
+        section=_HTTP2,
+        convert=h2_conv.http2_cleartext,
+        meta="STRING",
+        type_doc="'off' | 'prior-knowledge' | 'upgrade' | 'both'",
+        help="""
+Whether to serve HTTP/2 without TLS (h2c), and how a connection gets there: `off`,
+`prior-knowledge` (the client opens with the HTTP/2 connection preface, RFC 9113 section 3.3),
+`upgrade` (an HTTP/1.1 request with `Upgrade: h2c`), or `both`.
+
+h2c is accepted only from peers whose address is in forwarded_allow_ips, as in Gunicorn:
+every other peer is served HTTP/1.1 as if this were `off`. It is meant for a trusted proxy
+or load balancer that ends TLS and speaks HTTP/2 to corral; do not offer it to the internet.
+With TLS (certfile) it has no effect: every listener speaks TLS and ALPN chooses HTTP/2. It
+needs `h2` in http_protocols. In a config file, `True` means `prior-knowledge` and `False`
+means `off`.""",
+    )
+    http2_max_concurrent_streams: int = setting(
+        100,
+        "--http2-max-concurrent-streams",
+        section=_HTTP2,
+        convert=h2_conv.http2_max_concurrent_streams,
+        meta="INT",
+        help="""
+The most streams (requests in progress) one HTTP/2 connection may have open at once, announced
+to the client as SETTINGS_MAX_CONCURRENT_STREAMS. At least 1.""",
+    )
+    http2_initial_window_size: int = setting(
+        65535,
+        "--http2-initial-window-size",
+        section=_HTTP2,
+        convert=h2_conv.http2_window_size,
+        meta="INT",
+        help="""
+How many bytes of a request body a client may send on each stream before corral grants more,
+announced as SETTINGS_INITIAL_WINDOW_SIZE: from 0 to 2147483647 (2^31-1).
+
+A larger window speeds up large uploads over distant links; it is also how much body data a
+stream may have waiting for the application.""",
+    )
+    http2_max_frame_size: int = setting(
+        16384,
+        "--http2-max-frame-size",
+        section=_HTTP2,
+        convert=h2_conv.http2_frame_size,
+        meta="INT",
+        help="""
+The largest frame payload, in bytes, corral accepts from a client, announced as
+SETTINGS_MAX_FRAME_SIZE: from 16384 (the protocol's minimum and default) to 16777215.""",
+    )
+    http2_max_header_list_size: int = setting(
+        65536,
+        "--http2-max-header-list-size",
+        section=_HTTP2,
+        convert=h2_conv.http2_header_list_size,
+        meta="INT",
+        help="""
+The largest header list, in bytes as RFC 9113 counts it (each field's name and value plus 32),
+that one request may carry once HPACK has decompressed it; announced as
+SETTINGS_MAX_HEADER_LIST_SIZE. It bounds the decoded size: with HPACK a few bytes on the wire
+can stand for a large header list.
+
+Unlike Gunicorn, where 0 removes the limit, corral never runs without one: 0, and any value
+above 1048576 (1 MiB), mean 1 MiB.""",
     )
 
     # --- Debugging -----------------------------------------------------------------------------

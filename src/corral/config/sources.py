@@ -12,9 +12,11 @@ From lowest to highest precedence:
 A source only overrides the settings it actually names: the parser's defaults are
 `argparse.SUPPRESS`, so an absent flag leaves no trace. Every value goes through its setting's
 converter, and a bad one becomes a one-line `ConfigError` naming the setting, the source and
-the value. This module reads the files and variables it is handed and never changes the process
-(no chdir, no environment changes); only while a config file runs is its directory put on
-sys.path, so that it can import its neighbours as under Gunicorn.
+the value. Rules that look at several settings together run last (`check_http2`): they raise
+the same kind of one-line error, or add warnings. This module reads the files and variables it
+is handed and never changes the process (no chdir, no environment changes); only while a config
+file runs is its directory put on sys.path, so that it can import its neighbours as under
+Gunicorn.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 
 from corral import __version__
+from corral.config.http2 import check_http2
 from corral.config.settings import (
     SECTIONS,
     SPECS,
@@ -61,8 +64,7 @@ GUNICORN_ONLY = frozenset(
     dirty_graceful_timeout dirty_post_fork dirty_threads dirty_timeout dirty_worker_exit
     dirty_worker_init dirty_workers disable_redirect_access_to_syslog
     do_handshake_on_connect dogstatsd_tags enable_backlog_metric enable_stdio_inheritance
-    http2_cleartext http2_initial_window_size http2_max_concurrent_streams
-    http2_max_frame_size http2_max_header_list_size http_parser http_protocols keyfile
+    http_parser keyfile
     logconfig logconfig_dict logconfig_json logger_class on_dirty_starting paste protocol
     raw_paste_global_conf root_path spew
     ssl_context ssl_version statsd_host statsd_prefix suppress_ragged_eofs syslog
@@ -354,6 +356,7 @@ def load_settings(
     _apply_args(settings, env_args, f" in {env_variable}")
     _apply_args(settings, cli_args)
     _finish(settings, cwd)
+    warnings += check_http2(settings)
     return LoadResult(settings, warnings, _action(settings))
 
 

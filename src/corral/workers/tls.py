@@ -24,6 +24,7 @@ import select
 import ssl
 from typing import TYPE_CHECKING, Any
 
+from corral.config.http2 import alpn_protocols
 from corral.errors import ClientDisconnected, ConfigError
 from corral.workers.connection import RECV_SIZE, Connection
 
@@ -35,7 +36,6 @@ log = logging.getLogger("corral.error")
 # Plaintext is encrypted and written this much at a time, so a large response never sits in
 # memory twice (once clear, once encrypted) and the socket is fed while OpenSSL works.
 SEND_CHUNK = 256 * 1024
-ALPN_PROTOCOLS = ["http/1.1"]
 _READ = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 _WRITE = select.POLLOUT | select.POLLERR | select.POLLHUP
 
@@ -89,7 +89,8 @@ def default_context(settings: Settings) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     # Client-initiated renegotiation only serves to make the server work harder.
     context.options |= ssl.OP_NO_RENEGOTIATION
-    context.set_alpn_protocols(ALPN_PROTOCOLS)
+    # http_protocols in its order of preference: ["http/1.1"] unless h2 is asked for.
+    context.set_alpn_protocols(alpn_protocols(settings))
     _load_cert_chain(context, certfile, keyfile)
     if settings.ca_certs:
         cafile = _path(settings, settings.ca_certs)
