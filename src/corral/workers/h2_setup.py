@@ -14,8 +14,6 @@ if TYPE_CHECKING:
     from corral.config import Settings
     from corral.http.h2 import H2Limits
 
-HEADER_LIST_CEILING = 1 << 20  # http2_max_header_list_size = 0 means this, never unbounded
-
 
 def h2_enabled(settings: Settings) -> bool:
     return "h2" in settings.http_protocols
@@ -28,7 +26,7 @@ def h2_limits(settings: Settings, limits: Limits, connect_protocol: bool = False
         max_concurrent_streams=settings.http2_max_concurrent_streams,
         initial_window_size=settings.http2_initial_window_size,
         max_frame_size=settings.http2_max_frame_size,
-        max_header_list_size=settings.http2_max_header_list_size or HEADER_LIST_CEILING,
+        max_header_list_size=settings.http2_max_header_list_size,  # resolved: never 0
         connect_protocol=connect_protocol,
         request=limits,
     )
