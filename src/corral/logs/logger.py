@@ -385,6 +385,34 @@ class Logger:
                 error_log.error("Cannot reopen log file %s: %s", self.access_file.path, exc)
         reopen_log_files()
 
+    # ---- the error log, by the names Gunicorn's logger has ---------------------------------
+    # Config files call `server.log.info(...)` and `worker.log.debug(...)`: these write to the
+    # error log (corral.error) exactly as corral's own lines, with the caller's location.
+
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error_log.debug(msg, *args, stacklevel=2, **kwargs)
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error_log.info(msg, *args, stacklevel=2, **kwargs)
+
+    def warning(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error_log.warning(msg, *args, stacklevel=2, **kwargs)
+
+    def error(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error_log.error(msg, *args, stacklevel=2, **kwargs)
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        kwargs.setdefault("exc_info", True)
+        error_log.error(msg, *args, stacklevel=2, **kwargs)
+
+    def critical(self, msg: object, *args: object, **kwargs: Any) -> None:
+        error_log.critical(msg, *args, stacklevel=2, **kwargs)
+
+    def log(self, lvl: int | str, msg: object, *args: object, **kwargs: Any) -> None:
+        """Gunicorn's `log(lvl, msg)`: a level number or a name such as "info"."""
+        level = logging.getLevelName(lvl.upper()) if isinstance(lvl, str) else lvl
+        error_log.log(level if isinstance(level, int) else logging.INFO, msg, *args, **kwargs)
+
     def close(self) -> None:
         """Write what is waiting, and remove and close the handlers setup installed."""
         if self.access_file is not None:

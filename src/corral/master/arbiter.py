@@ -119,6 +119,23 @@ class Arbiter:
         self.wake_r = self.wake_w = -1
         self.stopping = False
 
+    # ---- what hooks use: Gunicorn's names (besides cfg, pid, app and num_workers) -----------
+
+    @property
+    def log(self) -> Logger:
+        """The logger (`server.log.info(...)` writes to the error log)."""
+        return self.logger
+
+    @property
+    def WORKERS(self) -> dict[int, Worker]:
+        """The running workers by pid."""
+        return self.workers
+
+    @property
+    def LISTENERS(self) -> list[socket.socket]:
+        """The listening sockets."""
+        return self.listeners
+
     @property
     def num_workers(self) -> int:
         """How many workers the master keeps running."""
@@ -445,14 +462,15 @@ class Arbiter:
                 continue  # otherwise not ours (we may be PID 1 in a container): reaped quietly
             try:
                 cause = self.exits.report(worker, status, self.stopping)
+                if cause is not None and not self.stopping:
+                    self.stats.count_restart(cause)
+                # Before the shared blocks close: the hook may read `worker.booted`.
+                self.call_hook("child_exit", self, worker)
             finally:
                 worker.heartbeat.close()
                 if worker.stats is not None:
                     self.stats.retire(worker.stats)
                     worker.stats.close()
-            if cause is not None and not self.stopping:
-                self.stats.count_restart(cause)
-            self.call_hook("child_exit", self, worker)
 
     def replace_leaving_workers(self) -> None:
         """A worker that told it is leaving for a reason that warrants it (a request stuck past

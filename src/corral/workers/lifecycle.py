@@ -25,7 +25,7 @@ from corral.adapters.wsgi import WSGIAdapter, WSGIApp
 from corral.app_loader import load_app
 from corral.config import settings as default_hooks
 from corral.errors import EXIT_APP_LOAD_ERROR, EXIT_WORKER_BOOT_ERROR, AppLoadError
-from corral.hooks import call_hook
+from corral.hooks import HookRequest, HookResponse, call_hook
 from corral.http.parser import Request
 from corral.logs.logger import Logger
 from corral.metrics.statsd import StatsdClient
@@ -40,6 +40,10 @@ if TYPE_CHECKING:
     from corral.workers.heartbeat import Heartbeat
 
 log = logging.getLogger("corral.error")
+
+# More requests than any worker has between pre_request and post_request at once: past this,
+# the ones kept belong to clients that left before their response (see install_request_hooks).
+MAX_REQUESTS_BETWEEN_HOOKS = 4096
 
 
 class WorkerLifecycle:
@@ -61,6 +65,40 @@ class WorkerLifecycle:
     statsd: StatsdClient | None
     reopen_requested: bool
     logger: Logger
+    handled: int
+    aborted_at: float
+
+    # ---- what hooks use: Gunicorn's names for the worker's state ----------------------------
+    # Besides these, hooks read `pid`, `ppid`, `age` (the spawn number), `alive`, `cfg` (the
+    # settings) and `app`, which the engine sets under those names.
+
+    @property
+    def log(self) -> Logger:
+        """The logger (`worker.log.info(...)` writes to the error log)."""
+        return self.logger
+
+    @property
+    def nr(self) -> int:
+        """Requests this worker has started serving."""
+        return self.handled
+
+    @property
+    def wsgi(self) -> WSGIApp | None:
+        """The loaded application (what Gunicorn's `worker.wsgi` is); None before it loads."""
+        return self.app
+
+    @property
+    def booted(self) -> bool:
+        """Whether the worker has loaded the application and serves."""
+        try:
+            return self.heartbeat.ready()
+        except ValueError:  # the master has closed the block of a worker it reaped
+            return False
+
+    @property
+    def aborted(self) -> bool:
+        """Master side: whether the timeout abort has been sent to this worker."""
+        return bool(self.aborted_at)
 
     def serve(self) -> None:
         raise NotImplementedError
@@ -126,15 +164,36 @@ class WorkerLifecycle:
         self.adapter.statsd = self.statsd
 
     def install_request_hooks(self) -> None:
-        """pre_request/post_request cost a call per request: only wire them in when set."""
+        """pre_request/post_request cost a call per request: only wire them in when set.
+
+        They receive Gunicorn's request and response attributes (corral.hooks), and the
+        request object pre_request saw is the one post_request gets, so that a value a hook
+        stores on it (a start time) is still there."""
         s = self.settings
-        self.pre_request = s.pre_request if s.pre_request is not default_hooks.pre_request else None
-        if s.post_request is not default_hooks.post_request and self.adapter is not None:
-            hook = s.post_request
+        pre = s.pre_request if s.pre_request is not default_hooks.pre_request else None
+        post = s.post_request if s.post_request is not default_hooks.post_request else None
+        # Requests between the two hooks, by id(req): only kept when both hooks are set.
+        seen: dict[int, HookRequest] = {}
+        if pre is not None:
+            keep = post is not None
+
+            def pre_request(worker: Any, req: Request) -> None:
+                view = HookRequest(req)
+                if keep:
+                    if len(seen) > MAX_REQUESTS_BETWEEN_HOOKS:
+                        seen.clear()  # requests that never reached post_request (gone clients)
+                    seen[id(req)] = view
+                pre(worker, view)
+
+            self.pre_request = pre_request
+        else:
+            self.pre_request = None
+        if post is not None and self.adapter is not None:
 
             def post_request(req: Request, environ: dict[str, Any], resp: object) -> None:
+                view = seen.pop(id(req), None) or HookRequest(req)
                 try:
-                    hook(self, req, environ, resp)
+                    post(self, view, environ, HookResponse(resp))
                 except Exception:
                     log.exception("Exception in post_request hook")
 
