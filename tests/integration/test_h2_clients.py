@@ -1,0 +1,378 @@
+"""HTTP/2 through clients nobody here wrote: curl, nghttp, h2load, httpx and Python's ssl with
+ALPN, against the real server on the gthread and asgi workers, over h2c (prior knowledge and
+`Upgrade: h2c`) and h2 over TLS; then corral's negotiation rules (which connections may become
+HTTP/2 at all).
+
+The application (tests/support/h2_apps.py) is the same for both worker families. With
+CORRAL_TEST_H2_PEER=hypercorn the client tests run against Hypercorn instead, to check the tests
+(tests/support/h2_servers.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import socket
+import ssl
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from support.client import connect, read_response
+from support.h2_apps import HELLO
+from support.h2_servers import WORKERS, corral_only, make_tls, need, worker_server
+from support.h2_sync_client import H2Client
+from support.server import Server
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("h2")
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # RFC 9113 §6.5, no parameters
+
+worker_ids = pytest.mark.parametrize("worker", list(WORKERS))
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tls(tmp_path_factory.mktemp("pki"))
+
+
+def url(srv: Server, path: str = "/", tls: bool = False) -> str:
+    return f"{'https' if tls else 'http'}://127.0.0.1:{srv.port}{path}"
+
+
+def run(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+# -- curl ------------------------------------------------------------------------------------
+
+
+def curl(tmp_path: Path, *args: str) -> tuple[list[str], list[bytes], str]:
+    """curl's `%{http_version} %{response_code}` per URL, each URL's body, and its stderr
+    (with -v, the HTTP/1.1 lines of an upgrade)."""
+    urls = [a for a in args if a.startswith("http")]
+    outs = [tmp_path / f"body-{n}" for n in range(len(urls))]
+    out_args = [x for out in outs for x in ("-o", str(out))]
+    result = run(
+        need("curl"), "-sS", "--max-time", "30", "-w", "%{http_version} %{response_code}\n",
+        *out_args, *args,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("\n")[:-1], [out.read_bytes() for out in outs], result.stderr
+
+
+@worker_ids
+def test_curl_h2c_by_prior_knowledge(worker: str, tmp_path: Path) -> None:
+    with worker_server(worker, cleartext="prior-knowledge") as srv:
+        # One URL per run: curl 7.88.1 (Debian 12's) fails a second request on a reused
+        # prior-knowledge connection itself (curl/curl#10634, fixed after 7.88.1).
+        lines, bodies, _ = curl(tmp_path, "--http2-prior-knowledge", url(srv))
+        assert (lines, bodies) == (["2 200"], [HELLO])
+        lines, [body], _ = curl(tmp_path, "--http2-prior-knowledge", url(srv, "/peer"))
+        assert lines == ["2 200"] and json.loads(body)["protocol"] == "HTTP/2"
+
+
+@worker_ids
+def test_curl_h2c_by_upgrade_switches_with_101(worker: str, tmp_path: Path) -> None:
+    with worker_server(worker, cleartext="upgrade") as srv:
+        lines, bodies, log = curl(tmp_path, "-v", "--http2", url(srv), url(srv, "/peer"))
+        assert "< HTTP/1.1 101" in log
+        # The first request is answered on stream 1 after the 101; the second is a new stream
+        # on the same connection.
+        assert lines == ["2 200", "2 200"]
+        assert bodies[0] == HELLO
+        assert json.loads(bodies[1])["protocol"] == "HTTP/2"
+        assert log.count("Connected to") == 1
+
+
+@worker_ids
+def test_curl_h2_over_tls(worker: str, tmp_path: Path, pki: Path) -> None:
+    with worker_server(worker, tls=pki) as srv:
+        cacert = str(pki / "ca.pem")
+        lines, bodies, log = curl(tmp_path, "-v", "--http2", "--cacert", cacert, url(srv, tls=True))
+        assert "ALPN: server accepted h2" in log or "ALPN, server accepted to use h2" in log
+        assert lines == ["2 200"]
+        assert bodies == [HELLO]
+
+
+TRANSPORTS = {
+    # transport -> (http2_cleartext, curl arguments, the HTTP version of the answer)
+    "h2c": ("prior-knowledge", ["--http2-prior-knowledge"], "2"),
+    # A request with a body is not switched: the server reads bodies in HTTP/1.1 only
+    # before a switch, so it answers in HTTP/1.1, as RFC 7540 §3.2 allows.
+    "upgrade": ("upgrade", ["--http2"], "1.1"),
+    "tls": ("off", ["--http2"], "2"),
+}
+
+
+@worker_ids
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_curl_posts_a_mebibyte_and_gets_it_back(
+    worker: str, transport: str, tmp_path: Path, pki: Path
+) -> None:
+    cleartext, curl_args, version = TRANSPORTS[transport]
+    tls = transport == "tls"
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(hashlib.shake_256(b"corral h2").digest(1 << 20))
+    digest = hashlib.sha256(upload.read_bytes()).hexdigest()
+    heads = tmp_path / "heads.txt"
+    with worker_server(worker, tls=pki if tls else None, cleartext=cleartext) as srv:
+        extra = ["--cacert", str(pki / "ca.pem")] if tls else []
+        lines, [body], _ = curl(
+            tmp_path, *curl_args, *extra, "-D", str(heads),
+            "-H", "Content-Type: application/octet-stream",
+            "--data-binary", f"@{upload}", url(srv, "/sha256", tls=tls),
+        )  # fmt: skip
+        assert lines == [f"{version} 200"]
+        assert hashlib.sha256(body).hexdigest() == digest
+        fields = dict(
+            line.lower().split(": ", 1) for line in heads.read_text().splitlines() if ": " in line
+        )
+        assert fields["x-body-sha256"] == digest
+        assert fields["x-body-length"] == str(1 << 20)
+
+
+# -- nghttp ----------------------------------------------------------------------------------
+
+
+def nghttp(*args: str) -> tuple[dict[int, int], str]:
+    """Run `nghttp -nv`; the :status of each stream it received, and its frame log."""
+    result = run(need("nghttp"), "-nv", "--timeout", "20", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    statuses = {
+        int(stream): int(status)
+        for stream, status in re.findall(r"recv \(stream_id=(\d+)\) :status: (\d+)", result.stdout)
+    }
+    return statuses, result.stdout
+
+
+def ended_streams(log: str) -> set[int]:
+    """Streams whose END_STREAM the client received."""
+    frames = re.findall(r"recv \w+ frame <[^>]*flags=0x(\w+), stream_id=(\d+)>", log)
+    return {int(stream) for flags, stream in frames if int(flags, 16) & 0x1}
+
+
+def several(srv: Server, tls: bool = False) -> list[str]:
+    return [url(srv, path, tls) for path in ("/", "/peer", "/?n=3", "/missing")]
+
+
+@worker_ids
+def test_nghttp_by_prior_knowledge_several_requests_on_one_connection(worker: str) -> None:
+    with worker_server(worker, cleartext="prior-knowledge") as srv:
+        statuses, log = nghttp(*several(srv))
+        assert sorted(statuses.values()) == [200, 200, 200, 404], log
+        assert ended_streams(log) >= set(statuses), log
+        assert log.count("Connected") == 1
+        assert "recv GOAWAY" not in log and "recv RST_STREAM" not in log, log
+
+
+@worker_ids
+def test_nghttp_by_upgrade(worker: str) -> None:
+    with worker_server(worker, cleartext="upgrade") as srv:
+        statuses, log = nghttp("-u", *several(srv))
+        assert "HTTP Upgrade success" in log, log
+        assert statuses[1] == 200, log  # the upgraded request is stream 1
+        assert sorted(statuses.values()) == [200, 200, 200, 404], log
+        assert ended_streams(log) >= set(statuses), log
+        assert "recv GOAWAY" not in log and "recv RST_STREAM" not in log, log
+
+
+@worker_ids
+def test_nghttp_over_tls(worker: str, pki: Path) -> None:
+    with worker_server(worker, tls=pki) as srv:
+        statuses, log = nghttp(*several(srv, tls=True))
+        assert sorted(statuses.values()) == [200, 200, 200, 404], log
+
+
+@worker_ids
+def test_nghttp_sees_the_configured_settings(worker: str) -> None:
+    corral_only()
+    extra = ("--http2-max-concurrent-streams", "7", "--http2-max-frame-size", "32768")
+    with worker_server(worker, cleartext="prior-knowledge", extra=extra) as srv:
+        statuses, log = nghttp(url(srv))
+        assert list(statuses.values()) == [200], log
+        received = log[log.index("recv SETTINGS frame") :]
+        assert "[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7]" in received, log
+        assert "[SETTINGS_MAX_FRAME_SIZE(0x05):32768]" in received, log
+
+
+# -- h2load ----------------------------------------------------------------------------------
+
+
+@worker_ids
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
+def test_h2load_2000_requests_none_failed(worker: str, tls: bool, pki: Path) -> None:
+    with worker_server(worker, tls=pki if tls else None, cleartext="prior-knowledge") as srv:
+        result = run(need("h2load"), "-n", "2000", "-c", "4", "-m", "10", url(srv, tls=tls))
+        out = result.stdout
+        assert result.returncode == 0, out + result.stderr
+        assert "Application protocol: h2" in out, out
+        counts = re.search(
+            r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+            r"(\d+) errored, (\d+) timeout",
+            out,
+        )
+        assert counts is not None, out
+        assert [int(n) for n in counts.groups()] == [2000, 2000, 2000, 2000, 0, 0, 0], out
+        assert "status codes: 2000 2xx, 0 3xx, 0 4xx, 0 5xx" in out, out
+
+
+# -- httpx -----------------------------------------------------------------------------------
+
+
+async def httpx_concurrent(base: str, verify: ssl.SSLContext | bool, http1: bool) -> None:
+    async with httpx.AsyncClient(
+        http2=True, http1=http1, verify=verify, base_url=base, timeout=30
+    ) as client:
+        first = await client.get("/")
+        assert (first.status_code, first.http_version, first.content) == (200, "HTTP/2", HELLO)
+        port = (await client.get("/peer")).json()["port"]
+        group, n = uuid.uuid4().hex, 6
+        responses = await asyncio.gather(
+            *(client.get("/barrier", params={"group": group, "n": n}) for _ in range(n))
+        )
+        # Every request of the group was in the application at the same time: the streams of
+        # one connection are served side by side, not one after another.
+        assert [r.status_code for r in responses] == [200] * n, [r.text for r in responses]
+        assert {r.http_version for r in responses} == {"HTTP/2"}
+        assert [r.json() for r in responses] == [{"protocol": "HTTP/2", "port": port}] * n
+
+
+@worker_ids
+def test_httpx_http2_over_tls_concurrent_streams_on_one_connection(worker: str, pki: Path) -> None:
+    with worker_server(worker, tls=pki) as srv:
+        verify = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        asyncio.run(httpx_concurrent(url(srv, "", tls=True), verify, http1=True))
+
+
+@worker_ids
+def test_httpx_h2c_by_prior_knowledge_concurrent_streams(worker: str) -> None:
+    with worker_server(worker, cleartext="prior-knowledge") as srv:
+        # httpx speaks h2c by prior knowledge when HTTP/1.1 is turned off.
+        asyncio.run(httpx_concurrent(url(srv, ""), False, http1=False))
+
+
+# -- Python's ssl with ALPN ------------------------------------------------------------------
+
+
+def tls_socket(port: int, pki: Path, offer: list[str]) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    context.set_alpn_protocols(offer)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def http1_peer(sock: socket.socket) -> tuple[int, dict[str, object]]:
+    sock.sendall(b"GET /peer HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    resp, _ = read_response(sock)
+    return resp.status, json.loads(resp.body)
+
+
+@worker_ids
+def test_alpn_h2_is_selected_and_served(worker: str, pki: Path) -> None:
+    with (
+        worker_server(worker, tls=pki) as srv,
+        tls_socket(srv.port, pki, ["h2", "http/1.1"]) as tls,
+    ):
+        assert tls.selected_alpn_protocol() == "h2"
+        client = H2Client(tls, f"127.0.0.1:{srv.port}", scheme="https")
+        peer = client.request("GET", "/peer")
+        assert peer.status == 200 and json.loads(peer.data)["protocol"] == "HTTP/2"
+        echoed = client.request("POST", "/sha256", body=b"x" * 200_000)
+        assert echoed.status == 200 and bytes(echoed.data) == b"x" * 200_000
+        assert echoed.header("x-body-sha256") == hashlib.sha256(b"x" * 200_000).hexdigest()
+
+
+@worker_ids
+def test_alpn_offers_http1_only_when_h2_is_not_served(worker: str, pki: Path) -> None:
+    corral_only()
+    with (
+        worker_server(worker, tls=pki, protocols="h1") as srv,
+        tls_socket(srv.port, pki, ["h2", "http/1.1"]) as tls,
+    ):
+        assert tls.selected_alpn_protocol() == "http/1.1"
+        assert http1_peer(tls) == (200, {"protocol": "HTTP/1.1", "port": tls.getsockname()[1]})
+
+
+@worker_ids
+def test_alpn_http1_client_of_an_h2_server_is_served_http1(worker: str, pki: Path) -> None:
+    with worker_server(worker, tls=pki) as srv, tls_socket(srv.port, pki, ["http/1.1"]) as tls:
+        assert tls.selected_alpn_protocol() == "http/1.1"
+        status, peer = http1_peer(tls)
+        assert (status, peer["protocol"]) == (200, "HTTP/1.1")
+
+
+# -- Negotiation rules (corral's settings) ---------------------------------------------------
+
+
+def preface_answer(port: int) -> bytes:
+    """What a prior-knowledge client hears back: everything until the server closes."""
+    with connect(port) as sock:
+        sock.sendall(PREFACE + EMPTY_SETTINGS)
+        chunks = []
+        while data := sock.recv(65536):
+            chunks.append(data)
+        return b"".join(chunks)
+
+
+def assert_refused_as_http1(answer: bytes) -> None:
+    # Not HTTP/2 (its first frame would be the server's SETTINGS): the preface's first line,
+    # `PRI * HTTP/2.0`, read as an HTTP/1.1 request line and refused (an HTTP version this
+    # server does not serve over HTTP/1.1).
+    assert re.match(rb"HTTP/1\.1 (400|505) ", answer), answer[:200]
+
+
+@worker_ids
+def test_cleartext_off_refuses_the_preface_as_http1(worker: str) -> None:
+    corral_only()
+    with worker_server(worker, cleartext="off") as srv:
+        assert_refused_as_http1(preface_answer(srv.port))
+        with connect(srv.port) as sock:
+            assert http1_peer(sock)[1]["protocol"] == "HTTP/1.1"
+
+
+@worker_ids
+def test_prior_knowledge_mode_answers_http1_with_400(worker: str) -> None:
+    corral_only()
+    with worker_server(worker, cleartext="prior-knowledge") as srv, connect(srv.port) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert read_response(sock)[0].status == 400
+
+
+@worker_ids
+def test_upgrade_mode_serves_plain_http1_and_refuses_the_preface(worker: str) -> None:
+    corral_only()
+    with worker_server(worker, cleartext="upgrade") as srv:
+        with connect(srv.port) as sock:
+            assert http1_peer(sock)[1]["protocol"] == "HTTP/1.1"
+        assert_refused_as_http1(preface_answer(srv.port))
+
+
+@worker_ids
+def test_both_modes_serve_http1_prior_knowledge_and_upgrade(worker: str, tmp_path: Path) -> None:
+    corral_only()
+    with worker_server(worker, cleartext="both") as srv:
+        with connect(srv.port) as sock:
+            assert http1_peer(sock)[1]["protocol"] == "HTTP/1.1"
+        assert curl(tmp_path, "--http2-prior-knowledge", url(srv))[:2] == (["2 200"], [HELLO])
+        assert curl(tmp_path, "--http2", url(srv))[:2] == (["2 200"], [HELLO])
+
+
+@worker_ids
+def test_untrusted_peer_gets_no_h2c(worker: str, tmp_path: Path) -> None:
+    corral_only()
+    extra = ("--forwarded-allow-ips", "10.0.0.1")  # 127.0.0.1 is no longer trusted
+    with worker_server(worker, cleartext="both", extra=extra) as srv:
+        assert_refused_as_http1(preface_answer(srv.port))
+        # An upgrade request is served as the HTTP/1.1 request it also is, without a 101.
+        lines, bodies, log = curl(tmp_path, "-v", "--http2", url(srv))
+        assert (lines, bodies) == (["1.1 200"], [HELLO])
+        assert "< HTTP/1.1 101" not in log
+        with connect(srv.port) as sock:
+            assert http1_peer(sock)[1]["protocol"] == "HTTP/1.1"

@@ -1,0 +1,62 @@
+"""A Flask application for the HTTP/2 framework tests on the gthread worker
+(tests/integration/test_h2_frameworks.py): JSON, a form POST, a streamed generator larger than
+a stream's flow-control window, Flask's own 404, an error handler and an unhandled exception.
+
+What this module must never do: sleep, or depend on anything but Flask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from flask import Flask, Response, jsonify, request
+
+app = Flask(__name__)
+
+STREAM_LINES = 400
+LINE = "%04d " + "x" * 1018 + "\n"  # 1 KiB a line: 400 KiB, several windows of 64 KiB
+
+
+class Teapot(Exception):
+    """Raised by a route; the error handler turns it into a 418 JSON answer."""
+
+
+@app.errorhandler(Teapot)
+def teapot(error: Teapot) -> tuple[Response, int]:
+    return jsonify(error="teapot", detail=str(error)), 418
+
+
+@app.get("/items/<int:item_id>")
+def item(item_id: int) -> Response:
+    return jsonify(
+        id=item_id,
+        q=request.args.get("q"),
+        protocol=request.environ["SERVER_PROTOCOL"],
+        host=request.host,
+        scheme=request.scheme,
+        agent=request.headers.get("X-Agent"),
+    )
+
+
+@app.post("/form")
+def form() -> Response:
+    return jsonify(fields=request.form.to_dict(flat=False), length=request.content_length)
+
+
+@app.get("/stream")
+def stream() -> Response:
+    def lines() -> Iterator[bytes]:
+        for n in range(STREAM_LINES):
+            yield (LINE % n).encode()
+
+    return Response(lines(), mimetype="text/plain")
+
+
+@app.get("/teapot")
+def brew() -> Response:
+    raise Teapot("short and stout")
+
+
+@app.get("/boom")
+def boom() -> Response:
+    raise RuntimeError("boom from the h2 Flask app")
