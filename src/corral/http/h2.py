@@ -32,7 +32,6 @@ from typing import Any
 
 import h2.events as h2e
 from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import FlowControlError, StreamClosedError
 from h2.exceptions import ProtocolError as H2ProtocolError
@@ -40,6 +39,7 @@ from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from corral.errors import ProtocolError
+from corral.http.h2_connection import ServerConnection, rfc_error_code
 from corral.http.h2_request import build_request
 from corral.http.parser import Limits, Request
 from corral.http.writer import REASONS
@@ -152,7 +152,7 @@ class H2Session:
             validate_outbound_headers=False,  # the adapters validated them already
             normalize_outbound_headers=False,
         )
-        conn = H2Connection(config)
+        conn = ServerConnection(config)
         initial = {
             SettingCodes.MAX_CONCURRENT_STREAMS: limits.max_concurrent_streams,
             SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
@@ -178,6 +178,9 @@ class H2Session:
         burst = max(100.0, 2.0 * limits.max_concurrent_streams)
         self.resets = Budget(burst, burst / RESET_RATE_SECONDS)
         self.pending_output = bytearray()
+        # No header list within the limit needs more encoded bytes than this: HPACK spends
+        # fewer bytes on a field than the 32 it adds to the list size (RFC 7541 §4.1).
+        self.header_block_cap = limits.max_header_list_size + 16384
 
     # ---- starting ---------------------------------------------------------------------------
 
@@ -205,8 +208,17 @@ class H2Session:
         try:
             events = self.conn.receive_data(data)
         except H2ProtocolError as exc:
-            # h2 has queued a GOAWAY with the right error code already.
-            self.fail(str(exc) or type(exc).__name__)
+            # h2 has queued a GOAWAY already; a few of its codes are not the RFC's.
+            if (code := rfc_error_code(exc)) is not None:
+                self.recode_goaway(code)
+            why = str(exc)
+            self.fail(why if why and not why.isdigit() else f"{type(exc).__name__} {why}")
+            return []
+        if self.conn.header_block_size() > self.header_block_cap:
+            # RFC 9113 §6.10 puts no bound on a header block's CONTINUATION frames: without
+            # this one, a peer could make the server hold them until h2 counts 64 frames
+            # (64 x 16 MiB at the largest frame size) before anything is decoded.
+            self.calm("header block too large")
             return []
         out: list[Event] = []
         for event in events:
@@ -224,7 +236,10 @@ class H2Session:
         if self.draining and stream_id > self.last_stream_id:
             self.refuse(stream_id, now)
             return
-        if len(self.active) >= self.limits.max_concurrent_streams:
+        limit = self.limits.max_concurrent_streams
+        if len(self.active) >= limit or self.conn.inbound_streams(stream_id) > limit:
+            # RFC 9113 §5.1.2: a stream over the advertised limit is a stream error; the
+            # others go on (h2 would end the whole connection: see h2_connection.py).
             self.refuse(stream_id, now)
             return
         try:
@@ -316,6 +331,9 @@ class H2Session:
         conn = self.conn
         size = len(data)
         taken = 0
+        stream = conn.streams.get(stream_id)
+        if stream is None or stream.closed:
+            return -1  # reset by either side (h2 would take a closed stream's window as 0)
         try:
             room = conn.local_flow_control_window(stream_id)
             frame = conn.max_outbound_frame_size
@@ -367,6 +385,17 @@ class H2Session:
         headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
         if self.respond(stream_id, status, headers, end=False):
             self.send_body(stream_id, body, end=True)
+
+    def recode_goaway(self, code: int) -> None:
+        """Replace the error code of the GOAWAY h2 has just queued (its last frame)."""
+        data = self.conn.data_to_send()
+        head = 9 + 8  # a GOAWAY without debug data, as h2 sends it
+        last_stream_id = self.conn.highest_inbound_stream_id
+        if len(data) >= head and data[-head + 3] == GoAwayFrame.type:
+            last_stream_id = int.from_bytes(data[-8:-4], "big") & _MAX_WINDOW
+            data = data[:-head]
+        frame = GoAwayFrame(0, last_stream_id=last_stream_id, error_code=code)
+        self.pending_output += data + frame.serialize()
 
     def calm(self, why: str) -> None:
         self.close(ErrorCodes.ENHANCE_YOUR_CALM, why)

@@ -1,0 +1,59 @@
+"""h2's server connection with the few changes corral needs, and the RFC's error codes where
+h2 sends another.
+
+- The concurrency check: h2 answers a stream over the advertised limit with a connection
+  error; `ServerConnection` leaves it to the session, which refuses the one stream.
+- The pending header block: how many encoded bytes wait for CONTINUATION frames, so the
+  session can bound them (h2 bounds only their number).
+- `rfc_error_code`: the code RFC 9113 asks for where h2's GOAWAY carries PROTOCOL_ERROR.
+
+What this module must never do: do I/O, or change what h2 accepts on the wire.
+"""
+
+from __future__ import annotations
+
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from hpack.exceptions import HPACKError, OversizedHeaderListError
+from hyperframe.exceptions import InvalidDataError
+
+
+class ServerConnection(H2Connection):
+    """h2's connection, with the concurrency check left to the session.
+
+    h2 answers a stream over its advertised limit with a connection error, which would end
+    every other stream of the connection too; RFC 9113 §5.1.2 asks for a stream error, which
+    `H2Session.on_request` sends (REFUSED_STREAM) from the count below.
+    """
+
+    @property
+    def open_inbound_streams(self) -> int:
+        super().open_inbound_streams  # noqa: B018 (counting also forgets closed streams)
+        return 0
+
+    def inbound_streams(self, upto: int) -> int:
+        """The client's streams up to `upto` that the protocol still considers open (the
+        later ones of the same read are counted when their turn comes)."""
+        super().open_inbound_streams  # noqa: B018 (forgets closed streams)
+        return sum(
+            1 for sid, stream in self.streams.items() if sid & 1 and sid <= upto and stream.open
+        )
+
+    def header_block_size(self) -> int:
+        """Encoded bytes of a header block still waiting for its CONTINUATION frames."""
+        pending = getattr(self.incoming_buffer, "_headers_buffer", ())
+        return sum(len(frame.data) for frame in pending)
+
+
+def rfc_error_code(exc: BaseException) -> int | None:
+    """The RFC's code where h2 sends PROTOCOL_ERROR for another error: a field block that
+    does not decode (RFC 9113 §4.3: COMPRESSION_ERROR; a header list over the limit keeps
+    h2's ENHANCE_YOUR_CALM) and a SETTINGS acknowledgement with a payload (§6.5:
+    FRAME_SIZE_ERROR)."""
+    cause = exc.__cause__
+    decoding = isinstance(cause, (HPACKError, IndexError))  # what h2 catches around hpack
+    if decoding and not isinstance(cause, OversizedHeaderListError):
+        return ErrorCodes.COMPRESSION_ERROR
+    if isinstance(cause, InvalidDataError) and "SETTINGS" in str(cause):
+        return ErrorCodes.FRAME_SIZE_ERROR
+    return None
