@@ -23,7 +23,7 @@ from typing import Any, Literal, cast
 
 from corral.addresses import split_host_port
 
-WorkerClassName = Literal["sync", "gthread", "asgi"]
+WorkerClassName = Literal["sync", "gthread", "asgi", "gevent"]
 AsgiLifespan = Literal["auto", "on", "off"]
 AsgiLoop = Literal["auto", "asyncio", "uvloop"]
 ASGI_LIFESPANS: dict[str, AsgiLifespan] = {"auto": "auto", "on": "on", "off": "off"}
@@ -58,6 +58,16 @@ WORKER_CLASSES: dict[str, WorkerClassName] = {
     # corral cannot run that class, and serves the app with its own asgi worker instead.
     "uvicorn.workers.UvicornWorker": "asgi",
     "uvicorn_worker.UvicornWorker": "asgi",
+    "gevent": "gevent",
+    "gunicorn.workers.ggevent.GeventWorker": "gevent",
+    "egg:gunicorn#gevent": "gevent",
+    # Gunicorn's gevent_wsgi and gevent_pywsgi serve through gevent's own pywsgi server;
+    # corral's gevent worker serves those names with its own parser and adapter.
+    "gevent_wsgi": "gevent",
+    "gevent_pywsgi": "gevent",
+    "gunicorn.workers.ggevent.GeventPyWSGIWorker": "gevent",
+    "egg:gunicorn#gevent_wsgi": "gevent",
+    "egg:gunicorn#gevent_pywsgi": "gevent",
 }
 LOG_LEVELS: dict[str, LogLevel] = {
     "debug": "debug",
@@ -174,18 +184,20 @@ def _choice(table: dict[str, Any], value: object, what: str) -> Any:
 
 
 class WorkerClassChoice(str):
-    """A worker class as corral runs it (equal to 'sync', 'gthread' or 'asgi'), remembering the
-    other name it was chosen by (`gunicorn.workers.gasgi.ASGIWorker`,
-    `uvicorn.workers.UvicornWorker`), so that the master can say which worker serves that name.
+    """A worker class as corral runs it (equal to 'sync', 'gthread', 'asgi' or 'gevent'),
+    remembering the other name it was chosen by (`gunicorn.workers.gasgi.ASGIWorker`,
+    `uvicorn.workers.UvicornWorker`, `gevent_wsgi`), so that the master can say which worker
+    serves that name.
     """
 
     requested = ""
 
 
 def worker_class(value: object) -> WorkerClassName:
-    """`sync`, `gthread` or `asgi`, also under Gunicorn's dotted and egg spellings (and
-    uvicorn's worker class names, served by `asgi`). Any other name is refused: corral runs
-    only its own workers, never a class loaded from a module."""
+    """`sync`, `gthread`, `asgi` or `gevent`, also under Gunicorn's dotted and egg spellings
+    (and uvicorn's worker class names, served by `asgi`, and Gunicorn's `gevent_wsgi` and
+    `gevent_pywsgi`, served by `gevent`). Any other name is refused: corral runs only its own
+    workers, never a class loaded from a module."""
     name = value.strip() if isinstance(value, str) else ""
     kind = WORKER_CLASSES.get(name)
     if kind is None:
