@@ -46,6 +46,7 @@ from corral.process import Pidfile, set_process_title
 from corral.resources import limit_warnings
 from corral.workers.asgi import AsgiWorker
 from corral.workers.engine import Worker
+from corral.workers.gevent import GeventWorker
 from corral.workers.gthread import ThreadWorker
 from corral.workers.heartbeat import Heartbeat
 from corral.workers.sync import SyncWorker
@@ -62,6 +63,7 @@ WORKER_CLASSES: dict[str, type[Worker]] = {
     "sync": SyncWorker,
     "gthread": ThreadWorker,
     "asgi": AsgiWorker,
+    "gevent": GeventWorker,
 }
 HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH")
 # After the abort signal, how long a timed-out worker gets to print its stacks before SIGKILL.
