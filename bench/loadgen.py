@@ -4,7 +4,8 @@ reading its report.
 wrk runs with one thread and 64 connections; when the scenario pins the server to core 0,
 wrk is pinned to core 1 so the two never share a core. The WebSocket echo scenarios run
 wsload.py the same way: 64 connections, pinned to core 1, one message in flight on each,
-its report read into the same WrkReport (a request is then one echoed message). Only
+its report read into the same WrkReport (a request is then one echoed message). The HTTP/2
+scenarios run h2load instead (h2load.py), its report read into the same WrkReport too. Only
 127.0.0.1 is ever targeted.
 """
 
@@ -16,6 +17,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import h2load
 
 WSLOAD = Path(__file__).resolve().parent / "wsload.py"
 
@@ -43,6 +46,9 @@ class Load:
     connections: int = CONNECTIONS
     websocket_size: int = 0  # WebSocket echo of messages of this size (wsload.py), not wrk
     client_python: Path | None = None  # the interpreter that runs wsload.py
+    h2load: str = ""  # h2load instead of wrk: "h2c", "h2" (TLS) or "h1" (`--h1`)
+    streams: int = 1  # h2load -m
+    log_file: Path | None = None  # h2load's per-request log (the latencies)
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,8 @@ class WrkReport:
     p50_ms: float
     p99_ms: float
     errors: int  # non-2xx/3xx responses plus socket errors of every kind
+    protocol: str = ""  # h2load: what it spoke (h2c, h2, http/1.1)
+    detail: str = ""  # h2load: its failed requests, broken down
 
 
 def command(load: Load, seconds: int) -> list[str]:
@@ -79,12 +87,38 @@ def websocket_command(load: Load, seconds: int) -> list[str]:
 
 def run(load: Load, seconds: int) -> WrkReport:
     """Run the load for `seconds` and read its report; raises RuntimeError if it has none."""
+    if load.h2load:
+        return run_h2load(load, seconds)
     done = subprocess.run(
         command(load, seconds), capture_output=True, text=True, timeout=seconds + 60
     )
     if load.websocket_size:
         return parse_websocket(done.stdout, done.stderr)
     return parse(done.stdout + done.stderr)
+
+
+def run_h2load(load: Load, seconds: int) -> WrkReport:
+    assert load.log_file is not None
+    figures = h2load.run(
+        load.url,
+        seconds,
+        load.connections,
+        load.streams,
+        load.h2load == "h1",
+        load.log_file,
+        load.pinned,
+    )
+    return WrkReport(
+        requests=figures.requests,
+        seconds=figures.seconds,
+        requests_per_s=figures.requests / figures.seconds if figures.seconds else 0.0,
+        p50_ms=figures.p50_ms,
+        p99_ms=figures.p99_ms,
+        errors=figures.failed,
+        protocol=figures.protocol,
+        detail=f"{figures.failed} failed ({figures.errored} errored, "
+        f"{figures.timeout} timed out, the rest 4xx/5xx)",
+    )
 
 
 def parse_websocket(stdout: str, stderr: str) -> WrkReport:

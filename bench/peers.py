@@ -1,11 +1,11 @@
 """Installing what the benchmark needs on a bare machine: Debian packages and the peer venv.
 
-Debian packages come through apt-get (wrk, hey, nginx, taskset, and gcc + libev-dev to build
-bjoern); what is already there is skipped. The peer servers, Flask and matplotlib go into a
-virtual environment of their own, bench/.peers, pinned in peers.txt, so the project's .venv
-stays clean. Anything that fails to install is reported and the servers needing it skipped:
-an install failure must never stop the run, except wrk and taskset, without which nothing
-can be measured.
+Debian packages come through apt-get (wrk, hey, nginx, taskset, h2load, openssl, and gcc +
+libev-dev to build bjoern); what is already there is skipped. The peer servers, Flask and
+matplotlib go into a virtual environment of their own, bench/.peers, pinned in peers.txt, so
+the project's .venv stays clean. Anything that fails to install is reported and the servers
+needing it skipped: an install failure must never stop the run, except wrk and taskset,
+without which nothing can be measured.
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ VENV = HERE / ".peers"
 REQUIREMENTS = HERE / "peers.txt"
 
 # Command → the Debian package that provides it.
-COMMANDS = {"wrk": "wrk", "hey": "hey", "nginx": "nginx", "taskset": "util-linux", "gcc": "gcc"}
+COMMANDS = {
+    **{"wrk": "wrk", "hey": "hey", "nginx": "nginx", "taskset": "util-linux", "gcc": "gcc"},
+    # The HTTP/2 scenarios: their load, and the TLS scenario's certificate.
+    **{"h2load": "nghttp2-client", "openssl": "openssl"},
+}
 # Packages that provide no command, only files: checked with dpkg.
 LIBRARIES = ("libev-dev",)
 ESSENTIAL = ("wrk", "taskset")

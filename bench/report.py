@@ -2,7 +2,8 @@
 
 Every figure is the median of the rounds that succeeded, and its ratio is that median divided
 by the baseline's median in the same scenario of the same run: gunicorn-sync's in the WSGI
-scenarios, uvicorn-asgi's in the ASGI ones. Nothing here measures anything.
+scenarios, uvicorn-asgi's in the ASGI ones, the one each HTTP/2 scenario names in those. A
+run flagged for failed requests is left out of the medians. Nothing here measures anything.
 """
 
 from __future__ import annotations
@@ -69,10 +70,19 @@ def summarize(runs: list[RunResult]) -> Summary:
         cell["runs"].append(run)
     for scenario, servers in summary.items():
         for cell in servers.values():
-            ok = [run for run in cell.pop("runs") if run.ok]
+            runs = cell.pop("runs")
+            ok = [run for run in runs if run.ok and not run.flagged]
+            flagged = [run for run in runs if run.ok and run.flagged]
             cell["rounds_ok"] = len(ok)
-            cell["median"] = {m: median(getattr(run, m) for run in ok) for m in METRICS}
-            cell["notes"] = sorted({run.note for run in ok if run.note})
+            cell["rounds_flagged"] = len(flagged)
+            cell["rounds_failed"] = sum(not run.ok for run in runs)
+            # A flagged run (failed requests) is never a good one: its figures show only
+            # when no round of that server was good, and the report marks them.
+            cell["only_flagged"] = not ok and bool(flagged)
+            counted = ok or flagged
+            cell["median"] = {m: median(getattr(run, m) for run in counted) for m in METRICS}
+            cell["notes"] = sorted({run.note for run in counted if run.note})
+            cell["notes"] += sorted({f"round {r.round} flagged: {r.flagged}" for r in flagged})
         base = servers.get(baseline_of(scenario), {}).get("median", {})
         for cell in servers.values():
             cell["ratio"] = {
@@ -174,6 +184,9 @@ def document(
         "slow_clients": slow_clients_summary(slow or []),
         "failures": [
             f"{r.scenario} / {r.server} / round {r.round}: {r.error}" for r in runs if r.error
+        ],
+        "flagged": [
+            f"{r.scenario} / {r.server} / round {r.round}: {r.flagged}" for r in runs if r.flagged
         ],
         "runs": [asdict(run) for run in runs],
         "starvation_runs": [asdict(s) for s in starvation],

@@ -112,7 +112,24 @@ def make_context(toolbox: peers.Toolbox) -> Context:
     static_file.chmod(0o644)
     corral_src = workdir / "src"
     shutil.copytree(CORRAL_SRC, corral_src / "corral", ignore=shutil.ignore_patterns("*.pyc"))
-    return Context(toolbox.python, workdir, corral_src, static_file, json_body().decode())
+    certfile, keyfile = certificate(workdir)
+    return Context(
+        toolbox.python, workdir, corral_src, static_file, json_body().decode(), certfile, keyfile
+    )
+
+
+def certificate(workdir: Path) -> tuple[Path | None, Path | None]:
+    """A self-signed certificate for 127.0.0.1 (the TLS scenarios), or (None, None)."""
+    certfile, keyfile = workdir / "cert.pem", workdir / "key.pem"
+    argv = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    argv += ["-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-addext"]
+    argv += ["subjectAltName=IP:127.0.0.1", "-keyout", str(keyfile), "-out", str(certfile)]
+    try:
+        subprocess.run(argv, capture_output=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log(f"no certificate, the TLS scenarios fail: {exc}")
+        return None, None
+    return certfile, keyfile
 
 
 def fingerprint(tree: Path) -> str:
@@ -130,25 +147,29 @@ def prime(ctx: Context, servers: list[Server], scenarios: list[Scenario]) -> Non
     into the page cache; priming makes every measured start a warm start, for all alike.
     """
     for server in servers:
-        for app in dict.fromkeys(s.app for s in scenarios):
-            scenario = next((s for s in scenarios if s.app == app and s.admits(server)), None)
-            if scenario is None:
+        primed: set[str] = set()
+        for scenario in scenarios:
+            app = scenario.app_for(server)
+            if not scenario.admits(server) or app in primed:
                 continue
+            primed.add(app)
             port = session.free_port()
-            with session.start(ctx, server, scenario, port) as proc:
-                try:
-                    proc.wait_first_response(port)
-                except session.RunFailed as exc:
-                    log(f"  priming {server.name} ({app}) failed: {exc}")
+            try:
+                with session.start(ctx, server, scenario, port) as proc:
+                    proc.wait_first_response(port, scenario)
+            except session.RunFailed as exc:
+                log(f"  priming {server.name} ({app}) failed: {exc}")
 
 
 def describe(run: session.RunResult) -> str:
     if not run.ok:
         return f"FAILED: {run.error}"
-    return (
+    flag = f"FLAGGED: {run.flagged}; " if run.flagged else ""
+    return flag + (
         f"{run.requests_per_s:,.0f} req/s, {run.requests_per_cpu_s or 0:,.0f} req/CPU-s, "
         f"p99 {run.p99_ms:.2f} ms, {run.errors} errors, start {run.start_ms:.0f} ms, "
         f"other load {run.other_load or 0:.2f} cores"
+        + (f", {run.protocol}" if run.protocol else "")
     )
 
 
@@ -178,7 +199,8 @@ class Rounds:
         self.runs: list[session.RunResult] = []
         self.checks: list[starvation.StarvationResult] = []
         self.slow_checks: list[slow_clients.SlowClientsResult] = []
-        self.broken: set[tuple[str, str]] = set()  # (server, app) that did not start
+        # (server, app, HTTP/2, TLS) that did not start
+        self.broken: set[tuple[str, str, bool, bool]] = set()
 
     def run(self, scenarios: list[Scenario]) -> None:
         for round_no in range(1, self.args.rounds + 1):
@@ -197,12 +219,13 @@ class Rounds:
                     self.check_slow_clients(server, round_no)
 
     def measure(self, server: Server, scenario: Scenario, round_no: int) -> None:
-        if not scenario.admits(server) or (server.name, scenario.app) in self.broken:
+        start = (server.name, scenario.app_for(server), scenario.speaks_h2, scenario.tls)
+        if not scenario.admits(server) or start in self.broken:
             return
         args = self.args
         result = session.measure(self.ctx, server, scenario, round_no, args.duration, args.warmup)
         if result.start_ms is None:
-            self.broken.add((server.name, scenario.app))  # not retried: it would fail again
+            self.broken.add(start)  # not retried: it would fail again
         self.runs.append(result)
         log(f"[{round_no}/{args.rounds}] {scenario.name:13} {server.name:19} {describe(result)}")
 
@@ -250,6 +273,7 @@ def versions(ctx: Context, toolbox: peers.Toolbox) -> dict[str, str]:
     tree = fingerprint(ctx.corral_src / "corral")
     found = {"corral": f"{corral} (working tree, src/corral sha256 {tree})", **toolbox.versions}
     found["wrk"] = command_version(["wrk", "-v"])
+    found["h2load"] = command_version(["h2load", "--version"])
     found["nginx"] = command_version(["nginx", "-v"])
     return found
 
@@ -303,6 +327,9 @@ def runnable(
     if "flask" not in toolbox.versions and any(s.name == "flask" for s in scenarios):
         skipped.append("scenario flask: Flask is not installed")
         scenarios = [s for s in scenarios if s.name != "flask"]
+    if "h2load" not in toolbox.commands and any(s.h2load for s in scenarios):
+        skipped.append("the HTTP/2 scenarios: h2load (nghttp2-client) is not installed")
+        scenarios = [s for s in scenarios if not s.h2load]
     return servers, scenarios
 
 

@@ -7,7 +7,13 @@ servers that take the flag, so its cost reads off the two rows.
 A scenario is WSGI or ASGI: only servers of the same interface take part, and its ratios are
 to its own baseline (gunicorn-sync for WSGI, uvicorn-asgi for ASGI). The WebSocket echo
 scenarios are loaded by wsload.py instead of wrk; a "request" is then one echoed message.
-GROUPS names sets of scenarios for `--scenarios` (`asgi`, `wsgi`).
+
+The HTTP/2 scenarios (interface "http2") are loaded by h2load: 8 connections with 16
+streams in flight on each, cleartext by prior knowledge and over TLS (ALPN), and the same
+load in HTTP/1.1 (`h2load --h1`, keep-alive and pipelined) on the same servers' HTTP/1.1
+form, so that the two protocols read off the same client. They name their servers (`only`):
+each server runs its own family's hello application (ASGI or WSGI, both 13 bytes on `/`).
+GROUPS names sets of scenarios for `--scenarios` (`asgi`, `wsgi`, `h2`).
 """
 
 from __future__ import annotations
@@ -16,7 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apps.wsgi_app import json_body
-from servers import ASGI_BASELINE, BASELINE, Server
+from servers import (
+    ASGI_BASELINE,
+    BASELINE,
+    H1_TWINS,
+    H2_BASELINE,
+    H2_H1_BASELINE,
+    H2_SERVERS,
+    Server,
+)
 
 HERE = Path(__file__).resolve().parent
 WSGI_APP = "wsgi_app:application"
@@ -26,6 +40,8 @@ WS_SMALL = 64
 WS_LARGE = 16 * 1024
 FLASK_APP = "flask_app:app"
 STATIC_SIZE = 100 * 1024
+H2_CONNECTIONS = 8
+H2_STREAMS = 16
 ECHO_SIZE = 1024 * 1024
 # The scenario that `access-log` is compared with, server by server.
 ACCESS_LOG_REFERENCE = "keepalive"
@@ -51,9 +67,19 @@ class Scenario:
     interface: str = "wsgi"  # or "asgi": which servers take part
     baseline: str = BASELINE  # the server every ratio in this scenario is to
     websocket_size: int = 0  # WebSocket echo of messages of this size, by wsload.py
+    # h2load instead of wrk: "h2c" (cleartext, prior knowledge), "h2" (TLS, ALPN) or "h1"
+    # (`h2load --h1`); "" for wrk.
+    h2load: str = ""
+    connections: int = 64
+    streams: int = 1  # h2load -m: streams per connection (HTTP/1.1: pipelined requests)
+    tls: bool = False
+    # When set, exactly these servers take part, each on its own family's application.
+    only: tuple[str, ...] = ()
 
     def admits(self, server: Server) -> bool:
         """Whether `server` takes part in this scenario."""
+        if self.only:
+            return server.name in self.only
         if not server.in_load_scenarios:
             return False
         if server.runs_python and server.interface != self.interface:
@@ -63,6 +89,17 @@ class Scenario:
         if not server.runs_python and not self.nginx:
             return False
         return server.max_workers is None or self.workers <= server.max_workers
+
+    def app_for(self, server: Server) -> str:
+        """The application `server` runs here: a scenario naming its servers mixes both
+        families, each on its own hello application."""
+        if not self.only:
+            return self.app
+        return ASGI_APP if server.interface == "asgi" else WSGI_APP
+
+    @property
+    def speaks_h2(self) -> bool:
+        return self.h2load in ("h2c", "h2")
 
 
 def hello(name: str, title: str, **options: bool | int | str) -> Scenario:
@@ -81,6 +118,21 @@ def asgi(name: str, title: str, path: str, **options: bool | int | str) -> Scena
         baseline=ASGI_BASELINE,
         **options,  # type: ignore[arg-type]
     )
+
+
+def h2(name: str, title: str, protocol: str, **options: bool | int | str) -> Scenario:
+    """An h2load scenario on the hello route: 8 connections, 16 requests in flight on each
+    (streams, or pipelined HTTP/1.1 requests) unless told otherwise."""
+    h1 = protocol == "h1"
+    settings: dict[str, object] = {
+        "connections": H2_CONNECTIONS,
+        "streams": H2_STREAMS,
+        "interface": "http2",
+        "baseline": H2_H1_BASELINE if h1 else H2_BASELINE,
+        "only": tuple(t for t in H1_TWINS.values() if t) if h1 else H2_SERVERS,
+        **options,
+    }
+    return Scenario(name, title, "/", h2load=protocol, expect_size=13, **settings)  # type: ignore[arg-type]
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -149,10 +201,25 @@ SCENARIOS: dict[str, Scenario] = {
             "/ws",
             websocket_size=WS_LARGE,
         ),
+        h2("h2c", "HTTP/2 cleartext (prior knowledge), 8 connections x 16 streams", "h2c"),
+        h2("h2-tls", "HTTP/2 over TLS (ALPN h2), 8 connections x 16 streams", "h2", tls=True),
+        h2(
+            "h1-keepalive",
+            "HTTP/1.1 keep-alive through h2load --h1, 128 connections x 1 request in flight",
+            "h1",
+            connections=H2_CONNECTIONS * H2_STREAMS,
+            streams=1,
+        ),
+        h2(
+            "h1-pipelined",
+            "HTTP/1.1 through h2load --h1, 8 connections x 16 pipelined requests",
+            "h1",
+        ),
     )
 }
 
 GROUPS: dict[str, list[str]] = {
     "asgi": [name for name, s in SCENARIOS.items() if s.interface == "asgi"],
     "wsgi": [name for name, s in SCENARIOS.items() if s.interface == "wsgi"],
+    "h2": [name for name, s in SCENARIOS.items() if s.interface == "http2"],
 }

@@ -6,22 +6,31 @@ when the benchmark starts: it is pure Python with no dependencies, so this is th
 `.venv/bin/corral` runs; the Flask scenario finds Flask in the same venv as every peer does;
 and edits made to src/ while the benchmark runs cannot mix two versions in one report.
 
-A server is a row in SERVERS; nothing here starts a process.
+A server is a row in SERVERS; nothing here starts a process. The HTTP/2 rows (`-h2`) take
+part only in the HTTP/2 scenarios, which name them; each has an HTTP/1.1 twin in H1_TWINS,
+the same server without HTTP/2, which the HTTP/1.1 rows of those scenarios run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from string import Template
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 NGINX_TEMPLATE = HERE / "conf" / "nginx.conf"
+HYPERCORN_H2_CONFIG = HERE / "conf" / "hypercorn_h2.toml"
 HOST = "127.0.0.1"
 BASELINE = "gunicorn-sync"
 ASGI_BASELINE = "uvicorn-asgi"
+# The HTTP/2 scenarios' reference: Gunicorn 27's own HTTP/2, on its faster worker; and the
+# same worker over HTTP/1.1 in the HTTP/1.1 rows of those scenarios.
+H2_BASELINE = "gunicorn-asgi-h2"
+H2_H1_BASELINE = "gunicorn-asgi"
+# Gunicorn's flags for HTTP/2, which corral takes too: h2c only by prior knowledge.
+H2C_PRIOR_KNOWLEDGE = ("--http2-cleartext", "prior-knowledge")
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,9 @@ class Context:
     corral_src: Path  # the copy of src/ that corral runs from
     static_file: Path
     json_body: str
+    # A self-signed certificate for 127.0.0.1 (the TLS scenarios); None if openssl failed.
+    certfile: Path | None = None
+    keyfile: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,8 @@ class Launch:
     workers: int
     app: str  # MODULE:ATTRIBUTE
     access_log: bool = False
+    certfile: Path | None = None  # TLS: the listener's certificate and key
+    keyfile: Path | None = None
 
     @property
     def address(self) -> str:
@@ -78,9 +92,35 @@ def prefork(module: str, *worker_args: str) -> Argv:
         command += ["-b", launch.address, *worker_args]
         if launch.access_log:
             command += ["--access-logfile", "/dev/null"]
+        if launch.certfile and launch.keyfile:
+            command += ["--certfile", str(launch.certfile), "--keyfile", str(launch.keyfile)]
         return [*command, launch.app]
 
     return argv
+
+
+def granian_h2(interface: str, *options: str) -> Argv:
+    """Granian with HTTP/2 only (`--http 2`): h2c by prior knowledge, or h2 over TLS."""
+
+    def argv(ctx: Context, launch: Launch) -> list[str]:
+        command = [str(ctx.python), "-m", "granian", "--interface", interface, *options]
+        command += ["--http", "2", "--workers", str(launch.workers), "--no-access-log"]
+        command += ["--log-level", "warning", "--host", HOST, "--port", str(launch.port)]
+        if launch.certfile and launch.keyfile:
+            command += ["--ssl-certificate", str(launch.certfile)]
+            command += ["--ssl-keyfile", str(launch.keyfile)]
+        return [*command, launch.app]
+
+    return argv
+
+
+def hypercorn_h2_argv(ctx: Context, launch: Launch) -> list[str]:
+    # Its plain bind takes h2c by prior knowledge; with a certificate it offers h2 by ALPN.
+    # The config file lifts its 1000 requests per connection (see the file).
+    command = [*hypercorn_argv(ctx, launch)[:-1], "-c", str(HYPERCORN_H2_CONFIG)]
+    if launch.certfile and launch.keyfile:
+        command += ["--certfile", str(launch.certfile), "--keyfile", str(launch.keyfile)]
+    return [*command, launch.app]
 
 
 def uvicorn_argv(ctx: Context, launch: Launch) -> list[str]:
@@ -167,7 +207,9 @@ def uvicorn_processes(workers: int) -> int:
     return 1 if workers == 1 else workers + 1
 
 
-def corral(name: str, *worker_args: str, interface: str = "wsgi") -> Server:
+def corral(
+    name: str, *worker_args: str, interface: str = "wsgi", in_load_scenarios: bool = True
+) -> Server:
     return Server(
         name,
         prefork("corral", *worker_args),
@@ -175,6 +217,7 @@ def corral(name: str, *worker_args: str, interface: str = "wsgi") -> Server:
         processes=master_and,
         runs_corral_copy=True,
         takes_access_log=True,
+        in_load_scenarios=in_load_scenarios,
         interface=interface,
     )
 
@@ -191,6 +234,11 @@ def gunicorn(
         in_load_scenarios=in_load_scenarios,
         interface=interface,
     )
+
+
+def h2_only(server: Server) -> Server:
+    """An HTTP/2 row: only the HTTP/2 scenarios, which name it, run it."""
+    return replace(server, in_load_scenarios=False)
 
 
 SERVERS: dict[str, Server] = {
@@ -240,5 +288,69 @@ SERVERS: dict[str, Server] = {
             processes=master_and,
             interface="asgi",
         ),
+        # HTTP/2 (the h2c, h2-tls scenarios): corral as issue 12 asks for it, both families.
+        corral(
+            "corral-asgi-h2",
+            *("-k", "asgi", "--asgi-loop", "asyncio", "--http-protocols", "h2,h1"),
+            *H2C_PRIOR_KNOWLEDGE,
+            interface="asgi",
+            in_load_scenarios=False,
+        ),
+        corral(
+            "corral-gthread-h2",
+            *("-k", "gthread", "--threads", "4", "--http-protocols", "h2,h1"),
+            *H2C_PRIOR_KNOWLEDGE,
+            in_load_scenarios=False,
+        ),
+        gunicorn(
+            H2_BASELINE,
+            *("-k", "asgi", "--http-protocols", "h2", *H2C_PRIOR_KNOWLEDGE),
+            interface="asgi",
+            in_load_scenarios=False,
+        ),
+        gunicorn(
+            "gunicorn-gthread-h2",
+            *("-k", "gthread", "--threads", "4", "--http-protocols", "h2", *H2C_PRIOR_KNOWLEDGE),
+            in_load_scenarios=False,
+        ),
+        h2_only(
+            Server(
+                "granian-h2",
+                granian_h2("asgi", "--loop", "auto"),
+                needs=("granian",),
+                processes=master_and,
+                interface="asgi",
+            )
+        ),
+        h2_only(
+            Server(
+                "granian-wsgi-h2",
+                granian_h2("wsgi", "--blocking-threads", "1"),
+                needs=("granian",),
+                processes=master_and,
+            )
+        ),
+        h2_only(
+            Server(
+                "hypercorn-h2",
+                hypercorn_h2_argv,
+                needs=("hypercorn", "uvloop"),
+                processes=master_and,
+                interface="asgi",
+            )
+        ),
     )
 }
+
+# Each HTTP/2 row and its HTTP/1.1 twin (None: no HTTP/1.1 row, see bench/README.md).
+H1_TWINS: dict[str, str | None] = {
+    "corral-asgi-h2": "corral-asgi",
+    "corral-gthread-h2": "corral-gthread-4",
+    H2_BASELINE: H2_H1_BASELINE,
+    "gunicorn-gthread-h2": "gunicorn-gthread-4",
+    "granian-h2": "granian-asgi",
+    "granian-wsgi-h2": "granian",
+    # h2load --h1 counts every HTTP/1.1 response of Hypercorn 0.18 as failed.
+    "hypercorn-h2": None,
+}
+H2_SERVERS = tuple(H1_TWINS)

@@ -17,10 +17,12 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 
+import h2load
+import h2probe
 import loadgen
 import procfs
 import wsload
@@ -64,6 +66,10 @@ class RunResult:
     cpu_s: float | None = None
     requests_per_cpu_s: float | None = None
     other_load: float | None = None  # cores the rest of the machine kept busy meanwhile
+    # h2load scenarios: why this run's figures are not good ones (failed requests); its
+    # figures are kept, but the report's medians leave it out.
+    flagged: str = ""
+    protocol: str = ""  # what h2load spoke
 
 
 class ServerProcess:
@@ -103,14 +109,15 @@ class ServerProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def wait_first_response(self, port: int) -> float:
-        """Milliseconds from the start until the first response's first bytes arrive."""
+    def wait_first_response(self, port: int, scenario: Scenario | None = None) -> float:
+        """Milliseconds from the start until the first response's first bytes arrive (in
+        HTTP/2 scenarios: the response's HEADERS frame)."""
         deadline = self.started + START_DEADLINE
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RunFailed(f"exited with status {self.proc.returncode} before answering")
-            if first_bytes(port, timeout=2.0).startswith(b"HTTP/1."):
+            if responds(port, scenario):
                 return (time.monotonic() - self.started) * 1000.0
             time.sleep(POLL)
         raise RunFailed(f"no response within {START_DEADLINE:.0f} s")
@@ -155,6 +162,12 @@ class ServerProcess:
         return " | ".join(text.strip().splitlines()[-lines:])
 
 
+def responds(port: int, scenario: Scenario | None) -> bool:
+    if scenario is not None and scenario.speaks_h2:
+        return h2probe.answered(HOST, port, scenario.tls, timeout=2.0)
+    return first_bytes(port, timeout=2.0).startswith(b"HTTP/1.")
+
+
 def first_bytes(port: int, timeout: float) -> bytes:
     """Send one GET / on a new connection; the first bytes of the answer, or b"" if none."""
     request = f"GET / HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n".encode()
@@ -185,7 +198,11 @@ def server_env(ctx: Context, server: Server) -> dict[str, str]:
 
 def start(ctx: Context, server: Server, scenario: Scenario, port: int) -> ServerProcess:
     """The server as this scenario runs it (pinned to core 0 if the scenario pins)."""
-    launch = Launch(port, scenario.workers, scenario.app, scenario.access_log)
+    launch = Launch(port, scenario.workers, scenario.app_for(server), scenario.access_log)
+    if scenario.tls:
+        if ctx.certfile is None:
+            raise RunFailed("no certificate (openssl failed)")
+        launch = replace(launch, certfile=ctx.certfile, keyfile=ctx.keyfile)
     argv = server.argv(ctx, launch)
     if scenario.pinned:
         argv = ["taskset", "-c", loadgen.SERVER_CORE, *argv]
@@ -193,8 +210,18 @@ def start(ctx: Context, server: Server, scenario: Scenario, port: int) -> Server
     return ServerProcess(argv, server_env(ctx, server), log_path)
 
 
+def url_of(scenario: Scenario, port: int) -> str:
+    return f"{'https' if scenario.tls else 'http'}://{HOST}:{port}{scenario.path}"
+
+
 def check(scenario: Scenario, port: int) -> str:
     """Send the scenario's request once and check the answer; returns a note for the report."""
+    if scenario.h2load:
+        try:
+            h2load.check(url_of(scenario, port), scenario.h2load == "h1", scenario.expect_size)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            raise RunFailed(str(exc)) from exc
+        return ""
     if scenario.websocket_size:
         try:
             wsload.check(port, scenario.path, scenario.websocket_size)
@@ -255,18 +282,23 @@ def measure(
 ) -> RunResult:
     result = RunResult(scenario.name, server.name, round_no)
     port = free_port()
-    url = f"http://{HOST}:{port}{scenario.path}"
     load = loadgen.Load(
-        url,
+        url_of(scenario, port),
         scenario.pinned,
         scenario.close,
         scenario.script,
         websocket_size=scenario.websocket_size,
         client_python=ctx.python,
+        **h2load_options(ctx, scenario),  # type: ignore[arg-type]
     )
-    with start(ctx, server, scenario, port) as proc:
+    try:
+        proc = start(ctx, server, scenario, port)
+    except RunFailed as exc:
+        result.error = str(exc)
+        return result
+    with proc:
         try:
-            result.start_ms = proc.wait_first_response(port)
+            result.start_ms = proc.wait_first_response(port, scenario)
             result.workers = proc.wait_processes(server.processes(scenario.workers))
             record_memory(result, proc.pgid)
             result.note = check(scenario, port)
@@ -282,4 +314,18 @@ def measure(
     result.p50_ms, result.p99_ms, result.errors = report.p50_ms, report.p99_ms, report.errors
     if result.cpu_s:
         result.requests_per_cpu_s = report.requests / result.cpu_s
+    result.protocol = report.protocol
+    if scenario.h2load and report.errors:
+        result.flagged = report.detail
     return result
+
+
+def h2load_options(ctx: Context, scenario: Scenario) -> dict[str, object]:
+    if not scenario.h2load:
+        return {}
+    return {
+        "h2load": scenario.h2load,
+        "connections": scenario.connections,
+        "streams": scenario.streams,
+        "log_file": ctx.workdir / "h2load-requests.log",
+    }

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import h2_tables
 import slow_clients
 from report import ACCESS_LOG_TARGET, METRICS
 from scenarios import SCENARIOS
-from servers import ASGI_BASELINE, BASELINE, SERVERS
+from servers import ASGI_BASELINE, BASELINE, H2_BASELINE, H2_H1_BASELINE, SERVERS
 from starvation import TARGET_MS
 
 MISSING = "-"
@@ -55,7 +56,8 @@ def header(meta: dict[str, Any]) -> str:
             f"{meta.get('elapsed_s', 0) // 60} minutes in all; every figure is the median of "
             "the rounds. See bench/README.md for what each figure means.",
             f"`N.NNx` is the ratio to **{BASELINE}** (WSGI scenarios) or **{ASGI_BASELINE}** "
-            "(ASGI scenarios) in the same scenario of the same run. "
+            "(ASGI scenarios) in the same scenario of the same run (HTTP/2 scenarios: see their "
+            "section). "
             "For req/s and req/CPU-s higher is better; for everything else lower is better.",
             "Pinned scenarios: server on core 0, `wrk -t1 -c64` on core 1 (WebSocket echo: "
             "`wsload.py`, 64 connections, on core 1; a request there is one echoed message).",
@@ -122,10 +124,21 @@ def scenario_table(doc: dict[str, Any], scenario: str) -> str:
             else number(cell["median"][key], m.fmt)
             for key, m in METRICS.items()
         ]
-        rows.append([server, *figures, str(cell["rounds_ok"])])
+        rows.append([server, *figures, rounds(cell)])
     notes = [f"- {server}: {note}" for server in cells for note in cells[server]["notes"]]
     title = f"### {scenario}: {SCENARIOS[scenario].title}\n\n"
     return title + table(head, rows) + ("\n\n" + "\n".join(notes) if notes else "")
+
+
+def rounds(cell: dict[str, Any]) -> str:
+    """Good rounds, and those flagged for failed requests or failed outright, if any."""
+    text = str(cell["rounds_ok"])
+    if cell.get("rounds_flagged"):
+        text += f" (+{cell['rounds_flagged']} flagged" + (", shown" if cell["only_flagged"] else "")
+        text += ")"
+    if cell.get("rounds_failed"):
+        text += f" (+{cell['rounds_failed']} failed)"
+    return text
 
 
 def access_log_table(doc: dict[str, Any]) -> str:
@@ -254,6 +267,14 @@ def render(doc: dict[str, Any]) -> str:
             "asgi",
         ),
         asgi_targets(doc),
+        h2_tables.render(doc),
+        ratio_matrix(
+            doc,
+            "requests_per_cpu_s",
+            f"HTTP/2 scenarios: requests per CPU-second, ratio to {H2_BASELINE} "
+            f"(h2c, h2-tls) or {H2_H1_BASELINE} (h1-*)",
+            "http2",
+        ),
         "## Scenarios",
         *(scenario_table(doc, name) for name in ordered(doc["summary"], SCENARIOS)),
     ]
@@ -265,6 +286,9 @@ def render(doc: dict[str, Any]) -> str:
         slow_clients_table(doc) if doc.get("slow_clients") else "",
         listing("Skipped", meta["skipped"]),
         listing("Failed runs", doc["failures"]),
+        listing(
+            "Runs flagged for failed requests (left out of the medians)", doc.get("flagged", [])
+        ),
         listing("Versions", versions),
     ]
     return "\n\n".join(part for part in parts if part) + "\n"
