@@ -98,4 +98,10 @@ def run(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    sys.exit(run(sys.argv[1:] if argv is None else argv))
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["ctl"]:
+        # `corral ctl ...`: the control socket's client, not a server (docs/control.md).
+        from corral.control.cli import main as ctl
+
+        sys.exit(ctl(args[1:]))
+    sys.exit(run(args))

@@ -33,6 +33,7 @@ from corral.config.converters import (
     ReloadEngine,
     WorkerClassName,
 )
+from corral.control.protocol import default_socket_path
 
 T = TypeVar("T")
 
@@ -61,6 +62,7 @@ SECTIONS = (
     "Server Mechanics",
     "Logging",
     "Metrics",
+    "Control",
     "Process Naming",
     "Server Hooks",
 )
@@ -241,6 +243,7 @@ _MECHANICS = "Server Mechanics"
 _LOGGING = "Logging"
 _METRICS = "Metrics"
 _NAMING = "Process Naming"
+_CONTROL = "Control"
 
 
 @dataclass
@@ -1456,6 +1459,47 @@ answer themselves without calling the application.
 The answer is 200 while the worker is serving and 503 once it has begun to shut down, so a
 load balancer stops sending it traffic before it goes away. The query string is ignored. None,
 the default, passes every path to the application.""",
+    )
+
+    # --- Control -------------------------------------------------------------------------------
+    control_socket: str = setting(
+        "",
+        "--control-socket",
+        section=_CONTROL,
+        convert=conv.to_str,
+        meta="PATH",
+        factory=default_socket_path,
+        default_doc="$XDG_RUNTIME_DIR/corral.ctl, or ~/.corral/corral.ctl",
+        help="""
+The unix socket the master answers `corral ctl` (and Gunicorn's `gunicornc`) on.
+
+By default `$XDG_RUNTIME_DIR/corral.ctl` when that directory exists, else
+`~/.corral/corral.ctl` (the directory is created with mode 0700). A relative path is taken from
+the `--chdir` directory. When another running server already answers on the path, this one
+logs a warning and opens none rather than take it over. See docs/control.md.""",
+    )
+    control_socket_mode: int = setting(
+        0o600,
+        "--control-socket-mode",
+        section=_CONTROL,
+        convert=conv.umask,
+        meta="INT",
+        default_doc="0o600",
+        help="""
+The permission bits of the control socket; `0600` lets only its owner connect, `0660` its
+group too.
+
+The socket has these bits from its creation on. Commands that change anything (`worker`,
+`reload`, `reopen`, `shutdown`) are accepted from the owning user and root only, whatever the
+mode allows.""",
+    )
+    control_socket_disable: bool = setting(
+        False,
+        "--no-control-socket",
+        section=_CONTROL,
+        convert=conv.to_bool,
+        help="""
+Open no control socket.""",
     )
 
     # --- Server Hooks --------------------------------------------------------------------------

@@ -30,7 +30,8 @@ from corral.errors import (
 )
 from corral.hooks import call_hook
 from corral.logs.logger import Logger, load_logger
-from corral.master import systemd, upgrade
+from corral.master import control_commands, systemd, upgrade
+from corral.master.control import ControlServer, SocketInUse
 from corral.master.exits import ExitReporter
 from corral.master.listeners import (
     activated_listeners,
@@ -40,7 +41,7 @@ from corral.master.listeners import (
     refuse_new_connections,
 )
 from corral.metrics.prometheus import MetricsServer, render
-from corral.metrics.stats import StatsAggregator, WorkerStats, listen_queue
+from corral.metrics.stats import ConnectionGauges, StatsAggregator, WorkerStats, listen_queue
 from corral.metrics.statsd import StatsdClient
 from corral.process import Pidfile, set_process_title
 from corral.resources import limit_warnings
@@ -120,6 +121,12 @@ class Arbiter:
         self.worker_class = WORKER_CLASSES[settings.effective_worker_class]
         self.wake_r = self.wake_w = -1
         self.stopping = False
+        self.control: ControlServer | None = None
+        # For the control socket's `show workers` and `show stats` (Gunicorn's counters).
+        self.spawned_at: dict[int, float] = {}
+        self.started_at = time.time()
+        self.workers_killed = 0
+        self.reloads = 0
 
     # ---- what hooks use: Gunicorn's names (besides cfg, pid, app and num_workers) -----------
 
@@ -159,6 +166,8 @@ class Arbiter:
             self.start()
             while True:
                 self.wait_for_signal()
+                if self.control is not None:
+                    self.control.handle_ready()  # may queue signals, handled right below
                 while self.signals:
                     signum = self.signals.pop(0)
                     handler = getattr(self, "handle_" + signal.Signals(signum).name[3:].lower())
@@ -203,6 +212,8 @@ class Arbiter:
             self.metrics = MetricsServer(s.metrics_bind, lambda: render(self.stats, self.listeners))
             log.info("Serving metrics at: http://%s:%s/metrics", *self.metrics.address)
         self.statsd = StatsdClient.from_settings(s)
+        if not self.upgrade_parent:  # the old master serves it until it exits
+            self.open_control()
         log.info("Using worker: %s", s.effective_worker_class)
         if requested := requested_worker_class(s.worker_class):
             # A Gunicorn or uvicorn worker class name: corral runs its own worker for it.
@@ -247,7 +258,10 @@ class Arbiter:
             return
         if self.retiring or not self.announced_ready:
             timeout = 0.05
-        watched = [self.wake_r] if self.metrics is None else [self.wake_r, self.metrics.fileno()]
+        watched = [self.wake_r]
+        for server in (self.metrics, self.control):
+            if server is not None:
+                watched.append(server.fileno())
         try:
             ready, _, _ = select.select(watched, [], [], timeout)
             if self.wake_r in ready:
@@ -277,6 +291,7 @@ class Arbiter:
         """Reload: settings again, logs reopened, listeners re-bound if `bind` changed, then a
         new generation of workers; the old one is stopped once the new one serves."""
         log.info("Hang up: Master")
+        self.reloads += 1
         self.notifier.reloading()
         self.announced_ready = False
         if self.reload_settings is not None:
@@ -309,6 +324,9 @@ class Arbiter:
             for sock in listeners:
                 log.info("Listening at: %s (%s)", listener_url(sock), self.pid)
         self.settings = self.cfg = new
+        if control_settings(new) != control_settings(old):
+            self.close_control()
+            self.open_control()
         self.num_workers = new.workers
         self.worker_class = WORKER_CLASSES[new.effective_worker_class]
 
@@ -367,6 +385,7 @@ class Arbiter:
         if self.upgrade_parent and os.getppid() != self.upgrade_parent:
             log.info("Old master %s is gone; taking over", self.upgrade_parent)
             self.upgrade_parent = 0
+            self.open_control()
             if self.pidfile is not None and self.settings.pidfile:
                 old_path = self.pidfile.path
                 self.pidfile = Pidfile(self.settings.pidfile)
@@ -404,12 +423,16 @@ class Arbiter:
         s = self.settings
         if s.metrics_bind or s.statsd_host:
             worker.stats = WorkerStats(threaded=worker.multithread_for(s))
+        elif self.control is not None:
+            worker.stats = ConnectionGauges()  # what `show workers` lists, at no cost per request
+        if worker.stats is not None:
             self.stats.add(worker.stats)
         self.call_hook("pre_fork", self, worker)
         pid = os.fork()
         if pid:
             worker.pid = pid
             self.workers[pid] = worker
+            self.spawned_at[pid] = time.monotonic()
             return
         # Child: never return into the master's loop.
         status = 1
@@ -417,6 +440,8 @@ class Arbiter:
             signal.set_wakeup_fd(-1)
             os.close(self.wake_r)
             os.close(self.wake_w)
+            if self.control is not None:
+                self.control.close_in_child()
             worker.pid = os.getpid()
             log.info("Booting worker with pid: %s", worker.pid)
             self.call_hook("post_fork", self, worker)
@@ -447,6 +472,8 @@ class Arbiter:
             worker = self.workers.get(pid)
             if worker is not None and sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGKILL):
                 worker.alive = False
+            if sig in (signal.SIGTERM, signal.SIGKILL):
+                self.workers_killed += 1  # as Gunicorn counts them
 
     def reap_workers(self) -> None:
         while True:
@@ -457,6 +484,7 @@ class Arbiter:
             if pid == 0:
                 return
             worker = self.workers.pop(pid, None)
+            self.spawned_at.pop(pid, None)
             if worker is None:
                 if pid == self.reexec_pid:
                     log.info("New master (pid %s) exited; this master stays", pid)
@@ -534,6 +562,7 @@ class Arbiter:
             self.reap_workers()
 
     def halt(self, exit_status: int, graceful: bool = True) -> None:
+        self.close_control()
         self.stop(graceful)
         log.info("Shutting down: Master")
         if self.metrics is not None:
@@ -546,6 +575,41 @@ class Arbiter:
 
     def call_hook(self, name: str, *args: object) -> None:
         call_hook(self.settings, name, *args)
+
+    # ---- the control socket -------------------------------------------------------------
+
+    def queue_signal(self, signum: int) -> None:
+        """What a control command asks for, handled by the loop as the signal would be."""
+        self.signals.append(signum)
+
+    def open_control(self) -> None:
+        """Serve the control socket, unless disabled; a path that cannot be used is a warning,
+        not a reason to stop serving HTTP."""
+        s = self.settings
+        if s.control_socket_disable or self.control is not None:
+            return
+        path = os.path.abspath(s.control_socket)
+        try:
+            self.control = ControlServer(
+                path,
+                s.control_socket_mode,
+                lambda words, privileged: control_commands.dispatch(self, words, privileged),
+            )
+        except SocketInUse:
+            log.warning("Control socket %s is in use by another server; not opening one", path)
+        except OSError as exc:
+            log.warning("Failed to start control socket at %s: %s", path, exc.strerror or exc)
+        else:
+            log.info("Control socket listening at %s", path)
+
+    def close_control(self) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+
+
+def control_settings(settings: Settings) -> tuple[object, ...]:
+    return (settings.control_socket_disable, settings.control_socket, settings.control_socket_mode)
 
 
 def save_coverage() -> None:

@@ -52,7 +52,10 @@ _IN_FLIGHT = _DURATION + 1
 # gauges the worker's loop sets once a second.
 CONNECTION_STATES = ("head", "body", "queued", "serving", "writing", "idle")
 _CONNECTIONS = _IN_FLIGHT + 1
-SLOTS = _CONNECTIONS + len(CONNECTION_STATES)
+# Requests the worker has started (its max_requests count), a gauge the loop sets once a second:
+# known even when no request counters are kept (the control socket's `show workers`).
+_SERVED = _CONNECTIONS + len(CONNECTION_STATES)
+SLOTS = _SERVED + 1
 _SLOT_SIZE = 8
 
 # method -> first slot of its row; anything else is "other".
@@ -70,6 +73,7 @@ class WorkerStats:
     """
 
     __slots__ = ("_counts", "_lock", "_mem", "_seconds")
+    counting = True  # whether begin/end/record count (see ConnectionGauges)
 
     def __init__(self, threaded: bool = False) -> None:
         # fileno -1: anonymous memory; MAP_SHARED (the default) keeps it shared across fork.
@@ -128,6 +132,23 @@ class WorkerStats:
         for i, count in enumerate(counts[: len(CONNECTION_STATES)]):
             slots[_CONNECTIONS + i] = count
 
+    def set_served(self, count: int) -> None:
+        """Requests the worker has started, as its loop counts them; a plain store."""
+        self._counts[_SERVED] = count
+
+    def worker_counts(self) -> WorkerCounts:
+        """This worker's own numbers, for a per-worker listing (the control socket)."""
+        counts = self._counts
+        answered = sum(counts[:_BUCKET]) if self.counting else None
+        return WorkerCounts(
+            served=int(counts[_SERVED]),
+            answered=answered,
+            in_flight=int(counts[_IN_FLIGHT]) if self.counting else None,
+            connections={
+                state: int(counts[_CONNECTIONS + i]) for i, state in enumerate(CONNECTION_STATES)
+            },
+        )
+
     def snapshot(self) -> list[int | float]:
         """Every slot, copied at once (the layout is private to this module)."""
         slots: list[int | float] = list(self._counts.tolist())
@@ -146,6 +167,35 @@ class WorkerStats:
             self._mem.close()
 
 
+class ConnectionGauges(WorkerStats):
+    """A worker's block when no request counters are wanted (no Prometheus, no StatsD) but the
+    control socket lists workers: only the gauges the loop sets once a second (connections by
+    state, requests served) are kept; `begin`, `end` and `record` do nothing, so a request
+    costs nothing more."""
+
+    __slots__ = ()
+    counting = False
+
+    def begin(self) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+    def record(self, method: str, status: int, seconds: float) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class WorkerCounts:
+    """One worker's numbers; `answered` and `in_flight` are None without request counters."""
+
+    served: int
+    answered: int | None
+    in_flight: int | None
+    connections: dict[str, int]
+
+
 @dataclass(frozen=True)
 class Totals:
     """What the master knows at one moment, ready to be formatted."""
@@ -159,6 +209,7 @@ class Totals:
     status_codes: dict[int, int]  # only codes seen at least once
     workers: int
     restarts: dict[str, int]  # cause -> count, every cause
+    served: int = 0  # requests started, living and gone workers (their loops' counts)
 
     @property
     def requests_total(self) -> int:
@@ -236,6 +287,7 @@ def _totals(slots: list[int | float], workers: int, restarts: dict[str, int]) ->
         status_codes={FIRST_CODE + i: int(n) for i, n in enumerate(per_code[:CODE_COUNT]) if n},
         workers=workers,
         restarts=restarts,
+        served=int(slots[_SERVED]),
     )
 
 

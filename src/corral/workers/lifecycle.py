@@ -160,7 +160,8 @@ class WorkerLifecycle:
             header_map=s.header_map,
             access=access,
         )
-        self.adapter.stats = self.stats
+        # Gauges only (the control socket without metrics): nothing to do per request.
+        self.adapter.stats = self.stats if self.stats is not None and self.stats.counting else None
         self.adapter.statsd = self.statsd
 
     def install_request_hooks(self) -> None:
@@ -272,6 +273,10 @@ class WorkerLifecycle:
         self.alive = False
 
     def check_memory(self) -> None:
+        """The loop's once-a-second look at itself: the memory limit, and (while it is here)
+        the count of requests served published for the master (`show workers`)."""
+        if self.stats is not None:
+            self.stats.set_served(self.handled)
         limit = self.settings.max_worker_memory
         if limit and self.alive:
             rss = rss_bytes()

@@ -1,0 +1,2 @@
+"""The control socket's wire format and the `corral ctl` client (the server side is in
+corral.master.control)."""
