@@ -171,11 +171,18 @@ class H2Client:
     def block(self, fields: Iterable[tuple[str, str]]) -> bytes:
         return bytes(self.encoder.encode(list(fields)))
 
-    def headers_frame(
-        self, stream_id: int, fields: Iterable[tuple[str, str]], end_stream: bool = True
+    def headers(
+        self,
+        stream_id: int,
+        extra: Iterable[tuple[str, str]] | None = None,
+        end: bool = True,
+        path: str = "/",
     ) -> bytes:
-        flags = END_HEADERS | (END_STREAM if end_stream else 0)
-        return frame(HEADERS, flags, stream_id, self.block(fields))
+        """A request head as one HEADERS frame: GET with END_STREAM, else POST."""
+        fields = request_fields(path, "GET" if end else "POST", extra or ())
+        return frame(
+            HEADERS, END_HEADERS | (END_STREAM if end else 0), stream_id, self.block(fields)
+        )
 
     def request(
         self,
@@ -187,7 +194,8 @@ class H2Client:
         """Open a stream with a request (and its body), return its id."""
         stream_id = self.next_stream_id
         self.next_stream_id += 2
-        out = self.headers_frame(stream_id, request_fields(path, method, extra), body is None)
+        flags = END_HEADERS | (END_STREAM if body is None else 0)
+        out = frame(HEADERS, flags, stream_id, self.block(request_fields(path, method, extra)))
         if body is not None:
             out += frame(DATA, END_STREAM, stream_id, body)
         self.send(out)
@@ -259,6 +267,10 @@ class H2Client:
                 f"connection closed before stream {stream_id} ended: {self.frames}"
             )
         return stream
+
+    def answer(self, stream_id: int) -> None:
+        """Wait for the response of a request sent with END_STREAM: the stream is closed."""
+        self.response(stream_id)
 
     def goaway(self, timeout: float | None = None) -> GoAwayFrame | None:
         """Wait for the server's GOAWAY; None if it closes without one."""
