@@ -200,6 +200,11 @@ def test_nghttp_sees_the_configured_settings(worker: str) -> None:
         received = log[log.index("recv SETTINGS frame") :]
         assert "[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7]" in received, log
         assert "[SETTINGS_MAX_FRAME_SIZE(0x05):32768]" in received, log
+        # WebSockets over HTTP/2 (RFC 8441) are served by the asgi worker only: a WSGI worker
+        # does not invite extended CONNECT.
+        connect = "1" if worker == "asgi" else "0"
+        announced = re.search(r"\[SETTINGS_ENABLE_CONNECT_PROTOCOL\(0x08\):(\d+)\]", received)
+        assert (announced.group(1) if announced else "0") == connect, log
 
 
 # -- h2load ----------------------------------------------------------------------------------

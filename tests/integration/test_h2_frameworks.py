@@ -341,3 +341,46 @@ def test_fastapi_websocket_over_http2_extended_connect(fastapi_site: Site) -> No
         # The connection goes on.
         after = client.request("GET", "/items/6")
         assert after.status == 200 and client.goaway is None
+
+
+def open_websocket(client: H2Client, path: str = "/ws") -> WebSocketOverH2:
+    head = [(":protocol", "websocket"), ("sec-websocket-version", "13")]
+    stream_id = client.open("CONNECT", path, head, end=False)
+    assert client.wait_headers(stream_id).status == 200
+    return WebSocketOverH2(client, stream_id)
+
+
+def test_fastapi_two_websockets_and_requests_share_a_connection(fastapi_site: Site) -> None:
+    scheme = "https" if fastapi_site.tls else "http"
+    with h2_socket(fastapi_site) as sock:
+        client = H2Client(sock, fastapi_site.authority, scheme=scheme)
+        client.wait_settings()
+        first, second = open_websocket(client), open_websocket(client)
+        for n in range(5):
+            first.send(0x1, b"first %d" % n)
+            second.send(0x1, b"second %d" % n)
+            assert client.request("GET", f"/items/{n}").status == 200
+            assert second.receive() == (0x1, b"echo: second %d" % n)
+            assert first.receive() == (0x1, b"echo: first %d" % n)
+
+
+def test_fastapi_websocket_reset_by_the_client_leaves_the_connection_serving(
+    fastapi_site: Site,
+) -> None:
+    scheme = "https" if fastapi_site.tls else "http"
+    log_before = len(fastapi_site.srv.log())
+    with h2_socket(fastapi_site) as sock:
+        client = H2Client(sock, fastapi_site.authority, scheme=scheme)
+        client.wait_settings()
+        ws = open_websocket(client)
+        ws.send(0x1, b"before the reset")
+        assert ws.receive() == (0x1, b"echo: before the reset")
+        # RFC 8441 §5.1: RST_STREAM is the abrupt end, as a TCP reset would be.
+        client.conn.reset_stream(ws.stream_id, error_code=0x8)  # CANCEL
+        client.flush()
+        after = client.request("GET", "/items/9")
+        assert after.status == 200 and client.goaway is None
+        again = open_websocket(client)
+        again.send(0x1, b"after the reset")
+        assert again.receive() == (0x1, b"echo: after the reset")
+    assert "Traceback" not in fastapi_site.srv.log()[log_before:]
