@@ -79,9 +79,21 @@ def trailer_section(headers: Iterable[Any]) -> bytes:
     return f"0\r\n{field_lines(allowed, 'trailer')}\r\n".encode("latin-1")
 
 
+def trailer_fields(headers: Iterable[Any]) -> list[tuple[bytes, bytes]]:
+    """The application's trailer fields for an HTTP/2 HEADERS frame: checked as in HTTP/1.1,
+    names lower case, the fields that must never be trailers dropped."""
+    allowed = [
+        (bytes(name).lower(), bytes(value))
+        for name, value in headers
+        if bytes(name).decode("latin-1").lower() not in _NOT_TRAILERS
+    ]
+    field_lines(allowed, "trailer")
+    return allowed
+
+
 def accepts_trailers(req: Request) -> bool:
     """RFC 9110 §10.1.4: the client says it will take trailer fields with `TE: trailers`."""
-    if req.version != "HTTP/1.1":
+    if req.version not in ("HTTP/1.1", "HTTP/2"):
         return False
     for name, value in req.headers:
         if name == "TE" and "trailers" in (part.strip().lower() for part in value.split(",")):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from corral.adapters.asgi import ASGIApp
 from corral.adapters.asgi_extensions import TlsFacts
@@ -23,7 +23,11 @@ from corral.workers.asgi_accept import Acceptor
 from corral.workers.asgi_http import HttpProtocol
 from corral.workers.asgi_lifespan import Lifespan, LifespanFailed
 from corral.workers.engine import Worker
+from corral.workers.h2_setup import h2_enabled, h2_limits
 from corral.workers.heartbeat import REASON_MAX_REQUESTS
+
+if TYPE_CHECKING:
+    from corral.http.h2 import H2Limits
 
 log = logging.getLogger("corral.error")
 
@@ -32,6 +36,7 @@ _STATE_INDEX = {state: i for i, state in enumerate(CONNECTION_STATES)}
 
 class AsgiWorker(Worker):
     keep_alive_allowed = True
+    h2_limits: H2Limits | None = None
 
     def make_adapter(self) -> None:
         # No WSGI here: the application is called through adapters/asgi.
@@ -45,6 +50,8 @@ class AsgiWorker(Worker):
             name.upper(): value.lower() for name, value in s.secure_scheme_headers.items()
         }
         self.tls_facts = TlsFacts(self.tls, s.certfile) if self.tls is not None else None
+        # HTTP/2 streams may be extended CONNECTs (RFC 8441): WebSockets over HTTP/2.
+        self.h2_limits = h2_limits(s, self.limits, connect_protocol=True) if h2_enabled(s) else None
 
     def serve(self) -> None:
         loop = new_event_loop(self.settings.asgi_loop)
@@ -129,6 +136,9 @@ class AsgiWorker(Worker):
 
     def running_tasks(self) -> list[asyncio.Task[None]]:
         tasks = [p.task for p in self.protocols if p.task is not None and not p.task.done()]
+        for protocol in self.protocols:
+            if protocol.h2 is not None:
+                tasks += protocol.h2.tasks()
         return tasks + [task for task in self.orphans if not task.done()]
 
     def report_metrics(self) -> None:

@@ -21,6 +21,15 @@ from typing import TYPE_CHECKING, Any, cast
 from corral.adapters.asgi import ClientGone, Exchange
 from corral.errors import ProtocolError
 from corral.http.body import decoder_for
+from corral.http.h2_negotiation import (
+    H2,
+    MORE,
+    SWITCHING_PROTOCOLS,
+    alpn_is_h2,
+    cleartext_modes,
+    preface_state,
+    upgrade_settings,
+)
 from corral.http.parser import Request, parse_head
 from corral.http.websocket_handshake import check_upgrade, is_websocket_upgrade, refusal_response
 from corral.http.writer import error_response, health_response
@@ -31,6 +40,7 @@ from corral.workers.asgi_websocket import WebSocketSession, websocket_scope
 
 if TYPE_CHECKING:
     from corral.workers.asgi import AsgiWorker
+    from corral.workers.asgi_h2 import Http2Connection
 
 log = logging.getLogger("corral.error")
 
@@ -77,6 +87,9 @@ class HttpProtocol(AsgiConnection):
         self.stall_size = 0  # bytes waiting in the transport at the last progress seen
         self.stall_since = 0.0  # when writes last made progress while the transport was full
         self.write_blocked_at = 0.0  # when this response first filled the transport
+        self.h2: Http2Connection | None = None  # set once the connection speaks HTTP/2
+        self.h2_prior = False  # the first bytes may be the HTTP/2 preface (cleartext)
+        self.h2_upgrade = False  # an `Upgrade: h2c` request may switch it (cleartext)
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -94,9 +107,50 @@ class HttpProtocol(AsgiConnection):
         if self.proxy_client is not None:
             self.client = self.proxy_client
         self.arm_idle(worker.timeout)
+        if worker.h2_limits is not None:
+            if self.ssl_object is not None:
+                if alpn_is_h2(self.ssl_object.selected_alpn_protocol()):
+                    self.switch_to_h2()
+            else:
+                self.h2_prior, self.h2_upgrade = cleartext_modes(
+                    worker.settings.http2_cleartext, self.trusted, True
+                )
+
+    def switch_to_h2(self, upgrade: tuple[bytes, Request] | None = None) -> None:
+        """From now on the connection speaks HTTP/2 (workers/asgi_h2.py)."""
+        from corral.workers.asgi_h2 import Http2Connection
+
+        self.cancel_idle()
+        self.h2_prior = self.h2_upgrade = False
+        h2 = Http2Connection(self)
+        self.h2 = h2
+        h2.start(upgrade)
+
+    def sniff_preface(self, data: bytes) -> bool:
+        """Cleartext with prior knowledge allowed: the first bytes say which protocol. True
+        when they were taken here (the preface, a prefix of it, or refused)."""
+        buf = self.buf + data
+        state = preface_state(buf)
+        if state == MORE:
+            self.buf = buf
+            return True
+        self.h2_prior = False
+        if state == H2:
+            self.buf = b""
+            self.switch_to_h2()
+            assert self.h2 is not None
+            self.h2.data_received(buf)
+            return True
+        if not self.h2_upgrade:
+            # prior-knowledge alone: this port speaks HTTP/2 to trusted peers, as in Gunicorn.
+            self.reject(400)
+            return True
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.worker.protocols.discard(self)
+        if self.h2 is not None:
+            self.h2.connection_lost()
         self.worker.acceptor.released()
         self.cancel_idle()
         self.cancel_body_timer()
@@ -143,6 +197,9 @@ class HttpProtocol(AsgiConnection):
     def resume_writing(self) -> None:
         super().resume_writing()
         self.stall_since = 0.0
+        if self.h2 is not None:
+            self.resume_reading()  # paused while the peer did not read (asgi_h2.py)
+            return
         if self.next_pending_on_drain and self.exchange is None:
             self.next_pending_on_drain = False
             self.resume_reading()
@@ -151,6 +208,8 @@ class HttpProtocol(AsgiConnection):
     @property
     def state(self) -> str:
         """The connection's state as the metrics name them (metrics.stats CONNECTION_STATES)."""
+        if self.h2 is not None:
+            return self.h2.state
         if self.websocket is not None:
             return "serving"
         if self.exchange is None:
@@ -163,6 +222,8 @@ class HttpProtocol(AsgiConnection):
         """The client half-closed (RFC 9112 §9.6 allows it): a request it has sent is still
         answered, then the connection is closed; with nothing in progress it closes now."""
         self.eof = True
+        if self.h2 is not None:
+            return False  # HTTP/2 has its own end (GOAWAY): a half-closed peer is gone
         exchange = self.exchange
         if self.websocket is not None or exchange is None or self.decoder is not None:
             return False  # nothing to answer, or a body that can no longer be complete
@@ -175,6 +236,11 @@ class HttpProtocol(AsgiConnection):
         return self.ssl_object is None
 
     def data_received(self, data: bytes) -> None:
+        if self.h2 is not None:
+            self.h2.data_received(data)
+            return
+        if self.h2_prior and self.sniff_preface(data):
+            return
         websocket = self.websocket
         if websocket is not None:
             self.cancel_idle()
@@ -227,6 +293,14 @@ class HttpProtocol(AsgiConnection):
         self.buf = self.buf[used:]
         if req.path == self.worker.health_path:
             return self.answer_health(req)
+        if self.h2_upgrade and (settings := upgrade_settings(req)) is not None:
+            self.write(SWITCHING_PROTOCOLS)
+            rest, self.buf = self.buf, b""
+            self.switch_to_h2((settings, req))
+            if rest:
+                assert self.h2 is not None
+                self.h2.data_received(rest)
+            return False
         if is_websocket_upgrade(req):
             self.start_websocket(req)
             return False
@@ -459,6 +533,11 @@ class HttpProtocol(AsgiConnection):
 
     def sweep(self, now: float) -> None:
         """From the worker, a few times a second: act on the deadlines that have passed."""
+        if self.h2 is not None:
+            if not self.can_write.is_set() and self.transport is not None:
+                self.check_write_progress(now)
+            self.h2.sweep(now)
+            return
         if self.idle_deadline and now >= self.idle_deadline:
             self.idle_deadline = 0.0
             self.idle_expired()
@@ -525,12 +604,16 @@ class HttpProtocol(AsgiConnection):
         """The worker is stopping: an open WebSocket is told it is going away (1001); a
         connection waiting for a request keeps it only until `until` (a request that comes
         meanwhile is answered with Connection: close)."""
-        if self.websocket is not None:
+        if self.h2 is not None:
+            self.h2.wind_down()
+        elif self.websocket is not None:
             self.websocket.going_away()
         elif self.exchange is None and (not self.idle_deadline or self.idle_deadline > until):
             self.idle_deadline = until
 
     def disconnect_exchange(self) -> None:
         """The stop's deadline: the request in progress hears that its client is gone."""
+        if self.h2 is not None:
+            self.h2.disconnect_streams()
         if self.exchange is not None:
             self.exchange.disconnected()

@@ -16,13 +16,14 @@ from corral.http.writer import REASONS
 from corral.trust import stated_scheme
 
 if TYPE_CHECKING:
+    from corral.workers.asgi_h2_stream import H2Stream
     from corral.workers.asgi_http import HttpProtocol
 
 log = logging.getLogger("corral.error")
 
 
 def connection_scope(
-    conn: HttpProtocol, req: Request, exchange: Exchange | None = None
+    conn: HttpProtocol, req: Request, exchange: Exchange | H2Stream | None = None
 ) -> dict[str, Any]:
     """The scope of a request on `conn`: scheme (TLS, or a trusted proxy's word), the
     extensions this worker implements, and the lifespan state."""
@@ -62,7 +63,7 @@ def connection_scope(
     )
 
 
-def record(conn: HttpProtocol, req: Request, exchange: Exchange, seconds: float) -> None:
+def record(conn: HttpProtocol, req: Request, exchange: Exchange | H2Stream, seconds: float) -> None:
     """Access log and metrics for one finished request; a failure here is logged and
     never reaches the connection or the worker."""
     worker = conn.worker

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from corral.adapters.asgi import ClientGone, Exchange, Message
+from corral.adapters.asgi import AsgiTransport, ClientGone, Exchange, Message
 from corral.http.parser import Request
 from corral.http.websocket import (
     ABNORMAL_CLOSURE,
@@ -42,7 +42,8 @@ from corral.http.websocket_handshake import Handshake, accept_response
 from corral.http.writer import error_response
 
 if TYPE_CHECKING:
-    from corral.workers.asgi_http import HttpProtocol
+    from corral.workers.asgi import AsgiWorker
+    from corral.workers.asgi_h2_stream import H2Stream
 
 log = logging.getLogger("corral.error")
 
@@ -52,6 +53,33 @@ DENIAL = "websocket.http.response"  # the ASGI extension that refuses with an HT
 # What the HTTP exchange needs to know of a handshake request to frame the denial response:
 # check_upgrade only lets through GET, HTTP/1.1 and no body.
 _HANDSHAKE_REQUEST = Request("GET", "/", "/", "", "HTTP/1.1", [], None, False, False, False)
+
+
+class WebSocketTransport(Protocol):
+    """What a WebSocket session moves its bytes through: an HTTP/1.1 connection
+    (asgi_http.HttpProtocol) or an HTTP/2 stream (asgi_h2_websocket.StreamTransport)."""
+
+    worker: AsgiWorker
+    client: tuple[str, int] | None
+    reading: bool
+    transport_gone: bool
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    @property
+    def must_drain(self) -> bool: ...
+
+    def pause(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+    def upgraded(self, session: WebSocketSession) -> None: ...
+
+    def close_transport(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 def websocket_scope(http_scope: dict[str, Any], handshake: Handshake) -> dict[str, Any]:
@@ -75,7 +103,7 @@ def websocket_scope(http_scope: dict[str, Any], handshake: Handshake) -> dict[st
 class WebSocketSession:
     """One WebSocket's ASGI side: messages in order, the handshake, the close handshake."""
 
-    def __init__(self, protocol: HttpProtocol, handshake: Handshake, max_size: int) -> None:
+    def __init__(self, protocol: WebSocketTransport, handshake: Handshake, max_size: int) -> None:
         self.protocol = protocol
         self.handshake = handshake
         self.max_size = max_size
@@ -91,7 +119,8 @@ class WebSocketSession:
         self.finished = False  # closed, refused or gone: nothing more may be sent
         self.told_disconnect = False
         self.closing = False  # our Close was out before the bytes being read came
-        self.denial: Exchange | None = None  # the HTTP response refusing the handshake
+        # The HTTP response refusing the handshake.
+        self.denial: Exchange | H2Stream | None = None
         self.close_timer: asyncio.TimerHandle | None = None
         self.ping_timer: asyncio.TimerHandle | None = None
         self.abort_timer: asyncio.TimerHandle | None = None
@@ -132,17 +161,35 @@ class WebSocketSession:
         ]
         deflate, extensions = self.negotiate()
         try:
-            head = accept_response(self.handshake, message.get("subprotocol"), extensions, headers)
+            self.accept_head(message.get("subprotocol"), extensions, headers)
         except ValueError as exc:
             raise RuntimeError(str(exc)) from None
         self.socket = WebSocket(max_message_size=self.max_size, deflate=deflate)
         self.accepted = True
-        self.protocol.write(head)
         self.last_read = asyncio.get_running_loop().time()
         self.heard = True
         if self.ping_interval > 0:
             self.arm_ping(self.ping_interval)
         self.protocol.upgraded(self)
+
+    # --- what differs between HTTP/1.1 and HTTP/2 (asgi_h2_websocket.py overrides these) -----
+
+    def accept_head(self, subprotocol: str | None, extensions: str, headers: Any) -> None:
+        """Accept the handshake: the 101 head (ValueError for a header that cannot be sent)."""
+        self.protocol.write(accept_response(self.handshake, subprotocol, extensions, headers))
+
+    def refuse(self, status: int) -> None:
+        """Refuse the handshake with a whole error response."""
+        self.protocol.write(error_response(status))
+
+    def make_denial(self) -> Exchange | H2Stream:
+        """The HTTP exchange that frames a `websocket.http.response` refusal."""
+        return Exchange(cast(AsgiTransport, self.protocol), _HANDSHAKE_REQUEST, False)
+
+    def denial_failed(self) -> None:
+        """The application returned in the middle of its refusal: 500 if its head is not out."""
+        assert isinstance(self.denial, Exchange)
+        self.protocol.write(self.denial.error_answer(500) or b"")
 
     def negotiate(self) -> tuple[PerMessageDeflate | None, str]:
         """permessage-deflate when it is on and offered (RFC 7692 §5): windows of at most
@@ -171,7 +218,7 @@ class WebSocketSession:
     async def send_close(self, message: Message) -> None:
         if not self.accepted:
             # Closing before accepting refuses the handshake with 403 (ASGI spec).
-            self.protocol.write(error_response(403))
+            self.refuse(403)
             self.disconnect(NORMAL_CLOSURE)
             self.end()
             return
@@ -186,7 +233,7 @@ class WebSocketSession:
         status = message.get("status")
         if type(status) is not int or not 200 <= status <= 999:
             raise RuntimeError(f"invalid status {status!r} for {DENIAL}.start")
-        denial = Exchange(self.protocol, _HANDSHAKE_REQUEST, False)
+        denial = self.make_denial()
         headers = message.get("headers", ())
         await denial.send({"type": "http.response.start", "status": status, "headers": headers})
         self.denial = denial
@@ -364,10 +411,10 @@ class WebSocketSession:
         if self.finished:
             return
         if not self.accepted:
-            answer: bytes | None = error_response(500 if failed else 403)
             if self.denial is not None:  # an unfinished denial: 500 if its head is not out
-                answer = self.denial.error_answer(500)
-            self.protocol.write(answer or b"")
+                self.denial_failed()
+            else:
+                self.refuse(500 if failed else 403)
             self.disconnect(NORMAL_CLOSURE)
             self.end()
             return

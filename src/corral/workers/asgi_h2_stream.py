@@ -1,0 +1,418 @@
+"""One HTTP/2 request stream of the `asgi` worker: the ASGI receive/send pair over `H2Session`.
+
+The request body comes from a per-stream queue filled by the connection (workers/asgi_h2.py);
+each chunk is credited back to the peer (`H2Session.consumed`) only when the application takes
+it, so a slow application holds at most one stream window of body. The response head goes out
+through `H2Session.respond` after the same checks HTTP/1.1 applies to an application's headers
+(adapters/asgi.py): names and values in the field grammar, connection-specific fields dropped,
+Content-Length kept to its word. The body goes out as the peer's windows allow: while a window
+is closed the task waits for the connection to say it opened, holding nothing beyond what was
+sent. A response that fails after its head is reset (RST_STREAM INTERNAL_ERROR), never ended as
+if it were complete.
+
+What this module must never do: write to the socket itself (the connection flushes the
+session's output), buffer response bytes the peer has not made room for, or end a stream with
+END_STREAM when its response is short of what it announced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from h2.errors import ErrorCodes
+
+from corral import SERVER_SOFTWARE
+from corral.adapters.asgi import ClientGone, Message
+from corral.adapters.asgi_extensions import HEADER_BLOCK, HEADER_LINE, field_lines, trailer_fields
+from corral.http.parser import Request
+from corral.http.writer import HOP_BY_HOP, NO_BODY_STATUSES, date_header
+
+if TYPE_CHECKING:
+    from corral.workers.asgi_h2 import Http2Connection
+
+log = logging.getLogger("corral.error")
+
+# Fields the server owns: the connection-specific ones RFC 9113 §8.2.2 forbids, and the length.
+_SERVER_OWNED = HOP_BY_HOP | {"content-length", "proxy-connection"}
+_SERVER = SERVER_SOFTWARE.split("/")[0].encode()
+_DIRECT_FLUSH = 16384  # a body chunk at least this big is written at once, not with the batch
+_FILE_CHUNK = 65536
+
+
+def response_fields(headers: Any) -> tuple[list[tuple[bytes, bytes]], int | None, Any]:
+    """The application's response headers as HTTP/2 fields (lower-case names), the
+    Content-Length it announced, checked as HTTP/1.1 checks them; RuntimeError when bad."""
+    lines = []
+    fields = [(b"server", _SERVER), (b"date", date_header.line()[6:-2])]
+    content_length = None
+    for name, value in headers:
+        key = bytes(name).decode("latin-1")
+        text = bytes(value).decode("latin-1")
+        lower = key.lower()
+        if lower in _SERVER_OWNED:
+            if lower == "content-length":
+                if not text.isdigit():
+                    raise RuntimeError(f"invalid Content-Length {text!r}")
+                content_length = int(text)
+            continue
+        lines.append(f"{key}: {text}\r\n")
+        fields.append((lower.encode("latin-1"), text.encode("latin-1")))
+    block = "".join(lines)
+    # One match over the whole block, as for HTTP/1.1: a value cannot carry a line of its own.
+    if HEADER_BLOCK.fullmatch(block) is None or block.count("\r\n") != len(lines):
+        bad = next((line for line in lines if HEADER_LINE.match(line) is None), ":")
+        raise RuntimeError(f"invalid response header {bad.partition(':')[0]!r}")
+    return fields, content_length, headers
+
+
+class H2Stream:
+    """One request stream: the application's receive/send and its response's framing."""
+
+    def __init__(self, conn: Http2Connection, stream_id: int, req: Request, ended: bool) -> None:
+        self.conn = conn
+        self.session = conn.session
+        self.stream_id = stream_id
+        self.req = req
+        self.is_head = req.method == "HEAD"
+        self.body_done = ended  # the application has had the whole body (or will not)
+        self.peer_ended = ended  # the peer has sent the whole body
+        self.body: asyncio.Queue[tuple[bytes, int, bool] | None] | None = (
+            None if ended else asyncio.Queue()
+        )
+        self.received = 0
+        self.request_sent = False
+        self.continue_due = req.expect_continue and not ended
+        self.client_gone = False
+        self.over = False
+        self.gone: asyncio.Event | None = None
+        self.window_open: asyncio.Event | None = None
+        self.blocked_since = 0.0  # when the response began to wait for a window (0: not)
+        self.task: asyncio.Task[None] | None = None
+        self.grace: asyncio.TimerHandle | None = None
+        self.status = 0
+        self.started = False
+        self.head_sent = False
+        self.ended = False
+        self.no_body = False
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.headers: Any = ()  # as the application gave them, for the access log
+        self.content_length: int | None = None
+        self.sent = 0
+        self.trailers = False
+        self.trailers_allowed = False
+        self.awaiting_trailers = False
+        self.trailer_fields: list[Any] = []
+
+    # --- from the connection --------------------------------------------------------------
+
+    def feed(self, data: bytes, flow: int) -> None:
+        """Body bytes from the peer; refused past limit_request_body (413 or a reset)."""
+        if self.body is None or self.body_done:
+            self.session.consumed(self.stream_id, flow)
+            return
+        self.received += len(data)
+        limit = self.conn.worker.settings.limit_request_body
+        if limit and self.received > limit:
+            self.refuse_body(413)
+            return
+        self.body.put_nowait((data, flow, True))
+
+    def feed_end(self) -> None:
+        self.peer_ended = True
+        if self.body is not None and not self.body_done:
+            self.body.put_nowait((b"", 0, False))
+
+    def refuse_body(self, status: int) -> None:
+        self.disconnected()
+        if not self.head_sent:
+            self.error_answer(status)
+        self.session.reset(self.stream_id, ErrorCodes.CANCEL)
+
+    def disconnected(self) -> None:
+        """The peer reset the stream, or the connection is gone."""
+        self.client_gone = True
+        if not self.body_done and self.body is not None:
+            self.body.put_nowait(None)
+        self.set_over()
+        if self.window_open is not None:
+            self.window_open.set()
+
+    def going_away(self) -> None:
+        """The worker is stopping: a request stream simply finishes."""
+
+    def window_opened(self) -> None:
+        if self.window_open is not None:
+            self.window_open.set()
+
+    # --- receive --------------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        if self.body_done:
+            if not self.request_sent:
+                self.request_sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if not self.over:
+                if self.gone is None:
+                    self.gone = asyncio.Event()
+                await self.gone.wait()
+            return {"type": "http.disconnect"}
+        if self.continue_due:
+            # RFC 9110 §10.1.1: the client may wait for this before sending the body.
+            self.continue_due = False
+            if not self.head_sent and self.session.respond(self.stream_id, 100, [], False):
+                self.conn.flush_soon()
+        body = self.body
+        assert body is not None
+        item = await body.get()
+        chunks = []
+        flow = 0
+        while True:
+            if item is None:
+                self.body_done = self.request_sent = True
+                return {"type": "http.disconnect"}
+            data, credit, more = item
+            chunks.append(data)
+            flow += credit
+            if not more or body.empty():
+                break
+            item = body.get_nowait()
+        if flow:
+            self.session.consumed(self.stream_id, flow)  # read: the peer may send as much again
+            self.conn.flush_soon()
+        if not more:
+            self.body_done = self.request_sent = True
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return {"type": "http.request", "body": data, "more_body": more}
+
+    # --- send ------------------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if self.client_gone:
+            raise ClientGone("the client has gone")
+        if kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            status = message["status"]
+            if type(status) is not int or not 100 <= status <= 999:
+                raise RuntimeError(f"invalid status {status!r}")
+            fields, self.content_length, self.headers = response_fields(message.get("headers", ()))
+            self.fields = fields
+            self.status = status
+            self.started = True
+            self.trailers = bool(message.get("trailers", False))
+        elif kind == "http.response.body":
+            if not self.started:
+                raise RuntimeError("http.response.body before http.response.start")
+            if self.ended or self.awaiting_trailers:
+                raise RuntimeError("http.response.body after the last body message")
+            more = bool(message.get("more_body", False))
+            await self.send_body(bytes(message.get("body", b"")), more)
+        else:
+            extension = _EXTENSIONS.get(kind)
+            if extension is None:
+                raise RuntimeError(f"unexpected ASGI message type {kind!r} for http")
+            await extension(self, message)
+
+    def send_head(self, body: bytes, more: bool) -> bool:
+        """The response's HEADERS; True when they end the stream (no body follows)."""
+        status = self.status
+        fields = self.fields
+        if status in NO_BODY_STATUSES:
+            self.no_body = True
+            self.content_length = None
+        elif self.content_length is not None:
+            fields.append((b"content-length", b"%d" % self.content_length))
+        elif not more and not self.trailers:
+            self.content_length = len(body)
+            fields.append((b"content-length", b"%d" % len(body)))
+        if self.is_head:
+            self.no_body = True
+        end = self.no_body and not more and not self.trailers
+        self.head_sent = True
+        if not self.session.respond(self.stream_id, status, fields, end):
+            self.gone_now()
+        return end
+
+    async def send_body(self, body: bytes, more: bool) -> None:
+        ended_by_head = self.send_head(body, more) if not self.head_sent else False
+        short = False
+        if self.no_body:
+            body = b""
+        elif (limit := self.content_length) is not None:
+            if self.sent + len(body) > limit:
+                body = body[: limit - self.sent]  # more than announced: never past it
+            short = not more and self.sent + len(body) < limit
+        if not more:
+            self.end_body()
+        if short:
+            # Fewer bytes than announced: the client must not take it for a whole response.
+            await self.write(body, False)
+            self.reset(ErrorCodes.INTERNAL_ERROR)
+            return
+        end = not more and not self.trailers and not ended_by_head
+        if body or end:
+            await self.write(body, end)
+        elif self.conn.conn.must_drain:
+            await self.conn.conn.drain()
+
+    def end_body(self) -> None:
+        if self.trailers:
+            self.awaiting_trailers = True  # the end comes with http.response.trailers
+        else:
+            self.ended = True
+            self.set_over()
+
+    async def write(self, data: bytes | memoryview, end: bool) -> None:
+        """Send body bytes as the peer's windows allow, waiting while they are closed."""
+        session = self.session
+        stream_id = self.stream_id
+        size = len(data)
+        while True:
+            taken = session.send_body(stream_id, data, end)
+            if taken < 0:
+                self.gone_now()
+            self.sent += taken
+            if taken >= _DIRECT_FLUSH:
+                self.conn.flush()
+            else:
+                self.conn.flush_soon()
+            if taken == size:
+                break
+            data = memoryview(data)[taken:]
+            size -= taken
+            await self.wait_window()
+        conn = self.conn.conn
+        if conn.must_drain:  # the socket is above its high-water mark, or gone
+            await conn.drain()
+
+    async def wait_window(self) -> None:
+        event = self.window_open
+        if event is None:
+            event = self.window_open = asyncio.Event()
+        event.clear()
+        if self.session.window(self.stream_id) > 0:
+            return
+        self.conn.flush()
+        self.blocked_since = time.monotonic()
+        try:
+            await event.wait()
+        finally:
+            self.blocked_since = 0.0
+        if self.client_gone:
+            raise ClientGone("the client has gone")
+
+    def gone_now(self) -> None:
+        self.disconnected()
+        raise ClientGone("the stream was reset")
+
+    def set_over(self) -> None:
+        self.over = True
+        if self.gone is not None:
+            self.gone.set()
+
+    def reset(self, code: int) -> None:
+        self.session.reset(self.stream_id, code)
+        self.ended = True
+        self.disconnected()
+        self.conn.flush_soon()
+
+    def error_answer(self, status: int) -> None:
+        """A whole error response when no head has gone yet (else the stream is reset)."""
+        if self.head_sent:
+            self.reset(ErrorCodes.INTERNAL_ERROR)
+            return
+        self.head_sent = self.ended = True
+        self.status = status
+        self.headers = ()
+        self.sent = 0
+        self.session.answer_error(self.stream_id, status)
+        self.set_over()
+        self.conn.flush_soon()
+
+    # --- extensions ------------------------------------------------------------------------
+
+    async def send_early_hint(self, message: Message) -> None:
+        """`http.response.early_hint`: an informational 103 HEADERS frame (RFC 8297)."""
+        if self.started:
+            return
+        links = list(message.get("links", ()))
+        field_lines(((b"link", link) for link in links), "early hint")  # checks each
+        fields = [(b"link", bytes(link)) for link in links]
+        if self.session.respond(self.stream_id, 103, fields, False):
+            self.conn.flush_soon()
+
+    async def send_trailers(self, message: Message) -> None:
+        """`http.response.trailers`: a HEADERS frame that ends the stream (RFC 9113 §8.1)."""
+        if not self.trailers or self.ended:
+            raise RuntimeError("http.response.trailers without trailers announced")
+        if not self.awaiting_trailers:
+            raise RuntimeError("http.response.trailers before the last body message")
+        self.trailer_fields.extend(message.get("headers", ()))
+        if message.get("more_trailers", False):
+            return
+        await self.finish_trailers()
+
+    async def finish_trailers(self) -> None:
+        self.awaiting_trailers = False
+        self.ended = True
+        self.set_over()
+        fields = trailer_fields(self.trailer_fields) if self.trailers_allowed else []
+        if fields:
+            if not self.session.send_trailers(self.stream_id, fields):
+                self.gone_now()
+            self.conn.flush_soon()
+        else:
+            await self.write(b"", True)
+
+    async def send_pathsend(self, message: Message) -> None:
+        """`http.response.pathsend`: the file at `path` is the body, read a window at a time."""
+        if not self.started or self.head_sent or self.ended:
+            raise RuntimeError("http.response.pathsend must follow http.response.start alone")
+        path = message["path"]
+        if not os.path.isabs(path):
+            raise RuntimeError(f"http.response.pathsend needs an absolute path, not {path!r}")
+        self.trailers = False
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if self.content_length is None:
+                self.content_length = size
+            left = min(size, self.content_length)
+            if not left or self.is_head or self.status in NO_BODY_STATUSES:
+                await self.send_body(b"", False)
+                return
+            while left > 0:
+                # A file shorter than announced ends in a short body, which is reset.
+                chunk = file.read(min(left, max(_FILE_CHUNK, self.session.window(self.stream_id))))
+                left = 0 if not chunk else left - len(chunk)
+                await self.send_body(chunk, left > 0)
+
+    # --- the end ---------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """The application returned: end what it left unended."""
+        if self.client_gone:
+            return
+        if self.awaiting_trailers:
+            self.awaiting_trailers = False
+            self.ended = True
+            if self.session.send_body(self.stream_id, b"", True) < 0:
+                return
+        elif not self.ended:
+            if not self.head_sent:
+                log.error("ASGI application returned without a response")
+                self.error_answer(500)
+            else:
+                self.reset(ErrorCodes.INTERNAL_ERROR)  # a body cut short is no response
+        self.conn.flush_soon()
+
+
+_EXTENSIONS = {
+    "http.response.early_hint": H2Stream.send_early_hint,
+    "http.response.trailers": H2Stream.send_trailers,
+    "http.response.pathsend": H2Stream.send_pathsend,
+}
