@@ -24,6 +24,7 @@ from corral.http.writer import (
     check_status,
     date_header,
     encode_chunk,
+    error_response,
 )
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -94,8 +95,14 @@ class FileRange:
         self.count = count
 
 
+class StreamOutput:
+    """Output for an HTTP/2 stream (adapters/response_h2.py), which is not bytes."""
+
+    __slots__ = ()
+
+
 # What an exchange yields for the engine to send.
-Output = bytes | FileRange
+Output = bytes | FileRange | StreamOutput
 
 
 class Response:
@@ -257,6 +264,10 @@ class Response:
             out += LAST_CHUNK
         self.check_complete()
         return out
+
+    def error_output(self, status: int) -> bytes:
+        """A complete answer for `status`, for an error before the head left (closes)."""
+        return error_response(status)
 
     def check_complete(self) -> None:
         if self.content_length is not None and self.sent < self.content_length and not self.no_body:

@@ -24,7 +24,7 @@ from corral.adapters.response import FileRange, Output, Response
 from corral.addresses import split_host_port
 from corral.errors import ClientDisconnected, ProtocolError
 from corral.http.parser import Request
-from corral.http.writer import REASONS, error_response
+from corral.http.writer import REASONS
 from corral.metrics.stats import WorkerStats
 from corral.metrics.statsd import StatsdClient
 from corral.trust import stated_scheme
@@ -219,7 +219,13 @@ class WSGIAdapter:
         return environ
 
     def exchange(
-        self, conn: Transport, req: Request, body: Input, pending: bytes, keep_alive: bool
+        self,
+        conn: Transport,
+        req: Request,
+        body: Input,
+        pending: bytes,
+        keep_alive: bool,
+        response: Response | None = None,
     ) -> Exchange:
         """Serve one request as a generator of output for the engine to send as the socket
         drains: the application is called on the first `next()`, its iterable pulled one
@@ -227,16 +233,17 @@ class WSGIAdapter:
         request (the next pipelined request) when the connection may be kept alive, or None
         to close (a plain attribute: cheaper than a generator's return value, which costs an
         exception per request). Closing the generator early (the client left) still closes
-        the application's iterable and logs the request."""
+        the application's iterable and logs the request. `response` replaces the HTTP/1.1
+        framing (an HTTP/2 stream passes adapters/response_h2.py's)."""
         stats = self.stats
         timed = stats is not None or self.access is not None or self.statsd is not None
         started = time.monotonic() if timed else 0.0
-        resp = Response(conn.send, req, keep_alive)
+        resp = Response(conn.send, req, keep_alive) if response is None else response
         try:
             environ = self.build_environ(req, conn, body)
         except ProtocolError as exc:
             conn.leftover = None
-            yield error_response(exc.status)
+            yield resp.error_output(exc.status)
             return
         if stats is not None:
             stats.begin()
@@ -325,7 +332,7 @@ class WSGIAdapter:
             resp.headers = []
             resp.sent = 0
             resp.head_sent = True
-            yield error_response(status)
+            yield resp.error_output(status)
 
     def stream(self, result: Iterable[bytes], resp: Response) -> Iterator[Output]:
         """A response that is not a ready list: pulled one chunk per `next()` (so only as fast
@@ -337,6 +344,9 @@ class WSGIAdapter:
                     yield resp.head()
                     if not resp.is_head and file_range.count:
                         yield file_range
+                    tail = resp.tail()  # b"" on HTTP/1.1; END_STREAM on HTTP/2
+                    if tail:
+                        yield tail
                     return
             for chunk in result:
                 if chunk:

@@ -13,8 +13,8 @@ Cleartext HTTP/2 is accepted only from trusted peers (`forwarded_allow_ips`), as
 an h2c port is meant for a proxy that terminated TLS, not for the internet. `cleartext_modes`
 turns the `http2_cleartext` setting and the peer's trust into what the connection may do.
 
-What this module must never do: read or write a socket, or switch a connection that did not
-ask to be switched.
+What this module must never do: read or write a socket, switch a connection that did not
+ask to be switched, or import the h2 library (servers without HTTP/2 import this module too).
 """
 
 from __future__ import annotations
@@ -23,8 +23,12 @@ import base64
 import binascii
 import re
 
-from corral.http.h2 import PREFACE
 from corral.http.parser import Request
+
+# RFC 9113 §3.4: what a client sends first on a connection that starts in HTTP/2. (The same
+# bytes as http/h2.py's PREFACE, spelled out here so that this module never imports the h2
+# library: the HTTP/1.1 reader asks it about every cleartext connection's first bytes.)
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 # The 101 answer to a request that upgrades to h2c (RFC 7540 §3.2).
 SWITCHING_PROTOCOLS = (

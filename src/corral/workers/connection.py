@@ -37,7 +37,8 @@ SERVING = 3  # the application (or a thread producing its response) has it
 WRITING = 4  # response bytes wait for the socket to drain; parked in the loop
 IDLE = 5  # between requests on a kept-alive connection
 CLOSED = 6
-STATE_NAMES = ("head", "body", "queued", "serving", "writing", "idle", "closed")
+H2 = 7  # an HTTP/2 connection: the loop owns it for good (workers/h2_engine.py)
+STATE_NAMES = ("head", "body", "queued", "serving", "writing", "idle", "closed", "h2")
 
 
 def peer_strings(peer: object) -> tuple[str, str]:
@@ -58,6 +59,7 @@ class Connection:
         "events",
         "exchange",
         "fd",
+        "h2",
         "keep_after",
         "leftover",
         "outbox",
@@ -110,10 +112,11 @@ class Connection:
         self.started = now  # when the current request was handed to the application
         self.thread = 0  # ident of the thread serving it (stack dumps of stuck requests)
         self.stuck = False  # reported as running past `timeout`
+        self.h2: Any = None  # the HTTP/2 side (workers/h2_engine.py) once it speaks HTTP/2
 
     # --- non-blocking output, for the engine ---
 
-    def write_some(self, data: bytes | memoryview) -> int:
+    def write_some(self, data: bytes | bytearray | memoryview) -> int:
         """Send what the socket takes now; 0 when it would block. Raises OSError when the
         connection is broken."""
         try:

@@ -44,6 +44,7 @@ from corral.trust import is_trusted
 from corral.workers.connection import (
     BODY,
     CLOSED,
+    H2,
     HEAD,
     IDLE,
     QUEUED,
@@ -167,6 +168,7 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
                 if deadline == 0.0:
                     deadline = time.monotonic() + self.settings.graceful_timeout
                     self.stop_accepting()
+                    self.h2_stop()
                 if self.drained() or time.monotonic() > deadline:
                     break
             flush()  # access lines reach their file before the loop waits
@@ -178,7 +180,7 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
                 continue
             now = time.monotonic()
             heartbeat.beat(now)
-            for fd, _ in events:
+            for fd, mask in events:
                 conn = conns.get(fd)
                 if conn is not None:
                     # on_event, written out: this is the hottest line of the worker.
@@ -188,6 +190,8 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
                             self.on_writable(conn, now)
                         elif state in _READING:
                             self.on_readable(conn, now)
+                        elif state == H2:
+                            self.on_h2(conn, mask, now)
                     except Exception:
                         self.failed(conn)
                 elif fd in listening:
@@ -234,6 +238,19 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
             # A thread's connection is disarmed; an event for it can only be stale.
         except Exception:
             self.failed(conn)
+
+    # HTTP/2 (workers/h2_engine.py, on the gthread worker); nothing to do elsewhere.
+    def on_h2(self, conn: Connection, mask: int, now: float) -> None:
+        self.abandon(conn)
+
+    def h2_closing(self, conn: Connection) -> None:
+        """A connection in HTTP/2 is being closed."""
+
+    def h2_sweep(self, conn: Connection, now: float) -> None:
+        """Deadlines of an HTTP/2 connection."""
+
+    def h2_stop(self) -> None:
+        """Graceful stop: GOAWAY on every HTTP/2 connection."""
 
     def failed(self, conn: Connection) -> None:
         log.exception("Unexpected error on the connection from %s", conn.remote_addr)
@@ -410,6 +427,8 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
             with contextlib.suppress(OSError):
                 self.epoll.unregister(conn.fd)
         conn.state = CLOSED
+        if conn.h2 is not None:
+            self.h2_closing(conn)
         conn.close()
 
     def sweep(self, now: float) -> None:
@@ -448,6 +467,8 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
                     self.abandon(conn)
             elif state == SERVING and self.multithread and self.overdue(conn, now):
                 self.report_stuck(conn, now)
+            elif state == H2:
+                self.h2_sweep(conn, now)
 
     def overdue(self, conn: Connection, now: float) -> bool:
         return not conn.stuck and now - conn.started > self.timeout

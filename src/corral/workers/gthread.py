@@ -9,6 +9,9 @@ free thread, so a burst spreads over the workers instead of queueing behind busy
 
 With `--threads 1` there is nothing to gain from a hand-off, so the application runs inline in
 the loop, like `sync` but with keep-alive.
+
+HTTP/2 (workers/h2_engine.py): the streams of a connection go to the same threads, each
+stream's response pulled a piece at a time as the peer's window opens.
 """
 
 from __future__ import annotations
@@ -24,14 +27,18 @@ import time
 from corral.config import Settings
 from corral.workers.connection import QUEUED, SERVING, Connection
 from corral.workers.engine import Worker
+from corral.workers.h2_engine import H2Serving
+from corral.workers.h2_setup import h2_enabled
+from corral.workers.h2_stream import PULLED, H2Stream
 from corral.workers.lifecycle import drain_pipe
 from corral.workers.writing import CLOSE
 
 log = logging.getLogger("corral.error")
 
 
-class ThreadWorker(Worker):
+class ThreadWorker(H2Serving, Worker):
     keep_alive_allowed = True
+    h2_on = False
 
     @staticmethod
     def multithread_for(settings: Settings) -> bool:
@@ -43,7 +50,7 @@ class ThreadWorker(Worker):
         super().init_process()
         if self.settings.keepalive <= 0:
             self.keep_alive_allowed = False
-        self.jobs: queue.SimpleQueue[Connection | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[Connection | H2Stream | None] = queue.SimpleQueue()
         # (connection, outcome) handed back by threads; only the loop pops.
         self.completed: collections.deque[tuple[Connection, int]] = collections.deque()
         if self.multithread:
@@ -58,6 +65,46 @@ class ThreadWorker(Worker):
         ]
         for thread in self.threads:
             thread.start()
+        if h2_enabled(self.settings):
+            self.setup_h2()
+
+    def setup_h2(self) -> None:
+        s = self.settings
+        self.h2_on = True
+        self.h2_init(self.wake_w, self.tls is not None)
+        self.h2_alpn = self.tls is not None
+        if self.tls is None and s.http2_cleartext != "off":
+            self.h2c_prior = s.http2_cleartext in ("prior-knowledge", "both")
+            self.h2c_prior_only = s.http2_cleartext == "prior-knowledge"
+            self.h2c_upgrade = s.http2_cleartext in ("upgrade", "both")
+
+    def h2_after_events(self) -> None:
+        notes = self.h2_hub.notes
+        for _ in range(8 if self.inline else 1):
+            self.h2_notes(time.monotonic())
+            if not notes:
+                return
+        if self.inline:  # responses still being produced: come back without waiting
+            with contextlib.suppress(OSError):
+                os.write(self.wake_w, b"\0")
+
+    def submit_stream(self, stream: H2Stream) -> None:
+        """Start (or go on with) an HTTP/2 stream's response: on a thread, or right here
+        with --threads 1; the outcome comes back as a note either way."""
+        if self.inline:
+            self.pull_stream(stream)
+        else:
+            self.in_flight += 1
+            self.jobs.put(stream)
+
+    def pull_stream(self, stream: H2Stream) -> None:
+        stream.thread = threading.get_ident()
+        try:
+            items, done = stream.context.run(stream.pull)
+        except BaseException:
+            log.exception("Unexpected error in a request thread")
+            items, done = [], True
+        self.h2_hub.post(stream, PULLED, (items, done))
 
     def execute_in_pool(self, conn: Connection) -> None:
         conn.state = QUEUED
@@ -71,6 +118,9 @@ class ThreadWorker(Worker):
             conn = jobs.get()
             if conn is None:
                 return
+            if isinstance(conn, H2Stream):
+                self.pull_stream(conn)
+                continue
             # The connection is this thread's until it is handed back below.
             conn.thread = threading.get_ident()
             conn.started = time.monotonic()
@@ -89,6 +139,8 @@ class ThreadWorker(Worker):
         self.after_events()
 
     def after_events(self) -> None:
+        if self.h2_on and self.h2_hub.notes:
+            self.h2_after_events()
         completed = self.completed
         if not completed:
             return

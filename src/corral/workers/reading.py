@@ -17,6 +17,7 @@ from corral.adapters.body import EMPTY_BODY, Body, BodyBuffer
 from corral.adapters.wsgi import Input
 from corral.errors import ProtocolError
 from corral.http.body import decoder_for
+from corral.http.h2_negotiation import H1, MORE, alpn_is_h2, preface_state, upgrade_settings
 from corral.http.parser import Limits, Request, parse_head
 from corral.http.proxy import parse_proxy_header
 from corral.http.writer import CONTINUE
@@ -43,6 +44,11 @@ class RequestReading:
     alive: bool
     health_path: str | None
     tls: object
+    # HTTP/2 (set by the gthread worker when h2 is on; workers/h2_engine.py does the rest).
+    h2_alpn = False  # TLS: a handshake that selected "h2" switches the connection
+    h2c_prior = False  # cleartext: trusted peers may start with the preface
+    h2c_prior_only = False  # ... and must (an HTTP/1.1 request from them gets 400)
+    h2c_upgrade = False  # cleartext: trusted peers may send `Upgrade: h2c`
 
     if TYPE_CHECKING:
 
@@ -54,10 +60,21 @@ class RequestReading:
         def dispatch(
             self, conn: Connection, req: Request, body: Input, rest: bytes, now: float
         ) -> None: ...
+        def h2_switch(
+            self,
+            conn: Connection,
+            data: bytes,
+            now: float,
+            upgrade: bytes | None = None,
+            req: Request | None = None,
+        ) -> None: ...
 
     def on_readable(self, conn: Connection, now: float) -> None:
         if self.tls is not None:
+            handshaking = conn.handshaking  # type: ignore[attr-defined]
             data = self.read_tls(conn)
+            if handshaking and self.h2_alpn and data is not None and self.alpn_h2(conn, data, now):
+                return
         else:
             try:
                 data = conn.sock.recv(RECV_SIZE)
@@ -102,6 +119,13 @@ class RequestReading:
         data: bytes | None = conn.advance()  # type: ignore[attr-defined]
         return data
 
+    def alpn_h2(self, conn: Connection, data: bytes, now: float) -> bool:
+        """Right after the handshake: switch to HTTP/2 if ALPN selected it (RFC 9113 §3.2)."""
+        if conn.handshaking or not alpn_is_h2(conn.alpn):  # type: ignore[attr-defined]
+            return False
+        self.h2_switch(conn, data, now)
+        return True
+
     def received(self, conn: Connection, data: bytes, now: float) -> None:
         buf = conn.buf
         if not buf:
@@ -131,6 +155,19 @@ class RequestReading:
                 self.wait_for(conn, READ)
                 return
             buf = rest
+        if self.h2c_prior and not conn.requests and conn.trusted:
+            state = preface_state(buf)
+            if state != H1:
+                if state == MORE:
+                    conn.buf = buf
+                    self.wait_for(conn, READ)
+                else:
+                    self.h2_switch(conn, buf, now)
+                return
+            if self.h2c_prior_only:
+                # RFC 9113 §3.3: this port expects HTTP/2 from these peers.
+                self.reject(conn, ProtocolError(400, "HTTP/1.1 where HTTP/2 was expected"))
+                return
         try:
             parsed = parse_head(buf, self.limits)
         except ProtocolError as exc:
@@ -143,6 +180,10 @@ class RequestReading:
             return
         req, used = parsed
         conn.buf = b""
+        if self.h2c_upgrade and conn.trusted and (settings := upgrade_settings(req)) is not None:
+            self.handled += 1
+            self.h2_switch(conn, buf[used:], now, settings, req)
+            return
         self.handled += 1
         if self.handled >= self.max_requests and self.alive:
             log.info("Autorestarting worker after current request.")

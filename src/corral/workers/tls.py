@@ -239,6 +239,12 @@ class TLSConnection(Connection):
         """Whether encrypted output waits for the socket to become writable."""
         return bool(self._unsent) or self._outgoing.pending > 0
 
+    @property
+    def alpn(self) -> str | None:
+        """The protocol ALPN selected in the handshake ("h2", "http/1.1"), or None (no
+        handshake yet, or the client offered none we serve)."""
+        return None if self.handshaking else self._tls.selected_alpn_protocol()
+
     def handshake_expired(self, now: float) -> bool:
         """The handshake deadline: still handshaking `timeout` seconds after `since`."""
         return self.handshaking and now - self.since > self.timeout
@@ -273,7 +279,7 @@ class TLSConnection(Connection):
                 raise ClientDisconnected(_STREAM_ERRORS[state])
             self._receive()
 
-    def write_some(self, data: bytes | memoryview) -> int:
+    def write_some(self, data: bytes | bytearray | memoryview) -> int:
         """Encrypt up to SEND_CHUNK bytes of data once earlier output has gone to the socket;
         returns how much plaintext was taken (0 while encrypted output still waits). Never
         waits; raises OSError when the connection is broken."""

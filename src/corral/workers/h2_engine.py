@@ -1,0 +1,612 @@
+"""HTTP/2 on the gthread worker: the loop's side of every HTTP/2 connection.
+
+A connection becomes HTTP/2 by ALPN after its TLS handshake, by the cleartext preface, or by
+`Upgrade: h2c` (workers/reading.py decides; `h2_switch` does it). From then on it is in state
+H2 and belongs to the loop for good: the loop reads frames into the connection's `H2Session`
+(http/h2.py), starts each stream's WSGI call on the thread pool, moves the output threads
+produce into the session as the peer's windows allow, and writes the session's bytes as the
+socket takes them. Threads never touch the session or the socket (workers/h2_stream.py).
+
+- A request body up to `request_body_buffer` is collected here before the application is
+  called (credited as it is stored); a larger one is streamed to the application, and
+  credited only when it has read it.
+- A response is pulled on a thread about PULL_BUDGET bytes at a time, and only while the
+  stream's window is open: a stream whose window is closed holds no thread.
+- Deadlines (sweep): an idle connection is closed after `keepalive` with GOAWAY; a stream
+  whose output has waited on a closed window for `timeout` is reset; output the socket has
+  not taken for `timeout` closes the connection.
+
+What this module must never do: wait for a client, run the application in the loop (except
+with --threads 1, where the loop is the executor), or let one stream's failure end the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from corral.adapters.body import EMPTY_BODY, BodyBuffer
+from corral.adapters.response import FileRange
+from corral.adapters.response_h2 import END, RESET, H2Head, error_head
+from corral.http.h2_negotiation import SWITCHING_PROTOCOLS
+from corral.workers.connection import H2, RECV_SIZE, Connection
+from corral.workers.h2_stream import CREDIT, PULLED, PUSHED, H2Input, H2Stream, StreamHub
+from corral.workers.heartbeat import REASON_MAX_REQUESTS
+
+if TYPE_CHECKING:
+    from corral.adapters.wsgi import Input, WSGIAdapter
+    from corral.config import Settings
+    from corral.http.h2 import BodyData, H2Limits, H2Session
+    from corral.http.parser import Limits, Request
+
+log = logging.getLogger("corral.error")
+
+READ = select.EPOLLIN | select.EPOLLRDHUP
+WRITE = select.EPOLLOUT
+_INPUT = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
+# Past this much unsent output the loop stops reading the connection's frames (a peer that
+# does not read cannot make it queue PING answers without bound) and stops moving streams'
+# output into the session.
+OUT_LIMIT = 262144
+FILE_CHUNK = 262144
+_NO_ERROR, _INTERNAL_ERROR, _CANCEL = 0x0, 0x2, 0x8
+_UPGRADE_FIELDS = frozenset({"UPGRADE", "CONNECTION", "HTTP2-SETTINGS"})
+
+
+class _Frames:
+    """A body decoder for BodyBuffer: HTTP/2 DATA frames are the body already."""
+
+    done = False
+
+    def feed(self, data: bytes) -> tuple[bytes, None]:
+        return data, None
+
+
+class H2Link:
+    """The HTTP/2 side of one connection."""
+
+    __slots__ = ("closed", "conn", "idle_since", "level", "out", "session", "streams")
+
+    def __init__(self, conn: Connection, session: H2Session, now: float) -> None:
+        self.conn = conn
+        self.session = session
+        self.streams: dict[int, H2Stream] = {}
+        self.out = bytearray()  # session output the socket has not taken yet
+        self.level = False  # registered without EPOLLONESHOT
+        self.idle_since = now
+        self.closed = False
+
+
+class H2Serving:
+    """Mixed into the gthread worker; the names below are the engine's."""
+
+    settings: Settings
+    adapter: WSGIAdapter | None
+    epoll: Any
+    inline: bool
+    alive: bool
+    handled: int
+    max_requests: int
+    in_flight: int
+    timeout: float
+    body_buffer: int
+    health_path: str | None
+    limits: Limits
+    h2_tls: bool
+    conns: dict[int, Connection]
+    pre_request: Callable[[Any, Request], object] | None
+    h2_hub: StreamHub
+    h2_session_limits: H2Limits
+    h2_handlers: dict[type, Callable[[Connection, Any, float], None]]
+
+    if TYPE_CHECKING:
+
+        def close(self, conn: Connection) -> None: ...
+        def retire(self, reason: int) -> None: ...
+        def submit_stream(self, stream: H2Stream) -> None: ...
+        def with_pre_request(self, req: Request, exchange: Any) -> Any: ...
+
+    # ---- switching ----------------------------------------------------------------------------
+
+    def h2_init(self, wake_w: int, tls: bool) -> None:
+        """Called by the worker when h2 is on (so that h2 is imported only then)."""
+        from corral.http import h2
+        from corral.workers.h2_setup import h2_limits
+
+        self.h2_tls = tls
+        self.h2_session_limits = h2_limits(self.settings, self.limits)
+        self.h2_hub = StreamHub(wake_w, self.inline)
+        self.h2_handlers = {
+            h2.BodyData: self.h2_data,
+            h2.StreamOpened: self.h2_opened,
+            h2.BodyEnded: self.h2_body_end,
+            h2.StreamAborted: self.h2_aborted,
+        }
+
+    def h2_switch(
+        self,
+        conn: Connection,
+        data: bytes,
+        now: float,
+        upgrade: bytes | None = None,
+        req: Request | None = None,
+    ) -> None:
+        """Make `conn` an HTTP/2 connection; `data` are its first bytes of HTTP/2. With
+        `upgrade` (HTTP2-Settings), `req` is the HTTP/1.1 request that becomes stream 1."""
+        from corral.http.h2 import H2Session
+
+        session = H2Session(self.h2_session_limits, now)
+        session.start(upgrade)
+        link = H2Link(conn, session, now)
+        if upgrade is not None:
+            link.out += SWITCHING_PROTOCOLS
+        conn.h2 = link
+        conn.state = H2
+        conn.buf = b""
+        conn.deadline = 0.0
+        if req is not None:
+            # Stream 1 is served as HTTP/2 (RFC 7540 §3.2), without the fields that asked for
+            # the switch: they were for this hop, and it is done.
+            req.version = "HTTP/2"
+            req.headers = [item for item in req.headers if item[0] not in _UPGRADE_FIELDS]
+            self.h2_open(conn, 1, req, True, now)
+        if data:
+            self.h2_input(conn, data, now)
+        self.h2_service(conn, now)
+
+    # ---- readiness ----------------------------------------------------------------------------
+
+    def on_h2(self, conn: Connection, mask: int, now: float) -> None:
+        link: H2Link = conn.h2
+        if mask & _INPUT and len(link.out) < OUT_LIMIT:
+            if self.h2_tls:
+                data: bytes | None = conn.advance()  # type: ignore[attr-defined]
+            else:
+                try:
+                    data = conn.sock.recv(RECV_SIZE) or None
+                except BlockingIOError:
+                    data = b""
+                except OSError:
+                    data = None
+            if data is None:
+                self.close(conn)
+                return
+            if data:
+                self.h2_input(conn, data, now)
+        self.h2_service(conn, now)
+
+    def h2_input(self, conn: Connection, data: bytes, now: float) -> None:
+        handlers = self.h2_handlers
+        for event in conn.h2.session.receive(data, now):
+            # WindowOpened has none: h2_service looks at every parked stream anyway.
+            handler = handlers.get(type(event))
+            if handler is not None:
+                handler(conn, event, now)
+
+    def h2_opened(self, conn: Connection, event: Any, now: float) -> None:
+        self.h2_open(conn, event.stream_id, event.request, event.ended, now)
+
+    def h2_body_end(self, conn: Connection, event: Any, now: float) -> None:
+        stream = conn.h2.streams.get(event.stream_id)
+        if stream is None:
+            return
+        stream.end_body()
+        buffer = stream.buffer
+        if buffer is not None:
+            stream.buffer = None
+            self.h2_dispatch(stream, buffer.input())
+
+    def h2_aborted(self, conn: Connection, event: Any, now: float) -> None:
+        stream = conn.h2.streams.get(event.stream_id)
+        if stream is not None:
+            self.h2_abort(conn, stream, now)
+
+    # ---- streams opening ----------------------------------------------------------------------
+
+    def h2_open(
+        self, conn: Connection, stream_id: int, req: Request, ended: bool, now: float
+    ) -> None:
+        link: H2Link = conn.h2
+        session = link.session
+        stream = H2Stream(self.h2_hub, link, conn, stream_id, req)
+        link.streams[stream_id] = stream
+        self.handled += 1
+        if self.handled >= self.max_requests and self.alive:
+            log.info("Autorestarting worker after current request.")
+            self.retire(REASON_MAX_REQUESTS)
+        if req.path == self.health_path:
+            self.h2_answer(stream, _health_head(self.alive, req.method == "HEAD"))
+            return
+        limit = self.settings.limit_request_body
+        stream.limit = limit
+        if limit and req.content_length is not None and req.content_length > limit:
+            self.h2_answer(stream, error_head(413))
+            return
+        if ended:
+            stream.body_ended = True
+            self.h2_dispatch(stream, EMPTY_BODY)
+            return
+        if req.expect_continue:
+            # RFC 9110 §10.1.1: the body is welcome (the window bounds what can arrive).
+            session.respond(stream_id, 100, [], end=False)
+        size = req.content_length
+        if self.inline or (self.body_buffer and size is not None and size <= self.body_buffer):
+            # Collected here, as HTTP/1.1 does; with --threads 1 always (the application runs
+            # in the loop and must never wait for a body the loop itself has to receive).
+            memory = self.settings.request_body_memory
+            stream.buffer = BodyBuffer(_Frames(), memory, 1 << 62)  # type: ignore[arg-type]
+        else:
+            self.h2_dispatch(stream, H2Input(stream))
+
+    def h2_dispatch(self, stream: H2Stream, body: Input) -> None:
+        """Build the stream's exchange; `h2_service` starts it on a thread."""
+        assert self.adapter is not None
+        req = stream.req
+        exchange = self.adapter.exchange(stream, req, body, b"", True, stream.response())
+        if self.pre_request is not None:
+            exchange = self.with_pre_request(req, exchange)
+        stream.exchange = exchange
+
+    def h2_answer(self, stream: H2Stream, head: H2Head) -> None:
+        """Answer without the application (health path, a body over the limit)."""
+        stream.add([head])
+        stream.done = True
+
+    def h2_data(self, conn: Connection, event: BodyData, now: float) -> None:
+        link: H2Link = conn.h2
+        session = link.session
+        stream = link.streams.get(event.stream_id)
+        if stream is None or stream.done or stream.aborted:
+            session.consumed(event.stream_id, event.flow)
+            return
+        stream.progress = now
+        buffer = stream.buffer
+        if buffer is None:
+            if event.flow > len(event.data):  # padding: nobody reads it
+                session.consumed(event.stream_id, event.flow - len(event.data))
+            if event.data:
+                stream.deliver(event.data)
+            return
+        try:
+            buffer.feed(event.data)
+        except OSError as exc:
+            log.error("Cannot buffer the request body from %s: %s", conn.remote_addr, exc)
+            self.h2_refuse(stream, 503)
+            return
+        session.consumed(event.stream_id, event.flow)
+        if stream.limit and buffer.size > stream.limit:
+            self.h2_refuse(stream, 413)
+
+    def h2_refuse(self, stream: H2Stream, status: int) -> None:
+        """A collected body that cannot be served: answer `status`, drop the body."""
+        stream.buffer.discard()
+        stream.buffer = None
+        self.h2_answer(stream, error_head(status))
+
+    def h2_abort(self, conn: Connection, stream: H2Stream, now: float) -> None:
+        """The peer reset the stream (or the connection ended): stop its response."""
+        stream.abort()
+        stream.pending.clear()
+        if not stream.running:
+            self.h2_finish(conn, stream, now)
+
+    # ---- output -------------------------------------------------------------------------------
+
+    def h2_service(self, conn: Connection, now: float) -> None:
+        """Move streams' output into the session, start pulls where windows are open, write,
+        and watch the socket for what comes next."""
+        link: H2Link = conn.h2
+        session = link.session
+        out = link.out
+        for stream in list(link.streams.values()):
+            if stream.pending and len(out) < OUT_LIMIT:
+                self.h2_feed(link, stream, now)
+                out += session.output()
+                if stream.pushing:
+                    stream.report_sent()
+            if stream.pending or stream.running:
+                continue
+            if stream.exchange is None:
+                if stream.done:
+                    self.h2_finish(conn, stream, now)
+                continue
+            if stream.aborted:
+                continue
+            if stream.pulls and session.window(stream.stream_id) <= 0:
+                stream.stalled = stream.stalled or now
+                continue
+            stream.stalled = 0.0
+            stream.pulls += 1
+            stream.started = now
+            stream.running = True
+            self.submit_stream(stream)
+        data = session.output()
+        if data:
+            out += data
+        if not self.h2_flush(conn, now):
+            self.close(conn)
+            return
+        if session.ended and not out and conn.flushed:
+            self.close(conn)
+            return
+        self.h2_arm(conn)
+
+    def h2_feed(self, link: H2Link, stream: H2Stream, now: float) -> None:
+        """Move what the window allows of the stream's pending output into the session."""
+        session = link.session
+        sid = stream.stream_id
+        pending = stream.pending
+        while pending:
+            item = pending[0]
+            kind = type(item)
+            if kind is bytes or kind is memoryview:
+                end = len(pending) > 1 and pending[1] is END
+                taken = session.send_body(sid, item, end)  # type: ignore[arg-type]
+                if taken < 0:
+                    self.h2_gone(stream)
+                    return
+                stream.sent += taken
+                if taken < len(item):  # type: ignore[arg-type]
+                    pending[0] = memoryview(item)[taken:]  # type: ignore[arg-type]
+                    stream.stalled = stream.stalled or now
+                    return
+                pending.popleft()
+                if end:
+                    pending.popleft()
+                stream.stalled = 0.0
+            elif kind is H2Head:
+                head: H2Head = item  # type: ignore[assignment]
+                pending.popleft()
+                if not session.respond(sid, head.status, head.headers, head.end and not head.body):
+                    self.h2_gone(stream)
+                    return
+                if head.body:
+                    if head.end:
+                        pending.appendleft(END)
+                    pending.appendleft(head.body)
+            elif item is END:
+                pending.popleft()
+                if session.send_body(sid, b"", True) < 0:
+                    self.h2_gone(stream)
+                    return
+            elif item is RESET:
+                pending.clear()
+                session.reset(sid, _INTERNAL_ERROR)
+                stream.reset_sent = True
+            elif not self.h2_send_file(session, stream, item, now):  # type: ignore[arg-type]
+                return
+
+    def h2_send_file(
+        self, session: H2Session, stream: H2Stream, item: FileRange, now: float
+    ) -> bool:
+        """Send a wrapped file's range as the window allows (read here: no sendfile on HTTP/2).
+        False while the window is closed."""
+        sid = stream.stream_id
+        pending = stream.pending
+        while item.count > 0:
+            room = session.window(sid)
+            if room <= 0:
+                stream.stalled = stream.stalled or now
+                return False
+            try:
+                chunk = os.pread(item.fd, min(room, item.count, FILE_CHUNK), item.offset)
+            except OSError as exc:
+                log.error("Cannot read the file sent to %s: %s", stream.remote_addr, exc)
+                chunk = b""
+            if not chunk:  # shorter than announced: the client must not take it as whole
+                pending.clear()
+                session.reset(sid, _INTERNAL_ERROR)
+                stream.reset_sent = True
+                return False
+            end = len(chunk) == item.count and len(pending) > 1 and pending[1] is END
+            taken = session.send_body(sid, chunk, end)
+            if taken < 0:
+                self.h2_gone(stream)
+                return False
+            item.offset += taken
+            item.count -= taken
+            stream.sent += taken
+            if end and taken == len(chunk):
+                pending.popleft()
+            stream.stalled = 0.0
+        pending.popleft()
+        return True
+
+    def h2_gone(self, stream: H2Stream) -> None:
+        """The session no longer has the stream (reset, connection ending)."""
+        stream.pending.clear()
+        stream.abort()
+
+    def h2_flush(self, conn: Connection, now: float) -> bool:
+        """Write what the socket takes; False when the connection is broken."""
+        out: bytearray = conn.h2.out
+        try:
+            while out:
+                sent = conn.write_some(out)
+                if not sent:
+                    break
+                del out[:sent]
+                conn.progress = now
+            if self.h2_tls:
+                conn.flush_some()
+        except OSError:
+            return False
+        return True
+
+    def h2_arm(self, conn: Connection) -> None:
+        """Level-triggered (no EPOLLONESHOT: no thread ever has this connection): read while
+        the output is small, and wait for the socket to drain while there is output."""
+        link: H2Link = conn.h2
+        events = READ if len(link.out) < OUT_LIMIT else 0
+        if link.out or not conn.flushed:
+            events |= WRITE
+        if events == conn.events and link.level:
+            return
+        if conn.events:
+            self.epoll.modify(conn.fd, events)
+        else:
+            self.epoll.register(conn.fd, events)
+        conn.events = events
+        link.level = True
+
+    # ---- streams ending -----------------------------------------------------------------------
+
+    def h2_finish(self, conn: Connection, stream: H2Stream, now: float) -> None:
+        """The stream is over (its output sent, or aborted): release it."""
+        link: H2Link = stream.link
+        if link.streams.pop(stream.stream_id, None) is None:
+            return
+        self.h2_close_exchange(stream)
+        if stream.buffer is not None:
+            stream.buffer.discard()
+            stream.buffer = None
+        if link.closed:
+            return
+        session = link.session
+        if not (stream.body_ended or stream.aborted or stream.reset_sent):
+            # RFC 9113 §8.1: the response is complete; the rest of the body is not wanted.
+            session.reset(stream.stream_id, _NO_ERROR)
+        session.finished(stream.stream_id)
+        if not link.streams:
+            link.idle_since = now
+            if not self.alive:
+                session.close()
+
+    def h2_close_exchange(self, stream: H2Stream) -> None:
+        exchange, stream.exchange = stream.exchange, None
+        if exchange is not None:
+            try:
+                stream.context.run(exchange.close)
+            except Exception:
+                log.exception("Error closing the response to %s", stream.remote_addr)
+
+    def h2_closing(self, conn: Connection) -> None:
+        """The connection is being closed: every stream ends with it."""
+        link: H2Link = conn.h2
+        link.closed = True
+        for stream in list(link.streams.values()):
+            stream.abort()
+            stream.pending.clear()
+            if not stream.running:
+                link.streams.pop(stream.stream_id, None)
+                self.h2_close_exchange(stream)
+                if stream.buffer is not None:
+                    stream.buffer.discard()
+        if link.out or link.session.output():
+            conn.send_nowait(bytes(link.out) + link.session.output())
+
+    # ---- notes from threads ---------------------------------------------------------------------
+
+    def h2_notes(self, now: float) -> None:
+        """Take what threads reported (output pulled, body read, write() output) and serve
+        each connection concerned once."""
+        notes = self.h2_hub.notes
+        dirty: dict[int, Connection] = {}
+        for _ in range(len(notes)):
+            stream, kind, value = notes.popleft()
+            link: H2Link = stream.link
+            if kind == PULLED:
+                if not self.inline:
+                    self.in_flight -= 1
+                self.h2_pulled(stream, value[0], value[1], now)
+            elif link.closed or stream.aborted:
+                continue
+            elif kind == CREDIT:
+                link.session.consumed(stream.stream_id, value)
+            elif kind == PUSHED:
+                stream.take_pushed()
+            dirty[id(link)] = link.conn
+        for conn in dirty.values():
+            if conn.h2 is not None and not conn.h2.closed:
+                try:
+                    self.h2_service(conn, now)
+                except Exception:
+                    log.exception("Unexpected error on the connection from %s", conn.remote_addr)
+                    self.close(conn)
+
+    def h2_pulled(self, stream: H2Stream, items: list[Any], done: bool, now: float) -> None:
+        stream.running = False
+        stream.stuck = False
+        link: H2Link = stream.link
+        if done:
+            stream.exchange = None
+            stream.done = True
+        if link.closed or stream.aborted:
+            if link.closed:
+                self.h2_close_exchange(stream)
+            else:
+                self.h2_finish(link.conn, stream, now)
+            return
+        stream.take_pushed()
+        stream.add(items)
+        if done and not stream.ending:
+            # The response failed after its head, or the client went: never a clean end.
+            stream.add([RESET])
+        stream.progress = now
+
+    # ---- deadlines and stopping ---------------------------------------------------------------
+
+    def h2_sweep(self, conn: Connection, now: float) -> None:
+        link: H2Link = conn.h2
+        session = link.session
+        timeout = self.timeout
+        if link.out and now - conn.progress > timeout:
+            log.debug("Closing HTTP/2 connection from %s: it reads nothing", conn.remote_addr)
+            self.close(conn)
+            return
+        if not link.streams:
+            keepalive = float(self.settings.keepalive) if self.alive else 0.0
+            if now - link.idle_since >= keepalive:
+                session.close()
+                self.h2_service(conn, now)
+            return
+        for stream in list(link.streams.values()):
+            if stream.stalled and now - stream.stalled > timeout:
+                log.debug("Resetting a stalled HTTP/2 stream from %s", conn.remote_addr)
+                session.reset(stream.stream_id, _CANCEL)
+                stream.reset_sent = True
+                self.h2_abort(conn, stream, now)
+            elif stream.buffer is not None and now - stream.progress > timeout:
+                self.h2_refuse(stream, 408)
+            elif stream.running and not stream.stuck and now - stream.started > timeout:
+                self.h2_report_stuck(conn, stream, now)
+        self.h2_service(conn, now)
+
+    def h2_report_stuck(self, conn: Connection, stream: H2Stream, now: float) -> None:
+        stream.stuck = True
+        log.error(
+            "Worker: an HTTP/2 request from %s has run for %.0f s (timeout %d)",
+            conn.remote_addr,
+            now - stream.started,
+            self.settings.timeout,
+        )
+
+    def h2_stop(self) -> None:
+        """Graceful stop: GOAWAY on every HTTP/2 connection; idle ones close now."""
+        now = time.monotonic()
+        for conn in list(self.conns.values()):
+            link = conn.h2
+            if link is None or link.closed:
+                continue
+            if link.streams:
+                link.session.drain()
+            else:
+                link.session.close()
+            with contextlib.suppress(Exception):
+                self.h2_service(conn, now)
+
+
+def _health_head(alive: bool, head: bool) -> H2Head:
+    """--health-path on HTTP/2: the same answer as HTTP/1.1's (http/writer.health_response)."""
+    body = b"ok\n" if alive else b"stopping\n"
+    fields = [
+        (b"content-type", b"text/plain"),
+        (b"cache-control", b"no-store"),
+        (b"content-length", b"%d" % len(body)),
+    ]
+    return H2Head(200 if alive else 503, fields, b"" if head else body, True)

@@ -1,0 +1,389 @@
+"""HTTP/2 on the gthread worker, through the real server: the h2 library's client on a raw
+socket for the protocol-level cases, curl (prior knowledge and Upgrade: h2c) and httpx over TLS.
+
+The server is `-k gthread --threads 8 --http-protocols h2,h1 --http2-cleartext both` on
+loopback unless a test says otherwise. Nothing here measures time: concurrency is proven with a
+barrier every stream must reach together, a freed thread by another stream served meanwhile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import pytest
+
+from support.pki import make_pki, tls_args
+from support.server import Server, wait_for
+
+APP = "support.gthread_h2_apps:app"
+H2_ARGS = ("-k", "gthread", "--http-protocols", "h2,h1", "--http2-cleartext", "both")
+CURL = shutil.which("curl")
+NGHTTP = shutil.which("nghttp")
+DEADLINE = 15.0
+
+
+def server(*extra: str, threads: int = 8, env: dict[str, str] | None = None) -> Server:
+    return Server(APP, *H2_ARGS, "--threads", str(threads), *extra, env=env)
+
+
+class Client:
+    """An HTTP/2 client on the h2 library: each stream's headers, data, end and reset."""
+
+    def __init__(
+        self,
+        port: int,
+        window: int | None = None,
+        ack: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+        if ssl_context is not None:
+            sock = ssl_context.wrap_socket(sock, server_hostname="127.0.0.1")
+        self.sock = sock
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        self.conn = h2.connection.H2Connection(config)
+        self.conn.initiate_connection()
+        if window is not None:
+            self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+        self.ack = ack  # give back window for the data received
+        self.headers: dict[int, dict[bytes, bytes]] = {}
+        self.data: dict[int, bytearray] = {}
+        self.ended: set[int] = set()
+        self.resets: dict[int, int] = {}
+        self.goaway: h2.events.ConnectionTerminated | None = None
+        self.closed = False
+        self.flush()
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def request(
+        self, path: str, method: str = "GET", body: bytes | None = None, headers: Any = ()
+    ) -> int:
+        sid: int = self.conn.get_next_available_stream_id()
+        fields = [
+            (b":method", method.encode()),
+            (b":scheme", b"http"),
+            (b":authority", b"localhost"),
+            (b":path", path.encode()),
+            *headers,
+        ]
+        if body is not None:
+            fields.append((b"content-length", b"%d" % len(body)))
+        self.conn.send_headers(sid, fields, end_stream=body is None)
+        self.data[sid] = bytearray()
+        self.flush()
+        if body is not None:
+            self.send_body(sid, body)
+        return sid
+
+    def send_body(self, sid: int, body: bytes) -> None:
+        """All of body, as the server's windows allow (reading its frames meanwhile)."""
+        view = memoryview(body)
+        while True:
+            room = min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
+            if room > 0:
+                last = len(view) <= room
+                self.conn.send_data(sid, view[:room].tobytes(), end_stream=last)
+                view = view[room:]
+                self.flush()
+                if last:
+                    return
+            else:
+                self.pump()
+
+    def pump(self) -> None:
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, ssl.SSLError):
+            data = b""
+        if not data:
+            self.closed = True
+            raise EOFError("the server closed the connection")
+        for event in self.conn.receive_data(data):
+            sid = getattr(event, "stream_id", 0)
+            if isinstance(event, h2.events.ResponseReceived):
+                self.headers[sid] = dict(event.headers)
+            elif isinstance(event, h2.events.DataReceived):
+                self.data.setdefault(sid, bytearray()).extend(event.data)
+                if self.ack:
+                    self.conn.acknowledge_received_data(event.flow_controlled_length, sid)
+            elif isinstance(event, h2.events.StreamEnded):
+                self.ended.add(sid)
+            elif isinstance(event, h2.events.StreamReset):
+                self.resets[sid] = event.error_code
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self.goaway = event
+        self.flush()
+
+    def until(self, condition: Callable[[], object], what: str = "") -> None:
+        deadline = time.monotonic() + DEADLINE
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what or condition}")
+            self.pump()
+
+    def response(self, sid: int) -> tuple[int, bytes]:
+        self.until(lambda: sid in self.ended or sid in self.resets, f"stream {sid}")
+        assert sid not in self.resets, f"stream {sid} reset ({self.resets[sid]})"
+        return int(self.headers[sid][b":status"]), bytes(self.data[sid])
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---- requests and responses ---------------------------------------------------------------
+
+
+def test_get_and_bodies_small_and_large() -> None:
+    small = os.urandom(1000)
+    large = os.urandom(1 << 20)
+    with server("--access-logfile", "-") as srv, Client(srv.port) as client:
+        assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
+        for body in (small, large):
+            status, data = client.response(client.request("/upload", "POST", body))
+            assert status == 200
+            assert json.loads(data) == {
+                "size": len(body),
+                "sha256": hashlib.sha256(body).hexdigest(),
+            }
+        status, data = client.response(client.request("/big?n=3000000"))
+        assert (status, len(data)) == (200, 3000000)
+        assert client.headers[1][b"content-length"] == b"17"
+        srv.wait_log('"GET / HTTP/2" 200')
+        srv.wait_log('"POST /upload HTTP/2" 200', count=2)
+
+
+def test_body_of_unknown_length_and_write_and_file() -> None:
+    body = os.urandom(200000)
+    with server() as srv, Client(srv.port) as client:
+        sid = client.conn.get_next_available_stream_id()
+        client.conn.send_headers(
+            sid,
+            [
+                (b":method", b"POST"),
+                (b":scheme", b"http"),
+                (b":authority", b"h"),
+                (b":path", b"/upload"),
+            ],
+        )
+        client.send_body(sid, body)
+        _status, data = client.response(sid)
+        assert json.loads(data)["sha256"] == hashlib.sha256(body).hexdigest()
+        assert client.response(client.request("/write?n=3")) == (
+            200,
+            b"line 0\nline 1\nline 2\nend\n",
+        )
+        _status, data = client.response(client.request("/file?n=300001"))
+        assert data == bytes(range(256)) * (300001 // 256) + b"z" * (300001 % 256)
+        assert (
+            client.headers[client.conn.highest_outbound_stream_id][b"content-length"] == b"300001"
+        )
+
+
+def test_streams_of_one_connection_run_together() -> None:
+    # Every one of the 16 requests waits at a barrier for the 15 others: served one after the
+    # other they would each time out there (and answer 500).
+    with server(threads=16) as srv, Client(srv.port) as client:
+        sids = [client.request("/barrier") for _ in range(16)]
+        for sid in sids:
+            assert client.response(sid) == (200, b"together")
+
+
+def test_a_closed_window_holds_no_thread() -> None:
+    # Two threads; two streams whose responses the client never makes room for. If a parked
+    # stream held its thread, the third request could never be served.
+    with (
+        server("--timeout", "3", threads=2) as srv,
+        Client(srv.port, window=1024, ack=False) as client,
+    ):
+        stalled = [client.request("/big?n=1000000") for _ in range(2)]
+        client.until(lambda: all(len(client.data[sid]) == 1024 for sid in stalled))
+        assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
+        # Past `timeout` on a closed window, the stalled streams are reset (zero-window stall).
+        client.until(lambda: all(sid in client.resets for sid in stalled), "stalled streams reset")
+        assert client.response(client.request("/sleep?ms=1")) == (200, b"slept")
+
+
+def test_peer_reset_ends_the_response(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.touch()
+    with server(env={"CORRAL_TEST_MARKS": str(marks)}) as srv, Client(srv.port) as client:
+        sid = client.request("/endless?name=one")
+        client.until(lambda: len(client.data[sid]) >= 10)
+        client.conn.reset_stream(sid, 0x8)
+        client.flush()
+        wait_for(lambda: "closed one" in marks.read_text(), DEADLINE, "the iterable closed")
+        assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
+
+
+def test_application_errors_before_and_after_the_head() -> None:
+    with server() as srv, Client(srv.port) as client:
+        status, body = client.response(client.request("/boom-before"))
+        assert (status, body) == (500, b"500 Internal Server Error\n")
+        sid = client.request("/boom-after")
+        client.until(lambda: sid in client.resets or sid in client.ended)
+        assert client.resets.get(sid) == 0x2  # INTERNAL_ERROR, never a clean end
+        assert client.data[sid] == b"first part\n"
+        sid = client.request("/short")
+        client.until(lambda: sid in client.resets or sid in client.ended)
+        assert client.resets.get(sid) == 0x2  # fewer bytes than its Content-Length
+        assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
+        assert "boom after the head" in srv.log()
+
+
+def test_limit_request_body_and_health_path() -> None:
+    with (
+        server("--limit-request-body", "1000", "--health-path", "/health") as srv,
+        Client(srv.port) as client,
+    ):
+        status, _ = client.response(client.request("/upload", "POST", b"x" * 2000))
+        assert status == 413
+        assert client.response(client.request("/health")) == (200, b"ok\n")
+        assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
+
+
+def test_inline_with_one_thread() -> None:
+    body = os.urandom(300000)
+    with server(threads=1) as srv, Client(srv.port) as client:
+        sids = [client.request("/big?n=200000") for _ in range(4)]
+        assert all(len(client.response(sid)[1]) == 200000 for sid in sids)
+        _status, data = client.response(client.request("/upload", "POST", body))
+        assert json.loads(data)["size"] == len(body)
+        assert client.response(client.request("/write?n=2")) == (200, b"line 0\nline 1\nend\n")
+
+
+@pytest.mark.skipif(NGHTTP is None, reason="needs nghttp")
+def test_graceful_stop_sends_goaway_and_finishes_streams(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.touch()
+    with server("--graceful-timeout", "10", env={"CORRAL_TEST_MARKS": str(marks)}) as srv:
+        url = f"http://127.0.0.1:{srv.port}/sleep?ms=1500&mark=started"
+        client = subprocess.Popen([str(NGHTTP), "-v", url], stdout=subprocess.PIPE)
+        try:
+            wait_for(lambda: "started" in marks.read_text(), DEADLINE, "the request started")
+            srv.signal(signal.SIGTERM)
+            out, _ = client.communicate(timeout=DEADLINE)
+        finally:
+            client.kill()
+        text = out.decode()
+        assert "recv GOAWAY frame" in text
+        assert "slept" in text and ":status: 200" in text
+        assert srv.wait_exit() == 0
+
+
+# ---- negotiation --------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(CURL is None, reason="needs curl")
+@pytest.mark.parametrize("flag", ["--http2-prior-knowledge", "--http2"])
+def test_curl_prior_knowledge_and_upgrade(flag: str) -> None:
+    # One URL per curl: curl 7.88.1 cannot reuse a prior-knowledge connection (curl #10634).
+    with server() as srv:
+        for path, expected in (("/", b"hello over HTTP/2"), ("/upload", None)):
+            data = ["--data-binary", "x" * 100000] if expected is None else []
+            out = subprocess.run(
+                [str(CURL), "-sS", "-i", flag, *data, f"http://127.0.0.1:{srv.port}{path}"],
+                capture_output=True,
+                timeout=DEADLINE,
+            )
+            assert out.returncode == 0, out.stderr
+            head, _, answer = out.stdout.rpartition(b"\r\n\r\n")
+            # A request with a body that asks to upgrade is answered in HTTP/1.1 (RFC 7540
+            # §3.2 lets the server decline; the body would have to be read as HTTP/1.1 first).
+            upgraded = flag == "--http2" and expected is not None
+            declined = flag == "--http2" and expected is None
+            assert (b"101 Switching Protocols" in head) == upgraded
+            assert (b"HTTP/1.1 200" if declined else b"HTTP/2 200") in head
+            if expected is None:
+                assert json.loads(answer)["size"] == 100000
+            else:
+                assert answer == expected
+
+
+def test_http11_still_served_and_prior_knowledge_only_refuses_it() -> None:
+    request = b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+    with server() as srv, socket.create_connection(("127.0.0.1", srv.port)) as sock:
+        sock.sendall(request)
+        assert recv_all(sock).startswith(b"HTTP/1.1 200")
+    args = ("-k", "gthread", "--threads", "4", "--http-protocols", "h2,h1")
+    with Server(APP, *args, "--http2-cleartext", "prior-knowledge") as srv:
+        with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+            sock.sendall(request)
+            assert recv_all(sock).startswith(b"HTTP/1.1 400")
+        with Client(srv.port) as client:
+            assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
+
+
+def test_untrusted_peers_get_no_cleartext_http2() -> None:
+    with (
+        server("--forwarded-allow-ips", "10.1.2.3") as srv,
+        socket.create_connection(("127.0.0.1", srv.port)) as sock,
+    ):
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        assert not recv_all(sock).startswith(b"\x00")  # no SETTINGS frame: not HTTP/2
+
+
+def recv_all(sock: socket.socket) -> bytes:
+    sock.settimeout(DEADLINE)
+    chunks = []
+    while data := sock.recv(65536):
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("pki")
+    make_pki(directory)
+    return directory
+
+
+def test_tls_alpn_with_httpx_and_h2(pki: Path) -> None:
+    httpx = pytest.importorskip("httpx")
+    args = ("-k", "gthread", "--threads", "4", "--http-protocols", "h2,h1", *tls_args(pki))
+    with Server(APP, *args) as srv:
+        url = f"https://127.0.0.1:{srv.port}"
+        verify = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        with httpx.Client(http2=True, verify=verify, timeout=DEADLINE) as http:
+            got = http.get(url + "/")
+            assert (got.http_version, got.status_code, got.text) == (
+                "HTTP/2",
+                200,
+                "hello over HTTP/2",
+            )
+            body = os.urandom(500000)
+            got = http.post(url + "/upload", content=body)
+            assert got.json()["sha256"] == hashlib.sha256(body).hexdigest()
+            assert json.loads(http.get(url + "/environ").text)["wsgi.url_scheme"] == "https"
+        with httpx.Client(http2=False, verify=verify, timeout=DEADLINE) as http:
+            got = http.get(url + "/")
+            assert (got.http_version, got.text) == ("HTTP/1.1", "hello over HTTP/1.1")
+        context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        context.set_alpn_protocols(["h2"])
+        with Client(srv.port, ssl_context=context) as client:
+            sids = [client.request("/big?n=400000") for _ in range(4)]
+            assert all(len(client.response(sid)[1]) == 400000 for sid in sids)
