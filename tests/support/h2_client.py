@@ -227,6 +227,22 @@ class H2Client:
                 self.handle(parsed)
         return True
 
+    def pump(self) -> None:
+        """Handle whatever the server has sent so far, without waiting for more."""
+        while not self.closed:
+            self.sock.settimeout(0)
+            try:
+                data = self.sock.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.closed = True
+                return
+            for parsed in self.reader.feed(data):
+                self.handle(parsed)
+
     def handle(self, parsed: Frame) -> None:
         self.frames.append(parsed)
         stream = self.streams.setdefault(parsed.stream_id, Stream()) if parsed.stream_id else None
@@ -287,14 +303,13 @@ class H2Client:
     def ping_pong(self, data: bytes = b"pingpong", timeout: float | None = None) -> bool:
         """True when the server answers a PING (the connection is alive and read)."""
         self.send(ping(data))
+        return self.read_until(lambda: self.ponged(data), timeout)
 
-        def answered() -> bool:
-            return any(
-                isinstance(f, PingFrame) and "ACK" in f.flags and f.opaque_data == data
-                for f in self.frames
-            )
-
-        return self.read_until(answered, timeout)
+    def ponged(self, data: bytes) -> bool:
+        return any(
+            isinstance(f, PingFrame) and "ACK" in f.flags and f.opaque_data == data
+            for f in self.frames
+        )
 
     def resets(self) -> dict[int, int]:
         return {f.stream_id: f.error_code for f in self.frames if isinstance(f, RstStreamFrame)}
