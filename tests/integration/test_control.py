@@ -21,7 +21,7 @@ import pytest
 
 from corral.control.client import ClientError, CommandFailed, ControlClient
 from corral.control.protocol import encode
-from support.server import ROOT, Server, wait_for
+from support.server import ROOT, Server, alive, read_pid, wait_for
 
 PEERS = ROOT / "bench" / ".peers" / "bin"
 GUNICORNC = PEERS / "gunicornc"
@@ -346,3 +346,62 @@ def test_default_paths_and_a_stale_socket(tmp_path: Path) -> None:
         assert "serving" in ctl("-c", "show workers", env=env)
     with Server("support.apps:echo", "--no-control-socket", workers=1, env=env) as srv:
         assert "Control socket" not in srv.log()
+
+
+def _master_pid(path: Path) -> int | None:
+    try:
+        with ControlClient(str(path), timeout=5) as client:
+            return int(client.send("show stats")["pid"])
+    except (ClientError, CommandFailed):
+        return None
+
+
+def test_binary_upgrade_hands_the_socket_to_the_new_master(sock_dir: Path) -> None:
+    path = sock_dir / "corral.ctl"
+    pidfile = sock_dir / "corral.pid"
+    args = ("--control-socket", str(path), "--pid", str(pidfile))
+    with Server("support.apps:echo", *args, workers=1) as srv:
+        assert srv.proc is not None
+        old = srv.proc.pid
+        srv.wait_log("Control socket listening at")
+        srv.signal(signal.SIGUSR2)
+        new = int(wait_for(lambda: read_pid(Path(f"{pidfile}.2")), 15))  # type: ignore[arg-type]
+        srv.wait_booted(2)
+        assert _master_pid(path) == old  # the old master keeps it while it runs
+        assert "is in use by another server" not in srv.log()
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit() == 0
+        try:
+            wait_for(lambda: _master_pid(path) == new, 15, "the new master on the socket")
+        finally:
+            os.kill(new, signal.SIGTERM)
+            wait_for(lambda: not alive(new), 15)
+        assert not path.exists()
+
+
+def test_corral_ctl_prompt(sock_dir: Path) -> None:
+    path = sock_dir / "corral.ctl"
+    with Server("support.apps:echo", "--control-socket", str(path), workers=1) as srv:
+        srv.wait_log("Control socket listening at")
+        done = subprocess.run(
+            [sys.executable, "-m", "corral", "ctl", "-s", str(path)],
+            input="help\n\nshow workers\nfrobnicate\nshow listeners\nquit\n",
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+        )
+        assert done.returncode == 0, done.stderr
+        out = done.stdout
+        assert f"Connected to {path}" in out
+        assert "worker add [N]" in out and "1 workers" in out
+        assert "Error: Unknown command: frobnicate" in out
+        assert f"http://127.0.0.1:{srv.port}" in out  # the session went on after the error
+    missing = subprocess.run(
+        [sys.executable, "-m", "corral", "ctl", "-s", str(path), "-c", "help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+    )
+    assert missing.returncode == 1 and "Cannot connect to" in missing.stderr
