@@ -405,3 +405,21 @@ def test_corral_ctl_prompt(sock_dir: Path) -> None:
         env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
     )
     assert missing.returncode == 1 and "Cannot connect to" in missing.stderr
+
+
+def test_asgi_workers_are_listed(sock_dir: Path) -> None:
+    path = sock_dir / "corral.ctl"
+    args = ("-k", "asgi", "--control-socket", str(path))
+    with Server("support.asgi_apps:app", *args, workers=2) as srv:
+        srv.wait_log("Control socket listening at")
+        data = wait_for(
+            lambda: (
+                (d := json.loads(ctl("-s", str(path), "-j", "-c", "show workers")))
+                and all(w["state"] == "serving" for w in d["workers"])
+                and d
+            )
+        )
+        assert isinstance(data, dict)
+        assert sorted(w["pid"] for w in data["workers"]) == sorted(srv.worker_pids())
+        # Without metrics the asgi worker keeps no stats block (see docs/control.md).
+        assert all(w["requests"] is None and w["rss"] > 0 for w in data["workers"])

@@ -423,8 +423,10 @@ class Arbiter:
         s = self.settings
         if s.metrics_bind or s.statsd_host:
             worker.stats = WorkerStats(threaded=worker.multithread_for(s))
-        elif self.control is not None:
-            worker.stats = ConnectionGauges()  # what `show workers` lists, at no cost per request
+        elif self.control is not None and not issubclass(self.worker_class, AsgiWorker):
+            # What `show workers` lists, at no cost per request. Not for asgi yet: its request
+            # path times every request when it has any stats block (see docs/control.md).
+            worker.stats = ConnectionGauges()
         if worker.stats is not None:
             self.stats.add(worker.stats)
         self.call_hook("pre_fork", self, worker)
