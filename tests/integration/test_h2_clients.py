@@ -95,10 +95,17 @@ def test_curl_h2c_by_upgrade_switches_with_101(worker: str, tmp_path: Path) -> N
 def test_curl_h2_over_tls(worker: str, tmp_path: Path, pki: Path) -> None:
     with worker_server(worker, tls=pki) as srv:
         cacert = str(pki / "ca.pem")
-        lines, bodies, log = curl(tmp_path, "-v", "--http2", "--cacert", cacert, url(srv, tls=True))
+        peers = [url(srv, f"/peer?n={n}", tls=True) for n in range(3)]
+        # -Z: the transfers run in parallel, multiplexed on one connection.
+        lines, bodies, log = curl(
+            tmp_path, "-v", "-Z", "--http2", "--cacert", cacert, url(srv, tls=True), *peers
+        )
         assert "ALPN: server accepted h2" in log or "ALPN, server accepted to use h2" in log
-        assert lines == ["2 200"]
-        assert bodies == [HELLO]
+        assert lines == ["2 200"] * 4
+        assert bodies[0] == HELLO
+        seen = [json.loads(body) for body in bodies[1:]]
+        assert {peer["protocol"] for peer in seen} == {"HTTP/2"}
+        assert len({peer["port"] for peer in seen}) == 1, seen  # one connection
 
 
 TRANSPORTS = {
@@ -210,6 +217,17 @@ def test_nghttp_sees_the_configured_settings(worker: str) -> None:
 # -- h2load ----------------------------------------------------------------------------------
 
 
+def h2load_counts(out: str) -> list[int]:
+    """total, started, done, succeeded, failed, errored, timeout, from h2load's summary."""
+    counts = re.search(
+        r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+        r"(\d+) errored, (\d+) timeout",
+        out,
+    )
+    assert counts is not None, out
+    return [int(n) for n in counts.groups()]
+
+
 @worker_ids
 @pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
 def test_h2load_2000_requests_none_failed(worker: str, tls: bool, pki: Path) -> None:
@@ -218,14 +236,33 @@ def test_h2load_2000_requests_none_failed(worker: str, tls: bool, pki: Path) -> 
         out = result.stdout
         assert result.returncode == 0, out + result.stderr
         assert "Application protocol: h2" in out, out
-        counts = re.search(
-            r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
-            r"(\d+) errored, (\d+) timeout",
-            out,
-        )
-        assert counts is not None, out
-        assert [int(n) for n in counts.groups()] == [2000, 2000, 2000, 2000, 0, 0, 0], out
+        assert h2load_counts(out) == [2000, 2000, 2000, 2000, 0, 0, 0], out
         assert "status codes: 2000 2xx, 0 3xx, 0 4xx, 0 5xx" in out, out
+
+
+@worker_ids
+def test_h2load_under_a_lower_stream_limit(worker: str) -> None:
+    """h2load wants 10 streams at a time and the server allows 3. Its first flight goes out
+    before it has read the server's SETTINGS (RFC 9113 §6.5.3: the limit binds the client
+    only from then on), so up to 7 streams a connection are refused, with REFUSED_STREAM,
+    which h2load counts as errors and does not retry; after that it keeps to the limit and
+    none is refused."""
+    corral_only()
+    extra = ("--http2-max-concurrent-streams", "3")
+    with worker_server(worker, cleartext="prior-knowledge", extra=extra) as srv:
+        result = run(need("h2load"), "-n", "2000", "-c", "2", "-m", "10", url(srv))
+        total, started, done, succeeded, failed, errored, timeout = h2load_counts(result.stdout)
+        assert (total, started, done, timeout) == (2000, 2000, 2000, 0), result.stdout
+        assert failed == errored <= 2 * (10 - 3), result.stdout
+        assert succeeded == 2000 - failed, result.stdout
+        assert f"status codes: {succeeded} 2xx, 0 3xx, 0 4xx, 0 5xx" in result.stdout
+        statuses, log = nghttp(*[url(srv, f"/?n={n}") for n in range(5)])
+        refused = re.findall(
+            r"recv RST_STREAM frame <[^>]*stream_id=(\d+)>\s*\(error_code=(\w+)", log
+        )
+        assert len(statuses) + len(refused) == 5, log
+        assert set(statuses.values()) == {200} and len(statuses) >= 3, log
+        assert {code for _, code in refused} <= {"REFUSED_STREAM"}, log
 
 
 # -- httpx -----------------------------------------------------------------------------------
