@@ -24,6 +24,7 @@ import pytest
 
 from support.h2_cases import BASE, string
 from support.h2_client import (
+    CANCEL,
     CONTINUATION,
     END_HEADERS,
     END_STREAM,
@@ -145,8 +146,11 @@ def test_rapid_reset_is_calmed_and_never_runs_more_handlers_than_the_limit(worke
         with connect(srv) as client:
 
             def streams() -> Iterator[bytes]:
+                # Each stream is reset a batch later than it opened, once its handler is
+                # running: resets of running handlers are what CVE-2023-44487 exploits.
                 for stream_id in range(1, 2 * 10000, 2):
-                    yield client.headers(stream_id, path="/hold?s=5") + rst_stream(stream_id)
+                    opened = client.headers(stream_id, path="/hold?s=5")
+                    yield opened + (rst_stream(stream_id - 60) if stream_id > 60 else b"")
 
             attack(client, streams())
             assert_calmed(client)
@@ -225,15 +229,16 @@ def test_hpack_bomb_is_refused_while_decoding(server: Server) -> None:
 def test_control_frame_flood_from_a_client_that_never_reads(
     server: Server, frames: Callable[[int], bytes]
 ) -> None:
+    """20000 frames in a burst (a few hundred KB, which the kernel's buffers take whether or
+    not the server reads them): the server must close the connection, not answer them all."""
     pids = server.worker_pids()
     with connect(server) as client:
-        sent = 0
-        for start in range(0, 100000, 500):
+        for start in range(0, 20000, 500):
             if not client.send(b"".join(frames(i) for i in range(start, start + 500))):
                 break
-            sent += 500
-        assert sent < 100000, "the server took 100000 frames without closing"
         assert_closed(client, ENHANCE_YOUR_CALM)
+        acks = [f for f in client.frames if "ACK" in f.flags]
+        assert len(acks) < 5000
     still_serving(server, pids)
 
 
@@ -242,7 +247,8 @@ def test_control_frame_flood_from_a_client_that_never_reads(
 
 def test_zero_window_stall_is_reset_after_timeout_and_others_are_served(worker: str) -> None:
     """Clients that announce a window of 0 and never open it: their streams hold no thread
-    (more of them than threads, and others are still served) and are reset after `timeout`."""
+    (more of them than threads, and others are still served) and are reset (CANCEL) after
+    `timeout`."""
     with serve(worker, "--timeout", "3") as srv:
         pids = srv.worker_pids()
         stalled = []
@@ -256,7 +262,7 @@ def test_zero_window_stall_is_reset_after_timeout_and_others_are_served(worker: 
             stream = client.stream(stream_id)
             assert client.read_until(lambda s=stream: s.reset is not None, timeout=30)
             assert stream.body == b""
-            assert stream.reset is not None and stream.reset != 0, stream
+            assert stream.reset == CANCEL, stream
         still_serving(srv, pids)
         for client, _ in stalled:
             client.close()
