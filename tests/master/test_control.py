@@ -328,3 +328,16 @@ def test_tables_for_corral_and_gunicorn_answers() -> None:
     assert tables.render("worker add", {}) == "OK"
     assert json.loads(tables.render("worker add", {"added": 1})) == {"added": 1}
     assert json.loads(tables.render("show workers", {"workers": "odd"})) == {"workers": "odd"}
+
+
+def test_show_config_hides_env_values_from_other_users() -> None:
+    from corral.config import Settings
+
+    arbiter = fake_arbiter()
+    arbiter.settings = Settings(raw_env=["SECRET_KEY=hunter2", "MODE=prod"], workers=3)
+    owner = control_commands.dispatch(arbiter, ["show", "config"], True)
+    other = control_commands.dispatch(arbiter, ["show", "config"], False)
+    assert owner["raw_env"] == ["SECRET_KEY=hunter2", "MODE=prod"]
+    assert other["raw_env"] == ["SECRET_KEY=***", "MODE=***"]
+    assert owner["workers"] == other["workers"] == 3
+    assert owner["post_fork"].startswith("<") and json.dumps(owner)  # all of it is JSON
