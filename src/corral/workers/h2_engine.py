@@ -70,7 +70,7 @@ class _Frames:
 class H2Link:
     """The HTTP/2 side of one connection."""
 
-    __slots__ = ("closed", "conn", "idle_since", "level", "out", "session", "streams")
+    __slots__ = ("blocked", "closed", "conn", "idle_since", "level", "out", "session", "streams")
 
     def __init__(self, conn: Connection, session: H2Session, now: float) -> None:
         self.conn = conn
@@ -79,6 +79,7 @@ class H2Link:
         self.out = bytearray()  # session output the socket has not taken yet
         self.level = False  # registered without EPOLLONESHOT
         self.idle_since = now
+        self.blocked = 0.0  # since when output waits and the socket takes none of it
         self.closed = False
 
 
@@ -108,6 +109,7 @@ class H2Serving:
 
         def close(self, conn: Connection) -> None: ...
         def retire(self, reason: int) -> None: ...
+        def report_stuck(self, conn: Connection, now: float) -> None: ...
         def submit_stream(self, stream: H2Stream) -> None: ...
         def with_pre_request(self, req: Request, exchange: Any) -> Any: ...
 
@@ -424,18 +426,24 @@ class H2Serving:
 
     def h2_flush(self, conn: Connection, now: float) -> bool:
         """Write what the socket takes; False when the connection is broken."""
-        out: bytearray = conn.h2.out
+        link: H2Link = conn.h2
+        out = link.out
+        moved = False
         try:
             while out:
                 sent = conn.write_some(out)
                 if not sent:
                     break
                 del out[:sent]
-                conn.progress = now
+                moved = True
             if self.h2_tls:
                 conn.flush_some()
         except OSError:
             return False
+        if not out:
+            link.blocked = 0.0
+        elif moved or not link.blocked:
+            link.blocked = now
         return True
 
     def h2_arm(self, conn: Connection) -> None:
@@ -555,7 +563,7 @@ class H2Serving:
         link: H2Link = conn.h2
         session = link.session
         timeout = self.timeout
-        if link.out and now - conn.progress > timeout:
+        if link.blocked and now - link.blocked > timeout:
             log.debug("Closing HTTP/2 connection from %s: it reads nothing", conn.remote_addr)
             self.close(conn)
             return
@@ -578,13 +586,10 @@ class H2Serving:
         self.h2_service(conn, now)
 
     def h2_report_stuck(self, conn: Connection, stream: H2Stream, now: float) -> None:
+        """As for HTTP/1.1 (engine.report_stuck): show where the thread is, then retire."""
         stream.stuck = True
-        log.error(
-            "Worker: an HTTP/2 request from %s has run for %.0f s (timeout %d)",
-            conn.remote_addr,
-            now - stream.started,
-            self.settings.timeout,
-        )
+        conn.thread, conn.started = stream.thread, stream.started
+        self.report_stuck(conn, now)
 
     def h2_stop(self) -> None:
         """Graceful stop: GOAWAY on every HTTP/2 connection; idle ones close now."""
