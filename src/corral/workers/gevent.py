@@ -92,13 +92,15 @@ class GeventWorker(Worker):
     def init_process(self) -> None:
         """Patch, then boot as `WorkerLifecycle.init_process` does, without its epoll set and
         wake-up pipe (the main greenlet looks at the signal flags every TICK instead)."""
+        # The handlers first: they only set flags, and importing gevent and patching take a
+        # while, during which the master's TERM would otherwise reach its own inherited handler.
+        self.init_signals()
         self.patch()
         self.multithread = True  # greenlets: wsgi.multithread, and stuck requests are found
         s = self.settings
         if s.keepalive <= 0:
             self.keep_alive_allowed = False
         drop_privileges(s.user, s.group, s.initgroups)
-        self.init_signals()
         set_process_title(f"worker [{s.proc_name or s.app_spec}]")
         if self.app is None:
             assert s.app_spec is not None
