@@ -46,10 +46,12 @@ from support.h2_client import (
     HEADERS,
     NO_ERROR,
     PADDED,
+    PING,
     PREFACE,
     PRIORITY_FLAG,
     PROTOCOL_ERROR,
     REFUSED_STREAM,
+    SETTINGS,
     FrameReader,
     frame,
     ping,
@@ -263,7 +265,8 @@ def test_generic_2_frames_on_half_closed_and_closed_streams_that_are_allowed() -
     PRIORITY on a closed one; http2/6.5.3/2 and 6.7/1: SETTINGS and PING are acknowledged."""
     peer = Peer()
     peer.send(peer.headers(1), peer.headers(3))
-    peer.send(window_update(1, 1000), priority(1, depends_on=3), rst_stream(3))
+    peer.send(window_update(1, 1000), window_update(0, 1000))
+    peer.send(priority(1, depends_on=3), rst_stream(3))
     assert [e.stream_id for e in peer.events if isinstance(e, StreamAborted)] == [3]
     peer.answer(1)
     peer.send(priority(1, depends_on=0))
@@ -521,3 +524,18 @@ def test_request_limits_answer_on_the_stream() -> None:
     assert peer.status(3) == 414
     assert [e.stream_id for e in peer.opened()] == [1]
     assert peer.alive()
+
+
+def test_http2_5_4_1_2_goaway_names_the_last_stream_processed() -> None:
+    peer = Peer()
+    peer.send(peer.headers(1), peer.headers(3))
+    peer.send(frame(PING, 0, 0, b"short"))
+    goaway = peer.goaway()
+    assert goaway is not None and (goaway.error_code, goaway.last_stream_id) == (0x6, 3)
+
+
+def test_http2_6_5_3_1_the_last_value_of_a_setting_counts() -> None:
+    peer = Peer()
+    both = struct.pack(">HIHI", 0x4, 100, 0x4, 1)
+    peer.send(frame(SETTINGS, 0, 0, both), peer.headers(1))
+    assert peer.session.window(1) == 1

@@ -14,6 +14,7 @@ client and the table, not corral): cases Hypercorn answers otherwise show as fai
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -91,4 +92,15 @@ def test_h2spec_case(server: Server, name: str) -> None:
             client.read_until(lambda: client.resets() or client.last_goaway())
             expected = EITHER[name][0 if client.resets() else 1]
         check(client, expected)
+    assert served(server)
+
+
+def test_http2_3_5_2_invalid_preface_is_refused_and_closed(server: Server) -> None:
+    """Not the preface: not HTTP/2 then, and no HTTP/1.1 request either; 400 and closed."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 400 "), received
     assert served(server)

@@ -527,11 +527,11 @@ CASES: dict[str, tuple[Case, tuple[object, ...]]] = {
         fields(("x-bad", "a\x01b")),
         ("status", 1, 400),
     ),
-    "http2/8.1.2/2 space at the end of a field value (RFC 9113 §8.2.1)": (
+    "corral: space at the end of a field value (RFC 9113 §8.2.1)": (
         fields(("x-bad", "value ")),
         ("goaway", PROTOCOL_ERROR),
     ),
-    "http2/8.1.2/3 :authority and Host that differ (RFC 9113 §8.3.1)": (
+    "corral: :authority and Host that differ (RFC 9113 §8.3.1)": (
         fields(("host", "elsewhere")),
         ("goaway", PROTOCOL_ERROR),
     ),
