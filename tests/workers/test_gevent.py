@@ -27,6 +27,9 @@ pytest.importorskip("gevent")
 
 GEVENT = ("-k", "gevent")
 FLASK = "apps.gevent_flask_app:app"
+GET_B = b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n"
+GET_AGAIN = b"GET /again HTTP/1.1\r\nHost: h\r\n\r\n"
+TWO_LENGTHS = b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
 
 
 def get(port: int, raw: bytes, timeout: float = 10) -> list[tuple[int, bytes]]:
@@ -43,7 +46,7 @@ def get(port: int, raw: bytes, timeout: float = 10) -> list[tuple[int, bytes]]:
 def test_keep_alive_and_pipelining_with_the_shared_parser() -> None:
     with Server("support.apps:echo", *GEVENT, "--access-logfile", "-") as srv:
         with connect(srv.port) as sock:
-            sock.sendall(b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+            sock.sendall(b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\n" + GET_B)
             first, rest = read_response(sock)
             second, rest = read_response(sock, rest)
             # The same connection serves a third request after the pipelined two.
@@ -65,7 +68,7 @@ def test_a_bad_request_gets_400_and_the_worker_goes_on() -> None:
             assert resp.status == 400
             assert recv_all(sock) == b""  # closed after the error
         with connect(srv.port) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+            sock.sendall(TWO_LENGTHS)
             assert read_response(sock)[0].status == 400
         assert get(srv.port, b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n")[0][0] == 200
         assert "Traceback" not in srv.log()
@@ -105,15 +108,14 @@ def test_a_response_larger_than_the_socket_takes_parks_and_resumes() -> None:
     """Responses larger than the socket takes park and resume (the engine's WRITING state),
     as a file (sendfile) and as a streamed iterable; the connection is kept alive after."""
     size = 16 << 20  # more than loopback's socket buffers hold
-    with Server("support.apps:echo", *GEVENT) as srv:
-        with connect(srv.port) as sock:
-            sock.sendall(b"GET /file?%d HTTP/1.1\r\nHost: h\r\n\r\n" % size)
-            time.sleep(0.3)  # not synchronisation: lets the server fill the socket and park
-            body = read_large_body(sock, size)
-            assert body == bytes(range(256)) * (size // 256)
-            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n")
-            resp, _ = read_response(sock)
-            assert resp.body == b"".join(b"part %d\n" % n for n in range(5))
+    with Server("support.apps:echo", *GEVENT) as srv, connect(srv.port) as sock:
+        sock.sendall(b"GET /file?%d HTTP/1.1\r\nHost: h\r\n\r\n" % size)
+        time.sleep(0.3)  # not synchronisation: lets the server fill the socket and park
+        body = read_large_body(sock, size)
+        assert body == bytes(range(256)) * (size // 256)
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n")
+        resp, _ = read_response(sock)
+        assert resp.body == b"".join(b"part %d\n" % n for n in range(5))
 
 
 @pytest.fixture
@@ -129,7 +131,7 @@ def test_tls(pki: Path) -> None:
     with Server("support.apps:echo", *GEVENT, *tls_args(pki)) as srv:
         raw = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
-            sock.sendall(b"GET /secure HTTP/1.1\r\nHost: h\r\n\r\nGET /again HTTP/1.1\r\nHost: h\r\n\r\n")
+            sock.sendall(b"GET /secure HTTP/1.1\r\nHost: h\r\n\r\n" + GET_AGAIN)
             first, rest = read_response(sock)  # type: ignore[arg-type]
             second, _ = read_response(sock, rest)  # type: ignore[arg-type]
         assert json.loads(first.body)["wsgi.url_scheme"] == "https"
