@@ -21,7 +21,7 @@ import pytest
 from corral.config.converters import requested_worker_class, worker_class
 from support.client import connect, read_response, recv_all
 from support.pki import make_pki, tls_args
-from support.server import Server, wait_for
+from support.server import ROOT, Server, run_corral, wait_for
 
 pytest.importorskip("gevent")
 
@@ -265,3 +265,15 @@ def test_the_master_says_which_worker_serves_a_gunicorn_name(name: str) -> None:
         log = srv.log()
         assert "Using worker: gevent" in log
         assert f"Worker class {name} is served by corral's gevent worker" in log
+
+
+def test_without_gevent_the_server_stops_with_a_one_line_reason(tmp_path: Path) -> None:
+    shadow = tmp_path / "gevent"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text('raise ImportError("no gevent here")\n')
+    env = {"PYTHONPATH": f"{tmp_path}:{ROOT / 'src'}"}
+    args = ["-k", "gevent", "-b", "127.0.0.1:0", "--pythonpath", str(ROOT / "tests")]
+    result = run_corral([*args, "support.apps:echo"], env=env)
+    assert result.returncode == 3, result.stderr
+    assert "The gevent worker needs gevent: pip install 'corral[gevent]'" in result.stderr
+    assert "Traceback" not in result.stderr
