@@ -10,6 +10,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from support.server import Server, wait_for
 
 RECIPES_CONF = """
@@ -129,8 +131,9 @@ def assert_clean(log: str) -> None:
     assert "Exception in" not in log, log
 
 
-def test_gunicorn_recipes_see_gunicorn_attributes(tmp_path: Path) -> None:
-    srv, note_file, _ = start(tmp_path)
+@pytest.mark.parametrize("worker", [["-k", "sync"], ["-k", "gthread", "--threads", "4"]])
+def test_gunicorn_recipes_see_gunicorn_attributes(tmp_path: Path, worker: list[str]) -> None:
+    srv, note_file, _ = start(tmp_path, *worker)
     with srv:
         wait_for(lambda: len([n for n in notes(note_file) if n["hook"] == "post_worker_init"]) == 2)
         status, _ = get(srv.port, "/counted/a%20b?x=1&y=2", {"X-Recipe": "yes"})
