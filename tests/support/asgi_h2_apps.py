@@ -187,6 +187,10 @@ async def websocket_echo(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "websocket.close"})
         return
     subprotocol = scope["subprotocols"][0] if scope["subprotocols"] else None
+    if scope["path"] == "/ws/mute":
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": "muted"})
+        await asyncio.Event().wait()  # never receives
     await send({"type": "websocket.accept", "subprotocol": subprotocol})
     await send({"type": "websocket.send", "text": f"hello {scope['http_version']} {scope['path']}"})
     while True:
