@@ -277,3 +277,37 @@ def test_without_gevent_the_server_stops_with_a_one_line_reason(tmp_path: Path) 
     assert result.returncode == 3, result.stderr
     assert "The gevent worker needs gevent: pip install 'corral[gevent]'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_metrics_count_requests_waiting_together() -> None:
+    """The shared-memory metrics: requests in flight at once, by state, and their totals."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    args = (*GEVENT, "--metrics-bind", f"127.0.0.1:{metrics_port}")
+    with Server(FLASK, *args) as srv:
+        assert get(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")[0][0] == 200
+        sleepers = [connect(srv.port) for _ in range(20)]
+        for sock in sleepers:
+            sock.sendall(b"GET /nap?seconds=3 HTTP/1.1\r\nHost: h\r\n\r\n")
+
+        def scrape() -> str:
+            with connect(metrics_port) as sock:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+                return read_response(sock)[0].body.decode()
+
+        def serving(text: str, line: str) -> bool:
+            return line in text.splitlines()
+
+        wait_for(lambda: serving(scrape(), "corral_requests_in_flight 20"), what="20 in flight")
+        wait_for(
+            lambda: serving(scrape(), 'corral_connections{state="serving"} 20'),
+            what="20 connections serving",
+        )
+        for sock in sleepers:
+            assert read_response(sock)[0].status == 200
+            sock.close()
+        wait_for(
+            lambda: serving(scrape(), 'corral_requests_total{method="GET",status_class="2xx"} 21'),
+            what="21 requests counted",
+        )

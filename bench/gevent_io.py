@@ -1,0 +1,203 @@
+"""The gevent benchmark: corral's gevent worker beside Gunicorn's, on requests that wait on I/O.
+
+One worker of each server, pinned to core 0, serves a Flask view (apps/gevent_io_app.py) that
+calls a slow upstream with urllib for every request. The upstream (an asyncio server in its
+own process, on core 1 with wrk) answers each call after UPSTREAM_DELAY seconds. wrk keeps
+CONNECTIONS requests in flight; a worker that waited on each call in turn would serve about
+1 / UPSTREAM_DELAY requests a second, and a cooperative one is bounded by the CPU its Python
+spends per request. So the figures are requests a second and the server's CPU seconds per
+thousand requests, each the median of the rounds, plus the p99 latency (the upstream's delay
+is its floor).
+
+Gunicorn's gevent workers are `gevent` (its parser on gevent's StreamServer) and
+`gevent_pywsgi` (gevent's own pywsgi server); corral serves both names with one worker.
+
+    .venv/bin/python bench/gevent_io.py [--rounds 3] [--duration 5] [--connections 200]
+
+Runs with the peer venv (bench/.peers, which needs gevent: `bench/.peers/bin/pip install
+"gevent>=24"`), from a copy of src/corral taken at the start. Not part of `make bench` yet;
+the results go to bench/results/<date>/gevent-io.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import loadgen
+import procfs
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PEERS_PYTHON = HERE / ".peers" / "bin" / "python"
+HOST = "127.0.0.1"
+UPSTREAM_DELAY = 0.05
+WORKER_CONNECTIONS = "1000"
+SERVERS = {
+    "corral-gevent": ["-m", "corral", "-k", "gevent"],
+    "gunicorn-gevent": ["-m", "gunicorn", "-k", "gevent"],
+    "gunicorn-gevent-pywsgi": ["-m", "gunicorn", "-k", "gevent_pywsgi"],
+}
+BASELINE = "gunicorn-gevent"
+
+
+# ---- the upstream (runs as `gevent_io.py --upstream PORT`) ----------------------------------
+
+
+async def upstream(port: int) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")
+            await asyncio.sleep(UPSTREAM_DELAY)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, HOST, port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
+# ---- the benchmark ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_answer(port: int, path: str, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), 1) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            if sock.recv(12).startswith(b"HTTP/1.1 200"):
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"no answer on port {port}")
+
+
+def spawn(argv: list[str], env: dict[str, str], core: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ["taskset", "-c", str(core), *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def one_run(name: str, src: Path, upstream_url: str, args: argparse.Namespace) -> dict[str, float]:
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(src), BENCH_UPSTREAM=upstream_url)
+    argv = [str(PEERS_PYTHON), *SERVERS[name], "-w", "1", "-b", f"{HOST}:{port}"]
+    argv += ["--worker-connections", WORKER_CONNECTIONS, "--backlog", "4096"]
+    argv += ["--pythonpath", str(HERE / "apps"), "gevent_io_app:app"]
+    proc = spawn(argv, env, core=0)
+    try:
+        wait_answer(port, "/io", time.monotonic() + 30)
+        url = f"http://{HOST}:{port}/io"
+        load = ["taskset", "-c", "1", "wrk", "-t", "1", "-c", str(args.connections)]
+        subprocess.run([*load, "-d", "1", url], capture_output=True, check=True)  # warm-up
+        before = procfs.cpu_ticks(proc.pid)
+        out = subprocess.run(
+            [*load, "-d", str(args.duration), "--latency", url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        cpu = procfs.cpu_seconds_between(before, procfs.cpu_ticks(proc.pid))
+    finally:
+        stop(proc)
+    report = loadgen.parse(out)
+    return {
+        "requests_per_s": report.requests_per_s,
+        "cpu_ms_per_request": cpu * 1000 / report.requests if report.requests else 0.0,
+        "p99_ms": report.p99_ms,
+        "errors": float(report.errors),
+    }
+
+
+def median(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def table(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> str:
+    base = median(results[BASELINE], "requests_per_s") if BASELINE in results else 0.0
+    lines = [
+        f"1 worker on core 0, wrk -c {args.connections} on core 1, upstream delay "
+        f"{UPSTREAM_DELAY * 1000:.0f} ms, {args.rounds} rounds of {args.duration} s (medians)",
+        "",
+        "| server | req/s | vs gunicorn-gevent | CPU ms/request | p99 ms | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, runs in results.items():
+        rps = median(runs, "requests_per_s")
+        ratio = f"{rps / base:.2f}x" if base else "-"
+        lines.append(
+            f"| {name} | {rps:,.0f} | {ratio} | {median(runs, 'cpu_ms_per_request'):.3f} "
+            f"| {median(runs, 'p99_ms'):.1f} | {sum(run['errors'] for run in runs):.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.upstream:
+        asyncio.run(upstream(args.upstream))
+        return
+    work = Path(tempfile.mkdtemp(prefix="corral-gevent-bench-"))
+    src = work / "src"
+    shutil.copytree(ROOT / "src" / "corral", src / "corral")
+    up_port = free_port()
+    up = spawn([str(PEERS_PYTHON), __file__, "--upstream", str(up_port)], dict(os.environ), 1)
+    results: dict[str, list[dict[str, float]]] = {}
+    try:
+        time.sleep(0.5)
+        for round_no in range(args.rounds):
+            for name in args.servers.split(","):
+                run = one_run(name, src, f"http://{HOST}:{up_port}/", args)
+                results.setdefault(name, []).append(run)
+                print(f"round {round_no + 1} {name}: {run}", file=sys.stderr)
+    finally:
+        stop(up)
+        shutil.rmtree(work, ignore_errors=True)
+    text = table(results, args)
+    print(text)
+    out = HERE / "results" / date.today().isoformat()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gevent-io.md").write_text(text)
+    (out / "gevent-io.json").write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
