@@ -46,6 +46,7 @@ class Client:
         self.resets: dict[int, int] = {}
         self.goaway: h2.events.ConnectionTerminated | None = None
         self.closed = False
+        self.inbox = bytearray()
         self.flush()
 
     def flush(self) -> None:
@@ -96,7 +97,8 @@ class Client:
         if not data:
             self.closed = True
             raise EOFError("the server closed the connection")
-        for event in self.conn.receive_data(data):
+        self.inbox += data
+        for event in self.frames():
             sid = getattr(event, "stream_id", 0)
             if isinstance(event, h2.events.ResponseReceived):
                 self.headers[sid] = dict(event.headers)
@@ -111,6 +113,22 @@ class Client:
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self.goaway = event
         self.flush()
+
+    def frames(self) -> list[Any]:
+        """Feed the received frames to h2 one at a time. h2 refuses every frame after a
+        GOAWAY, but after a graceful one (NO_ERROR) RFC 9113 §6.8 lets the streams it still
+        covers finish: the connection is put back in its open state for them."""
+        events = []
+        while len(self.inbox) >= 9:
+            size = 9 + int.from_bytes(self.inbox[:3], "big")
+            if len(self.inbox) < size:
+                break
+            frame, self.inbox = bytes(self.inbox[:size]), self.inbox[size:]
+            for event in self.conn.receive_data(frame):
+                events.append(event)
+                if isinstance(event, h2.events.ConnectionTerminated) and not event.error_code:
+                    self.conn.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+        return events
 
     def until(self, condition: Callable[[], object], what: str = "") -> None:
         deadline = time.monotonic() + DEADLINE

@@ -119,6 +119,62 @@ def test_peer_reset_ends_the_response(tmp_path: Path) -> None:
         assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
 
 
+def test_reset_frees_a_thread_waiting_for_the_body() -> None:
+    # Bodies without a Content-Length are streamed: the application's thread waits for them.
+    # Two threads, two uploads that stop half way: resetting them must free both threads at
+    # once (not after `timeout`, 60 s here), or the third request would never be served.
+    with server("--timeout", "60", threads=2) as srv, Client(srv.port) as client:
+        uploads = []
+        for _ in range(2):
+            sid = client.conn.get_next_available_stream_id()
+            fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"h")]
+            client.conn.send_headers(sid, [*fields, (b":path", b"/upload")])
+            client.conn.send_data(sid, b"x" * 1000)
+            uploads.append(sid)
+        client.flush()
+        for sid in uploads:
+            client.conn.reset_stream(sid, 0x8)
+        client.flush()
+        assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
+        assert client.response(client.request("/sleep?ms=1")) == (200, b"slept")
+
+
+def test_idle_connection_gets_goaway_after_keepalive() -> None:
+    with server("--keep-alive", "1") as srv, Client(srv.port) as client:
+        assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
+        client.until(lambda: client.goaway is not None, "GOAWAY")
+        assert client.goaway is not None and client.goaway.error_code == 0
+
+
+def test_hooks_and_max_requests_count_streams(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.touch()
+    conf = tmp_path / "conf.py"
+    conf.write_text(
+        "import os\n"
+        "def _note(*args):\n"
+        "    with open(os.environ['CORRAL_TEST_MARKS'], 'a') as fh:\n"
+        "        fh.write(' '.join(map(str, args)) + '\\n')\n"
+        "def pre_request(worker, req):\n"
+        "    _note('pre', req.method, req.path, req.version)\n"
+        "def post_request(worker, req, environ, resp):\n"
+        "    _note('post', environ['PATH_INFO'], resp.status)\n"
+    )
+    env = {"CORRAL_TEST_MARKS": str(marks)}
+    with server("-c", str(conf), "--max-requests", "5", env=env) as srv, Client(srv.port) as client:
+        for n in range(3):
+            assert client.response(client.request(f"/sleep?ms={n}")) == (200, b"slept")
+        text = marks.read_text()
+        assert "pre GET /sleep (2, 0)" in text and "post /sleep 200 OK" in text
+        assert text.count("pre ") == 3 and text.count("post ") == 3
+        sids = [client.request("/") for _ in range(2)]
+        for sid in sids:
+            assert client.response(sid) == (200, b"hello over HTTP/2")
+        srv.wait_log("Autorestarting worker after current request.")
+        client.until(lambda: client.goaway is not None, "GOAWAY after max_requests")
+        srv.wait_booted(2)
+
+
 def test_application_errors_before_and_after_the_head() -> None:
     with server() as srv, Client(srv.port) as client:
         status, body = client.response(client.request("/boom-before"))
