@@ -6,6 +6,7 @@ master's abort and the stack), and Gunicorn's gevent worker names."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -311,3 +312,22 @@ def test_metrics_count_requests_waiting_together() -> None:
             lambda: serving(scrape(), 'corral_requests_total{method="GET",status_class="2xx"} 21'),
             what="21 requests counted",
         )
+
+
+def test_a_client_that_stops_reading_is_disconnected_after_timeout() -> None:
+    """The sweep closes a parked response whose client read nothing for `timeout`; its
+    greenlet, waiting on that socket, is woken and closes it, and the worker goes on."""
+    size = 64 << 20
+    with Server("support.apps:echo", *GEVENT, "--timeout", "1") as srv:
+        with connect(srv.port, timeout=20) as sock:
+            sock.sendall(b"GET /file?%d HTTP/1.1\r\nHost: h\r\n\r\n" % size)
+            assert sock.recv(12) == b"HTTP/1.1 200"
+            # Read nothing until the server has given up on us: what it sent before then is
+            # all there is (the socket buffers hold a few MiB, not 64).
+            time.sleep(3)  # not synchronisation: the idle time the server must not allow
+            received = 0
+            with contextlib.suppress(ConnectionResetError):
+                while data := sock.recv(1 << 20):
+                    received += len(data)
+            assert received < size // 2
+        assert get(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")[0][0] == 200
