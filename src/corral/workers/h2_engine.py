@@ -3,15 +3,15 @@
 A connection becomes HTTP/2 by ALPN after its TLS handshake, by the cleartext preface, or by
 `Upgrade: h2c` (workers/reading.py decides; `h2_switch` does it). From then on it is in state
 H2 and belongs to the loop for good: the loop reads frames into the connection's `H2Session`
-(http/h2.py), starts each stream's WSGI call on the thread pool, moves the output threads
-produce into the session as the peer's windows allow, and writes the session's bytes as the
-socket takes them. Threads never touch the session or the socket (workers/h2_stream.py).
+(http/h2.py), starts each stream's WSGI call on the thread pool, and takes back what threads
+report (workers/h2_stream.py: threads never touch the session or the socket). Moving output
+into the session and onto the socket is workers/h2_output.py's part.
 
 - A request body up to `request_body_buffer` is collected here before the application is
   called (credited as it is stored); a larger one is streamed to the application, and
   credited only when it has read it.
-- A response is pulled on a thread about PULL_BUDGET bytes at a time, and only while the
-  stream's window is open: a stream whose window is closed holds no thread.
+- A response is pulled on a thread while the stream's window is open, at most PULL_BUDGET
+  ahead of what has left: a stream whose window is closed holds no thread.
 - Deadlines (sweep): an idle connection is closed after `keepalive` with GOAWAY; a stream
   whose output has waited on a closed window for `timeout` is reset; output the socket has
   not taken for `timeout` closes the connection.
@@ -24,37 +24,29 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import select
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from corral.adapters.body import EMPTY_BODY, BodyBuffer
-from corral.adapters.response import FileRange
-from corral.adapters.response_h2 import END, RESET, H2Head, error_head
+from corral.adapters.response_h2 import RESET, H2Head, error_head
 from corral.http.h2_negotiation import SWITCHING_PROTOCOLS
 from corral.workers.connection import H2, RECV_SIZE, Connection
+from corral.workers.h2_output import OUT_LIMIT, H2Link, H2Output
 from corral.workers.h2_stream import CREDIT, PULLED, PUSHED, H2Input, H2Stream, StreamHub
 from corral.workers.heartbeat import REASON_MAX_REQUESTS
 
 if TYPE_CHECKING:
     from corral.adapters.wsgi import Input, WSGIAdapter
     from corral.config import Settings
-    from corral.http.h2 import BodyData, H2Limits, H2Session
+    from corral.http.h2 import BodyData, H2Limits
     from corral.http.parser import Limits, Request
 
 log = logging.getLogger("corral.error")
 
-READ = select.EPOLLIN | select.EPOLLRDHUP
-WRITE = select.EPOLLOUT
 _INPUT = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
-# Past this much unsent output the loop stops reading the connection's frames (a peer that
-# does not read cannot make it queue PING answers without bound) and stops moving streams'
-# output into the session.
-OUT_LIMIT = 262144
-FILE_CHUNK = 262144
-_NO_ERROR, _INTERNAL_ERROR, _CANCEL = 0x0, 0x2, 0x8
+_NO_ERROR, _CANCEL = 0x0, 0x8
 _UPGRADE_FIELDS = frozenset({"UPGRADE", "CONNECTION", "HTTP2-SETTINGS"})
 
 
@@ -67,23 +59,7 @@ class _Frames:
         return data, None
 
 
-class H2Link:
-    """The HTTP/2 side of one connection."""
-
-    __slots__ = ("blocked", "closed", "conn", "idle_since", "level", "out", "session", "streams")
-
-    def __init__(self, conn: Connection, session: H2Session, now: float) -> None:
-        self.conn = conn
-        self.session = session
-        self.streams: dict[int, H2Stream] = {}
-        self.out = bytearray()  # session output the socket has not taken yet
-        self.level = False  # registered without EPOLLONESHOT
-        self.idle_since = now
-        self.blocked = 0.0  # since when output waits and the socket takes none of it
-        self.closed = False
-
-
-class H2Serving:
+class H2Serving(H2Output):
     """Mixed into the gthread worker; the names below are the engine's."""
 
     settings: Settings
@@ -296,171 +272,6 @@ class H2Serving:
         stream.pending.clear()
         if not stream.running:
             self.h2_finish(conn, stream, now)
-
-    # ---- output -------------------------------------------------------------------------------
-
-    def h2_service(self, conn: Connection, now: float) -> None:
-        """Move streams' output into the session, start pulls where windows are open, write,
-        and watch the socket for what comes next."""
-        link: H2Link = conn.h2
-        session = link.session
-        out = link.out
-        for stream in list(link.streams.values()):
-            if stream.pending and len(out) < OUT_LIMIT:
-                self.h2_feed(link, stream, now)
-                out += session.output()
-                if stream.pushing:
-                    stream.report_sent()
-            if stream.pending or stream.running:
-                continue
-            if stream.exchange is None:
-                if stream.done:
-                    self.h2_finish(conn, stream, now)
-                continue
-            if stream.aborted:
-                continue
-            if stream.pulls and session.window(stream.stream_id) <= 0:
-                stream.stalled = stream.stalled or now
-                continue
-            stream.stalled = 0.0
-            stream.pulls += 1
-            stream.started = now
-            stream.running = True
-            self.submit_stream(stream)
-        data = session.output()
-        if data:
-            out += data
-        if not self.h2_flush(conn, now):
-            self.close(conn)
-            return
-        if session.ended and not out and conn.flushed:
-            self.close(conn)
-            return
-        self.h2_arm(conn)
-
-    def h2_feed(self, link: H2Link, stream: H2Stream, now: float) -> None:
-        """Move what the window allows of the stream's pending output into the session."""
-        session = link.session
-        sid = stream.stream_id
-        pending = stream.pending
-        while pending:
-            item = pending[0]
-            kind = type(item)
-            if kind is bytes or kind is memoryview:
-                end = len(pending) > 1 and pending[1] is END
-                taken = session.send_body(sid, item, end)  # type: ignore[arg-type]
-                if taken < 0:
-                    self.h2_gone(stream)
-                    return
-                stream.sent += taken
-                if taken < len(item):  # type: ignore[arg-type]
-                    pending[0] = memoryview(item)[taken:]  # type: ignore[arg-type]
-                    stream.stalled = stream.stalled or now
-                    return
-                pending.popleft()
-                if end:
-                    pending.popleft()
-                stream.stalled = 0.0
-            elif kind is H2Head:
-                head: H2Head = item  # type: ignore[assignment]
-                pending.popleft()
-                if not session.respond(sid, head.status, head.headers, head.end and not head.body):
-                    self.h2_gone(stream)
-                    return
-                if head.body:
-                    if head.end:
-                        pending.appendleft(END)
-                    pending.appendleft(head.body)
-            elif item is END:
-                pending.popleft()
-                if session.send_body(sid, b"", True) < 0:
-                    self.h2_gone(stream)
-                    return
-            elif item is RESET:
-                pending.clear()
-                session.reset(sid, _INTERNAL_ERROR)
-                stream.reset_sent = True
-            elif not self.h2_send_file(session, stream, item, now):  # type: ignore[arg-type]
-                return
-
-    def h2_send_file(
-        self, session: H2Session, stream: H2Stream, item: FileRange, now: float
-    ) -> bool:
-        """Send a wrapped file's range as the window allows (read here: no sendfile on HTTP/2).
-        False while the window is closed."""
-        sid = stream.stream_id
-        pending = stream.pending
-        while item.count > 0:
-            room = session.window(sid)
-            if room <= 0:
-                stream.stalled = stream.stalled or now
-                return False
-            try:
-                chunk = os.pread(item.fd, min(room, item.count, FILE_CHUNK), item.offset)
-            except OSError as exc:
-                log.error("Cannot read the file sent to %s: %s", stream.remote_addr, exc)
-                chunk = b""
-            if not chunk:  # shorter than announced: the client must not take it as whole
-                pending.clear()
-                session.reset(sid, _INTERNAL_ERROR)
-                stream.reset_sent = True
-                return False
-            end = len(chunk) == item.count and len(pending) > 1 and pending[1] is END
-            taken = session.send_body(sid, chunk, end)
-            if taken < 0:
-                self.h2_gone(stream)
-                return False
-            item.offset += taken
-            item.count -= taken
-            stream.sent += taken
-            if end and taken == len(chunk):
-                pending.popleft()
-            stream.stalled = 0.0
-        pending.popleft()
-        return True
-
-    def h2_gone(self, stream: H2Stream) -> None:
-        """The session no longer has the stream (reset, connection ending)."""
-        stream.pending.clear()
-        stream.abort()
-
-    def h2_flush(self, conn: Connection, now: float) -> bool:
-        """Write what the socket takes; False when the connection is broken."""
-        link: H2Link = conn.h2
-        out = link.out
-        moved = False
-        try:
-            while out:
-                sent = conn.write_some(out)
-                if not sent:
-                    break
-                del out[:sent]
-                moved = True
-            if self.h2_tls:
-                conn.flush_some()
-        except OSError:
-            return False
-        if not out:
-            link.blocked = 0.0
-        elif moved or not link.blocked:
-            link.blocked = now
-        return True
-
-    def h2_arm(self, conn: Connection) -> None:
-        """Level-triggered (no EPOLLONESHOT: no thread ever has this connection): read while
-        the output is small, and wait for the socket to drain while there is output."""
-        link: H2Link = conn.h2
-        events = READ if len(link.out) < OUT_LIMIT else 0
-        if link.out or not conn.flushed:
-            events |= WRITE
-        if events == conn.events and link.level:
-            return
-        if conn.events:
-            self.epoll.modify(conn.fd, events)
-        else:
-            self.epoll.register(conn.fd, events)
-        conn.events = events
-        link.level = True
 
     # ---- streams ending -----------------------------------------------------------------------
 

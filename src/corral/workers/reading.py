@@ -181,8 +181,7 @@ class RequestReading:
         req, used = parsed
         conn.buf = b""
         if self.h2c_upgrade and conn.trusted and (settings := upgrade_settings(req)) is not None:
-            self.handled += 1
-            self.h2_switch(conn, buf[used:], now, settings, req)
+            self.h2_switch(conn, buf[used:], now, settings, req)  # counted as stream 1
             return
         self.handled += 1
         if self.handled >= self.max_requests and self.alive:
