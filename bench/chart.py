@@ -37,7 +37,9 @@ def draw(doc: dict[str, Any], out: Path) -> None:
     scenarios = [name for name in doc["meta"]["scenarios"] if name in summary]
     servers = [s for s in doc["meta"]["servers"] if any(s in summary[sc] for sc in scenarios)]
     width = 0.8 / max(len(servers), 1)
-    colours = plt.get_cmap("tab10")
+    # tab20 when there are more servers than tab10 has colours (the HTTP/2 scenarios).
+    palette = 10 if len(servers) <= 10 else 20
+    colours = plt.get_cmap(f"tab{palette}")
     fig, axes = plt.subplots(len(PANELS), 1, figsize=(16, 10), sharex=True)
     for ax, (metric, label) in zip(axes, PANELS.items(), strict=True):
         for i, server in enumerate(servers):
@@ -49,7 +51,7 @@ def draw(doc: dict[str, Any], out: Path) -> None:
                     ys.append(value)
             # Bars grow from the baseline's 1.0: up when better, down when worse.
             heights = [y - 1.0 for y in ys]
-            ax.bar(xs, heights, width, bottom=1.0, label=server, color=colours(i % 10))
+            ax.bar(xs, heights, width, bottom=1.0, label=server, color=colours(i % palette))
         ax.axhline(1.0, color="black", linewidth=0.8)
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
