@@ -139,6 +139,20 @@ def test_reset_frees_a_thread_waiting_for_the_body() -> None:
         assert client.response(client.request("/sleep?ms=1")) == (200, b"slept")
 
 
+def test_a_body_that_stops_coming_gets_408() -> None:
+    with server("--timeout", "2") as srv, Client(srv.port) as client:
+        sid = client.conn.get_next_available_stream_id()
+        fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"h")]
+        client.conn.send_headers(
+            sid, [*fields, (b":path", b"/upload"), (b"content-length", b"1000")]
+        )
+        client.conn.send_data(sid, b"x" * 10)
+        client.flush()
+        client.until(lambda: sid in client.headers, "an answer")
+        assert client.headers[sid][b":status"] == b"408"
+        assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
+
+
 def test_idle_connection_gets_goaway_after_keepalive() -> None:
     with server("--keep-alive", "1") as srv, Client(srv.port) as client:
         assert client.response(client.request("/")) == (200, b"hello over HTTP/2")

@@ -177,6 +177,7 @@ class H2Serving(H2Output):
         buffer = stream.buffer
         if buffer is not None:
             stream.buffer = None
+            stream.deadline = 0.0
             self.h2_dispatch(stream, buffer.input())
 
     def h2_aborted(self, conn: Connection, event: Any, now: float) -> None:
@@ -218,6 +219,8 @@ class H2Serving(H2Output):
             # in the loop and must never wait for a body the loop itself has to receive).
             memory = self.settings.request_body_memory
             stream.buffer = BodyBuffer(_Frames(), memory, 1 << 62)  # type: ignore[arg-type]
+            seconds = self.settings.request_body_timeout
+            stream.deadline = now + seconds if seconds else 0.0
         else:
             self.h2_dispatch(stream, H2Input(stream))
 
@@ -384,14 +387,22 @@ class H2Serving(H2Output):
                 session.close()
                 self.h2_service(conn, now)
             return
+        write_limit = self.settings.response_write_timeout
         for stream in list(link.streams.values()):
-            if stream.stalled and now - stream.stalled > timeout:
+            if stream.buffer is not None:
+                # A body being collected: `timeout` without progress, request_body_timeout
+                # in total (as on HTTP/1.1).
+                if now - stream.progress > timeout or 0 < stream.deadline < now:
+                    self.h2_refuse(stream, 408)
+                continue
+            if stream.stalled and not stream.deadline and write_limit:
+                # response_write_timeout bounds the delivery from when it first had to wait.
+                stream.deadline = stream.stalled + write_limit
+            if (stream.stalled and now - stream.stalled > timeout) or 0 < stream.deadline < now:
                 log.debug("Resetting a stalled HTTP/2 stream from %s", conn.remote_addr)
                 session.reset(stream.stream_id, _CANCEL)
                 stream.reset_sent = True
                 self.h2_abort(conn, stream, now)
-            elif stream.buffer is not None and now - stream.progress > timeout:
-                self.h2_refuse(stream, 408)
             elif stream.running and not stream.stuck and now - stream.started > timeout:
                 self.h2_report_stuck(conn, stream, now)
         self.h2_service(conn, now)

@@ -74,6 +74,7 @@ class H2Stream:
         "body_ended",
         "buffer",
         "context",
+        "deadline",
         "done",
         "ending",
         "exchange",
@@ -140,6 +141,7 @@ class H2Stream:
         self.produced = 0  # body bytes the application produced (thread side)
         self.sent = 0  # body bytes moved into the session (loop side)
         self.stalled = 0.0  # since when output waits on a closed window (0: it does not)
+        self.deadline = 0.0  # request_body_timeout, then response_write_timeout (0: none)
         self.progress = time.monotonic()
         self.pulls = 0  # pulls started: the first one runs whatever the window
         self.started = 0.0  # when the current pull was handed to a thread
