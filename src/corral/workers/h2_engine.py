@@ -22,7 +22,6 @@ with --threads 1, where the loop is the executor), or let one stream's failure e
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import select
 import time
@@ -332,24 +331,33 @@ class H2Serving(H2Output):
         for _ in range(len(notes)):
             stream, kind, value = notes.popleft()
             link: H2Link = stream.link
-            if kind == PULLED:
-                if not self.inline:
-                    self.in_flight -= 1
-                self.h2_pulled(stream, value[0], value[1], now)
-            elif link.closed or stream.aborted:
+            if kind == PULLED and not self.inline:
+                self.in_flight -= 1
+            try:
+                if kind == PULLED:
+                    self.h2_pulled(stream, value[0], value[1], now)
+                elif link.closed or stream.aborted:
+                    continue
+                elif kind == CREDIT:
+                    link.session.consumed(stream.stream_id, value)
+                elif kind == PUSHED:
+                    stream.take_pushed()
+            except Exception:
+                self.h2_failed(link.conn)
                 continue
-            elif kind == CREDIT:
-                link.session.consumed(stream.stream_id, value)
-            elif kind == PUSHED:
-                stream.take_pushed()
             dirty[id(link)] = link.conn
         for conn in dirty.values():
             if conn.h2 is not None and not conn.h2.closed:
                 try:
                     self.h2_service(conn, now)
                 except Exception:
-                    log.exception("Unexpected error on the connection from %s", conn.remote_addr)
-                    self.close(conn)
+                    self.h2_failed(conn)
+
+    def h2_failed(self, conn: Connection) -> None:
+        """A bug met on this connection: it is closed (with its streams), the worker goes on."""
+        log.exception("Unexpected error on the HTTP/2 connection from %s", conn.remote_addr)
+        if conn.h2 is not None and not conn.h2.closed:
+            self.close(conn)
 
     def h2_pulled(self, stream: H2Stream, items: list[Any], done: bool, now: float) -> None:
         stream.running = False
@@ -374,6 +382,12 @@ class H2Serving(H2Output):
     # ---- deadlines and stopping ---------------------------------------------------------------
 
     def h2_sweep(self, conn: Connection, now: float) -> None:
+        try:
+            self.h2_deadlines(conn, now)
+        except Exception:
+            self.h2_failed(conn)
+
+    def h2_deadlines(self, conn: Connection, now: float) -> None:
         link: H2Link = conn.h2
         session = link.session
         timeout = self.timeout
@@ -424,8 +438,10 @@ class H2Serving(H2Output):
                 link.session.drain()
             else:
                 link.session.close()
-            with contextlib.suppress(Exception):
+            try:
                 self.h2_service(conn, now)
+            except Exception:
+                self.h2_failed(conn)
 
 
 def _health_head(alive: bool, head: bool) -> H2Head:
