@@ -539,3 +539,27 @@ def test_http2_6_5_3_1_the_last_value_of_a_setting_counts() -> None:
     both = struct.pack(">HIHI", 0x4, 100, 0x4, 1)
     peer.send(frame(SETTINGS, 0, 0, both), peer.headers(1))
     assert peer.session.window(1) == 1
+
+
+def test_trailers_are_checked_and_a_bad_one_aborts_its_stream() -> None:
+    peer = Peer()
+    open_post(peer, 1)
+    open_post(peer, 3)
+    good = frame(HEADERS, END_HEADERS | END_STREAM, 1, peer.block([("x-sum", "1")]))
+    bad = frame(HEADERS, END_HEADERS | END_STREAM, 3, peer.block([("connection", "close")]))
+    peer.send(good, bad)
+    assert [e.stream_id for e in peer.events if isinstance(e, StreamAborted)] == [3]
+    assert 1 in [e.stream_id for e in peer.events if isinstance(e, BodyEnded)]
+    assert peer.resets() == {3: PROTOCOL_ERROR}
+    assert peer.alive()
+
+
+def test_malformed_requests_in_a_burst_are_calmed() -> None:
+    peer = Peer()
+    for stream_id in range(1, 2001, 2):
+        peer.send(peer.headers(stream_id, [("X-Upper", "1")]))
+        if peer.session.ended:
+            break
+    goaway = peer.goaway()
+    assert goaway is not None and goaway.error_code == ENHANCE_YOUR_CALM
+    assert not peer.opened()

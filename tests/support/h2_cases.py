@@ -448,66 +448,66 @@ CASES: dict[str, tuple[Case, tuple[object, ...]]] = {
     ),
     "http2/8.1.2/1 upper-case field name": (
         fields(("X-Upper", "1")),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "http2/8.1.2.1/1 unknown pseudo-header": (
         fields((":foo", "bar")),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "http2/8.1.2.1/2 response pseudo-header in a request": (
         fields((":status", "200")),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "http2/8.1.2.1/3 pseudo-header in trailers": (
         lambda p: (
             open_post(p),
             p.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, p.block([(":path", "/x")]))),
         ),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "http2/8.1.2.1/4 pseudo-header after a regular field": (
         fields(("x-first", "1"), order="regular-first"),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "http2/8.1.2.2/1 connection-specific field": (
         fields(("connection", "keep-alive")),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "http2/8.1.2.2/2 TE other than trailers": (
         fields(("te", "gzip")),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "http2/8.1.2.3/1 empty :path": (
         fields((":method", "GET"), (":scheme", "http"), (":path", ""), base=False),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "http2/8.1.2.3/2 no :method": (
         fields((":scheme", "http"), (":path", "/"), base=False),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "http2/8.1.2.3/3 no :scheme": (
         fields((":method", "GET"), (":path", "/"), base=False),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "http2/8.1.2.3/4 no :path": (
         fields((":method", "GET"), (":scheme", "http"), base=False),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "http2/8.1.2.3/5 duplicated :method": (
         fields(
             (":method", "GET"), (":method", "GET"), (":scheme", "http"), (":path", "/"), base=False
         ),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "http2/8.1.2.3/6 duplicated :scheme": (
         fields(
             (":method", "GET"), (":scheme", "http"), (":scheme", "http"), (":path", "/"), base=False
         ),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "http2/8.1.2.3/7 duplicated :path": (
         fields((":method", "GET"), (":scheme", "http"), (":path", "/"), (":path", "/"), base=False),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "http2/8.1.2.6/1 content-length larger than the DATA": (
         lambda p: p.send(
@@ -529,11 +529,11 @@ CASES: dict[str, tuple[Case, tuple[object, ...]]] = {
     ),
     "corral: space at the end of a field value (RFC 9113 §8.2.1)": (
         fields(("x-bad", "value ")),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "corral: :authority and Host that differ (RFC 9113 §8.3.1)": (
         fields(("host", "elsewhere")),
-        ("goaway", PROTOCOL_ERROR),
+        ("reset", 1, PROTOCOL_ERROR),
     ),
     "corral: DEL in a field value": (
         fields(("x-bad", "a\x7fb")),
@@ -541,6 +541,55 @@ CASES: dict[str, tuple[Case, tuple[object, ...]]] = {
     ),
     "corral: :path that is not origin-form": (
         fields((":method", "GET"), (":scheme", "http"), (":path", "/a#b"), base=False),
+        ("status", 1, 400),
+    ),
+    "corral: NUL in a field value (RFC 9113 §8.2.1)": (
+        fields(("x-bad", "a\x00b")),
+        ("reset", 1, PROTOCOL_ERROR),
+    ),
+    "corral: field name with a space (RFC 9113 §8.2.1)": (
+        fields(("x bad", "1")),
+        ("reset", 1, PROTOCOL_ERROR),
+    ),
+    "corral: field name that is not a token (RFC 9110 §5.1)": (
+        fields(("x(bad)", "1")),
+        ("status", 1, 400),
+    ),
+    "corral: upper-case field name in trailers": (
+        lambda p: (
+            open_post(p),
+            p.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, p.block([("X-Sum", "1")]))),
+        ),
+        ("reset", 1, PROTOCOL_ERROR),
+    ),
+    "corral: connection-specific field in trailers": (
+        lambda p: (
+            open_post(p),
+            p.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, p.block([("upgrade", "x")]))),
+        ),
+        ("reset", 1, PROTOCOL_ERROR),
+    ),
+    "corral: :protocol outside an extended CONNECT (RFC 8441 §4)": (
+        fields((":protocol", "websocket")),
+        ("reset", 1, PROTOCOL_ERROR),
+    ),
+    "corral: CONNECT with :path (RFC 9113 §8.5)": (
+        fields((":method", "CONNECT"), (":path", "/"), base=False),
+        ("reset", 1, PROTOCOL_ERROR),
+    ),
+    "corral: no :authority and no Host": (
+        lambda p: p.send(
+            frame(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                1,
+                p.block([(":method", "GET"), (":scheme", "http"), (":path", "/")]),
+            )
+        ),
+        ("status", 1, 400),
+    ),
+    "corral: :method that is not a token": (
+        fields((":method", "GE T"), (":scheme", "http"), (":path", "/"), base=False),
         ("status", 1, 400),
     ),
     # -- http2/8.2: server push --

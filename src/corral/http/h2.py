@@ -15,7 +15,8 @@ What the session decides itself, so that every worker family gets it the same:
   refused streams, PING, SETTINGS, PRIORITY, empty DATA frames, unknown frames) spend a budget
   that refills over time; a peer that exhausts it gets GOAWAY ENHANCE_YOUR_CALM.
 - A request that breaks a limit or the header policy is answered on its stream (400, 414, 431)
-  and the connection goes on; a protocol error ends the connection with GOAWAY.
+  and the connection goes on; a malformed one (RFC 9113 §8.1.1) has its stream reset with
+  PROTOCOL_ERROR; a protocol error ends the connection with GOAWAY.
 - Request bodies are credited back to the peer only when the worker says they were consumed
   (`consumed`), so a slow application cannot make the server buffer without bound: at most a
   stream window per stream and the connection window per connection.
@@ -40,7 +41,7 @@ from hyperframe.frame import GoAwayFrame
 
 from corral.errors import ProtocolError
 from corral.http.h2_connection import ServerConnection, rfc_error_code
-from corral.http.h2_request import build_request
+from corral.http.h2_request import MalformedRequest, build_request, check_trailers
 from corral.http.parser import Limits, Request
 from corral.http.writer import REASONS
 
@@ -149,6 +150,9 @@ class H2Session:
         config = H2Configuration(
             client_side=False,
             header_encoding=None,
+            # h2_request checks request fields: a malformed request is a stream error (RFC
+            # 9113 §8.1.1), where h2's own check would end the whole connection.
+            validate_inbound_headers=False,
             validate_outbound_headers=False,  # the adapters validated them already
             normalize_outbound_headers=False,
         )
@@ -246,6 +250,9 @@ class H2Session:
             request, protocol = build_request(
                 event.headers or [], self.limits.request, self.limits.connect_protocol
             )
+        except MalformedRequest:
+            self.malformed(stream_id, now)
+            return
         except ProtocolError as exc:
             self.answer_error(stream_id, exc.status)
             if event.stream_ended is None:
@@ -292,6 +299,15 @@ class H2Session:
         self.error = "" if code in (0, ErrorCodes.NO_ERROR) else f"peer sent GOAWAY ({code!s})"
         self.ended = True
         out.extend(StreamAborted(stream_id) for stream_id in sorted(self.active))
+
+    def on_trailers(self, event: h2e.TrailersReceived, now: float, out: list[Event]) -> None:
+        """Request trailers are checked, not passed on (no interface takes them yet)."""
+        try:
+            check_trailers(event.headers or [])
+        except ProtocolError:
+            if event.stream_id in self.active:
+                out.append(StreamAborted(event.stream_id))
+            self.malformed(event.stream_id, now)
 
     def on_ignored(self, event: object, now: float, out: list[Event]) -> None:
         """Frames that need no action (trailers of a request body, acknowledgements)."""
@@ -379,6 +395,13 @@ class H2Session:
         if not self.resets.spend(now):
             self.calm("too many streams over the concurrency limit")
 
+    def malformed(self, stream_id: int, now: float) -> None:
+        """RFC 9113 §8.1.1: a malformed request is a stream error of type PROTOCOL_ERROR.
+        Such resets cost the peer's budget as refusals do."""
+        self.reset(stream_id, ErrorCodes.PROTOCOL_ERROR)
+        if not self.resets.spend(now):
+            self.calm("too many malformed requests")
+
     def answer_error(self, stream_id: int, status: int) -> None:
         """A bad request on an otherwise sound connection: its status, on its stream."""
         body = f"{status} {REASONS.get(status, 'Error')}\n".encode()
@@ -435,7 +458,7 @@ _HANDLERS: dict[type, Callable[[H2Session, Any, float, list[Event]], None]] = {
     h2e.WindowUpdated: H2Session.on_window,
     h2e.RemoteSettingsChanged: H2Session.on_settings,
     h2e.ConnectionTerminated: H2Session.on_terminated,
-    h2e.TrailersReceived: H2Session.on_ignored,
+    h2e.TrailersReceived: H2Session.on_trailers,
     h2e.SettingsAcknowledged: H2Session.on_ignored,
     h2e.PingAckReceived: H2Session.on_ignored,
 }
