@@ -176,6 +176,11 @@ async def sleep(scope: Scope, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"slept"})
 
 
+async def no_read(scope: Scope, receive: Any, send: Any) -> None:
+    await _start(send)
+    await send({"type": "http.response.body", "body": b"unread"})
+
+
 async def no_response(scope: Scope, receive: Any, send: Any) -> None:
     return
 
@@ -224,4 +229,5 @@ _ROUTES = {
     "pathsend": pathsend,
     "no-response": no_response,
     "sleep": sleep,
+    "no-read": no_read,
 }

@@ -51,6 +51,15 @@ log = logging.getLogger("corral.error")
 _UPGRADE_FIELDS = frozenset({"UPGRADE", "CONNECTION", "HTTP2-SETTINGS"})
 
 
+def join_cookies(req: Request) -> Request:
+    """RFC 9113 §8.2.3: a client may split Cookie into several fields to compress them
+    better; an application (as an HTTP/1.1 hop would) gets them as one, joined with "; "."""
+    cookies = "; ".join(value for name, value in req.headers if name == "COOKIE")
+    headers = [(name, value) for name, value in req.headers if name != "COOKIE"]
+    headers.append(("COOKIE", cookies))
+    return replace(req, headers=headers)
+
+
 class Http2Connection:
     """One HTTP/2 connection: the session, its streams, and the connection's deadlines."""
 
@@ -114,6 +123,8 @@ class Http2Connection:
         if limit and req.content_length is not None and req.content_length > limit:
             self.refuse(stream_id, 413, event.ended)
             return
+        if sum(name == "COOKIE" for name, _ in req.headers) > 1:
+            req = join_cookies(req)
         stream = H2Stream(self, stream_id, req, event.ended)
         try:
             scope = connection_scope(self.conn, req, stream)
@@ -217,6 +228,7 @@ class Http2Connection:
         session = self.session
         if not stream.peer_ended and not stream.client_gone:
             session.reset(stream_id, ErrorCodes.NO_ERROR)  # RFC 9113 §8.1
+        stream.release()
         session.finished(stream_id)
         if stream.grace is not None:
             stream.grace.cancel()

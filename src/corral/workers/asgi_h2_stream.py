@@ -117,6 +117,7 @@ class H2Stream:
         self.received += len(data)
         limit = self.conn.worker.settings.limit_request_body
         if limit and self.received > limit:
+            self.session.consumed(self.stream_id, flow)
             self.refuse_body(413)
             return
         self.body.put_nowait((data, flow, True))
@@ -140,6 +141,20 @@ class H2Stream:
         self.set_over()
         if self.window_open is not None:
             self.window_open.set()
+
+    def release(self) -> None:
+        """The stream is over: credit the connection with the body nobody will read (the
+        stream's own window no longer matters, the connection's is shared)."""
+        body = self.body
+        if body is None:
+            return
+        flow = 0
+        while not body.empty():
+            item = body.get_nowait()
+            if item is not None:
+                flow += item[1]
+        self.body_done = True
+        self.session.consumed(self.stream_id, flow)
 
     def going_away(self) -> None:
         """The worker is stopping: a request stream simply finishes."""

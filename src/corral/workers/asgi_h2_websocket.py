@@ -258,6 +258,13 @@ class H2WebSocket:
         if self.transport.pending and not self.transport.transport_gone:
             self.transport.push()
 
+    def release(self) -> None:
+        """The stream is over: credit the connection with what was never read."""
+        transport = self.transport
+        self.session.consumed(self.stream_id, transport.held)
+        transport.held = 0
+        transport.early = []
+
     def going_away(self) -> None:
         if self.ws is not None:
             self.ws.going_away()
