@@ -289,6 +289,11 @@ class H2Serving(H2Output):
         if link.closed:
             return
         session = link.session
+        unread = stream.drop_inbox()
+        if unread:
+            # Body bytes nobody will read: the connection's window gets them back all the same
+            # (or the connection would shrink towards a standstill, stream after stream).
+            session.consumed(stream.stream_id, unread)
         if not (stream.body_ended or stream.aborted or stream.reset_sent):
             # RFC 9113 §8.1: the response is complete; the rest of the body is not wanted.
             session.reset(stream.stream_id, _NO_ERROR)
@@ -336,10 +341,12 @@ class H2Serving(H2Output):
             try:
                 if kind == PULLED:
                     self.h2_pulled(stream, value[0], value[1], now)
-                elif link.closed or stream.aborted:
+                elif link.closed:
                     continue
-                elif kind == CREDIT:
+                elif kind == CREDIT:  # even for a reset stream: the connection's window
                     link.session.consumed(stream.stream_id, value)
+                elif stream.aborted:
+                    continue
                 elif kind == PUSHED:
                     stream.take_pushed()
             except Exception:

@@ -265,6 +265,13 @@ class H2Stream:
             self.aborted = True
             self.hub.cond.notify_all()
 
+    def drop_inbox(self) -> int:
+        """Throw away body bytes the application did not read; how many they were."""
+        with self.hub.cond:
+            size = sum(map(len, self.inbox))
+            self.inbox.clear()
+        return size
+
     def take_pushed(self) -> None:
         """Move write() output into `pending` (loop)."""
         with self.hub.cond:
