@@ -97,6 +97,8 @@ class H2Output:
             self.close(conn)
             return
         if session.ended and not out and conn.flushed:
+            if session.error:  # the peer's doing (a protocol error, a flood, its GOAWAY)
+                log.debug("HTTP/2 connection from %s ended: %s", conn.remote_addr, session.error)
             self.close(conn)
             return
         self.h2_arm(conn)
