@@ -166,6 +166,32 @@ def test_a_body_that_stops_coming_gets_408() -> None:
         assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
 
 
+def test_metrics_count_streams_and_connections() -> None:
+    parser = pytest.importorskip("prometheus_client.parser")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        with socket.create_connection(("127.0.0.1", metrics_port)) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            text = recv_all(sock).partition(b"\r\n\r\n")[2].decode()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in parser.text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    args = ("--metrics-bind", f"127.0.0.1:{metrics_port}", "--keep-alive", "30")
+    with server(*args) as srv, Client(srv.port) as client:
+        for _ in range(5):
+            assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
+        ok = ("corral_requests_total", (("method", "GET"), ("status_class", "2xx")))
+        wait_for(lambda: scrape().get(ok) == 5, DEADLINE, "5 requests counted")
+        idle = ("corral_connections", (("state", "idle"),))
+        wait_for(lambda: scrape().get(idle) == 1, DEADLINE, "the connection counted idle")
+
+
 def test_idle_connection_gets_goaway_after_keepalive() -> None:
     with server("--keep-alive", "1") as srv, Client(srv.port) as client:
         assert client.response(client.request("/")) == (200, b"hello over HTTP/2")

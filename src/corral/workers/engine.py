@@ -444,8 +444,11 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
         if self.stats is not None:
             by_state = [0] * len(CONNECTION_STATES)
             for conn in self.conns.values():
-                if conn.state < len(by_state):
-                    by_state[conn.state] += 1
+                state = conn.state
+                if state == H2:  # serving while it has streams, else idle
+                    state = SERVING if conn.h2.streams else IDLE
+                if state < len(by_state):
+                    by_state[state] += 1
             self.stats.set_connections(by_state)
         for conn in list(self.conns.values()):
             state = conn.state
