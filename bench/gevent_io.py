@@ -1,18 +1,21 @@
-"""The gevent benchmark: corral's gevent worker beside Gunicorn's, on requests that wait on I/O.
+"""The gevent benchmark: corral's gevent worker beside Gunicorn's, one worker each, pinned to
+core 0 (wrk on core 1), in two scenarios:
 
-One worker of each server, pinned to core 0, serves a Flask view (apps/gevent_io_app.py) that
-calls a slow upstream with urllib for every request. The upstream (an asyncio server in its
-own process, on core 1 with wrk) answers each call after UPSTREAM_DELAY seconds. wrk keeps
-CONNECTIONS requests in flight; a worker that waited on each call in turn would serve about
-1 / UPSTREAM_DELAY requests a second, and a cooperative one is bounded by the CPU its Python
-spends per request. So the figures are requests a second and the server's CPU seconds per
-thousand requests, each the median of the rounds, plus the p99 latency (the upstream's delay
-is its floor).
+- `io`: a Flask view (apps/gevent_io_app.py) calls a slow upstream with urllib for every
+  request. The upstream (an asyncio server in its own process, on core 1 with wrk) answers
+  each call after UPSTREAM_DELAY seconds, and wrk keeps 200 requests in flight. A worker that
+  waited on each call in turn would serve about 1 / UPSTREAM_DELAY requests a second. On a
+  2-core machine core 1 (wrk and the upstream) limits the rate before the worker does, so the
+  figure to compare is the server's CPU time per request.
+- `hello`: the plain WSGI hello of apps/wsgi_app.py over 50 keep-alive connections: what the
+  server itself costs per request.
 
-Gunicorn's gevent workers are `gevent` (its parser on gevent's StreamServer) and
-`gevent_pywsgi` (gevent's own pywsgi server); corral serves both names with one worker.
+Figures: requests a second, the server's CPU milliseconds per request and the p99 latency,
+each the median of the rounds. Gunicorn's gevent workers are `gevent` (its own parser on
+gevent's StreamServer) and `gevent_pywsgi` (gevent's pywsgi server); corral serves both names
+with one worker.
 
-    .venv/bin/python bench/gevent_io.py [--rounds 3] [--duration 5] [--connections 200]
+    .venv/bin/python bench/gevent_io.py [--rounds 3] [--duration 5] [--scenarios io,hello]
 
 Runs with the peer venv (bench/.peers, which needs gevent: `bench/.peers/bin/pip install
 "gevent>=24"`), from a copy of src/corral taken at the start. Not part of `make bench` yet;
@@ -52,6 +55,11 @@ SERVERS = {
     "gunicorn-gevent-pywsgi": ["-m", "gunicorn", "-k", "gevent_pywsgi"],
 }
 BASELINE = "gunicorn-gevent"
+# name: (application, path, connections)
+SCENARIOS = {
+    "io": ("gevent_io_app:app", "/io", 200),
+    "hello": ("wsgi_app:application", "/", 50),
+}
 
 
 # ---- the upstream (runs as `gevent_io.py --upstream PORT`) ----------------------------------
@@ -110,17 +118,20 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
-def one_run(name: str, src: Path, upstream_url: str, args: argparse.Namespace) -> dict[str, float]:
+def one_run(
+    name: str, scenario: str, src: Path, upstream_url: str, args: argparse.Namespace
+) -> dict[str, float]:
+    app, path, connections = SCENARIOS[scenario]
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(src), BENCH_UPSTREAM=upstream_url)
     argv = [str(PEERS_PYTHON), *SERVERS[name], "-w", "1", "-b", f"{HOST}:{port}"]
     argv += ["--worker-connections", WORKER_CONNECTIONS, "--backlog", "4096"]
-    argv += ["--pythonpath", str(HERE / "apps"), "gevent_io_app:app"]
+    argv += ["--pythonpath", str(HERE / "apps"), app]
     proc = spawn(argv, env, core=0)
     try:
-        wait_answer(port, "/io", time.monotonic() + 30)
-        url = f"http://{HOST}:{port}/io"
-        load = ["taskset", "-c", "1", "wrk", "-t", "1", "-c", str(args.connections)]
+        wait_answer(port, path, time.monotonic() + 30)
+        url = f"http://{HOST}:{port}{path}"
+        load = ["taskset", "-c", "1", "wrk", "-t", "1", "-c", str(connections)]
         subprocess.run([*load, "-d", "1", url], capture_output=True, check=True)  # warm-up
         before = procfs.cpu_ticks(proc.pid)
         out = subprocess.run(
@@ -145,21 +156,23 @@ def median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(run[key] for run in runs)
 
 
-def table(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> str:
+def table(scenario: str, results: dict[str, list[dict[str, float]]]) -> str:
     base = median(results[BASELINE], "requests_per_s") if BASELINE in results else 0.0
+    base_cpu = median(results[BASELINE], "cpu_ms_per_request") if BASELINE in results else 0.0
     lines = [
-        f"1 worker on core 0, wrk -c {args.connections} on core 1, upstream delay "
-        f"{UPSTREAM_DELAY * 1000:.0f} ms, {args.rounds} rounds of {args.duration} s (medians)",
+        f"### {scenario}",
         "",
-        "| server | req/s | vs gunicorn-gevent | CPU ms/request | p99 ms | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| server | req/s | vs gunicorn-gevent | CPU ms/request | vs gunicorn-gevent | p99 ms "
+        "| errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, runs in results.items():
         rps = median(runs, "requests_per_s")
-        ratio = f"{rps / base:.2f}x" if base else "-"
+        cpu = median(runs, "cpu_ms_per_request")
         lines.append(
-            f"| {name} | {rps:,.0f} | {ratio} | {median(runs, 'cpu_ms_per_request'):.3f} "
-            f"| {median(runs, 'p99_ms'):.1f} | {sum(run['errors'] for run in runs):.0f} |"
+            f"| {name} | {rps:,.0f} | {rps / base if base else 0:.2f}x | {cpu:.3f} "
+            f"| {cpu / base_cpu if base_cpu else 0:.2f}x | {median(runs, 'p99_ms'):.1f} "
+            f"| {sum(run['errors'] for run in runs):.0f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -168,30 +181,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
-        asyncio.run(upstream(args.upstream))
+        try:  # the upstream shares core 1 with wrk: the lighter its loop, the less it limits
+            import uvloop  # type: ignore[import-not-found,unused-ignore]
+
+            uvloop.run(upstream(args.upstream))
+        except ImportError:
+            asyncio.run(upstream(args.upstream))
         return
     work = Path(tempfile.mkdtemp(prefix="corral-gevent-bench-"))
     src = work / "src"
     shutil.copytree(ROOT / "src" / "corral", src / "corral")
     up_port = free_port()
     up = spawn([str(PEERS_PYTHON), __file__, "--upstream", str(up_port)], dict(os.environ), 1)
-    results: dict[str, list[dict[str, float]]] = {}
+    results: dict[str, dict[str, list[dict[str, float]]]] = {}
     try:
         time.sleep(0.5)
         for round_no in range(args.rounds):
-            for name in args.servers.split(","):
-                run = one_run(name, src, f"http://{HOST}:{up_port}/", args)
-                results.setdefault(name, []).append(run)
-                print(f"round {round_no + 1} {name}: {run}", file=sys.stderr)
+            for scenario in args.scenarios.split(","):
+                for name in args.servers.split(","):
+                    run = one_run(name, scenario, src, f"http://{HOST}:{up_port}/", args)
+                    results.setdefault(scenario, {}).setdefault(name, []).append(run)
+                    print(f"round {round_no + 1} {scenario} {name}: {run}", file=sys.stderr)
     finally:
         stop(up)
         shutil.rmtree(work, ignore_errors=True)
-    text = table(results, args)
+    header = (
+        f"1 worker on core 0, wrk on core 1, upstream delay {UPSTREAM_DELAY * 1000:.0f} ms, "
+        f"{args.rounds} rounds of {args.duration} s (medians)\n\n"
+    )
+    text = header + "\n".join(table(scenario, runs) for scenario, runs in results.items())
     print(text)
     out = HERE / "results" / date.today().isoformat()
     out.mkdir(parents=True, exist_ok=True)
