@@ -228,6 +228,25 @@ def test_hooks_and_max_requests_count_streams(tmp_path: Path) -> None:
         srv.wait_booted(2)
 
 
+def test_streams_reset_at_once_never_reach_the_application(tmp_path: Path) -> None:
+    # Rapid reset (CVE-2023-44487): each request cancelled as soon as it is sent costs the
+    # server a stream's bookkeeping, never an application call.
+    marks = tmp_path / "marks"
+    marks.touch()
+    with (
+        server(env={"CORRAL_TEST_MARKS": str(marks)}, threads=2) as srv,
+        Client(srv.port) as client,
+    ):
+        for _ in range(50):
+            sid = client.conn.get_next_available_stream_id()
+            fields = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"h")]
+            client.conn.send_headers(sid, [*fields, (b":path", b"/sleep?ms=100&mark=run")], True)
+            client.conn.reset_stream(sid, 0x8)
+        client.flush()
+        assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
+        assert marks.read_text().count("run") < 5
+
+
 def test_application_errors_before_and_after_the_head() -> None:
     with server() as srv, Client(srv.port) as client:
         status, body = client.response(client.request("/boom-before"))

@@ -157,6 +157,8 @@ class H2Stream:
         log), so that output goes with the end of the pull. A file range ends a pull: the file
         stays open until the loop has sent it."""
         batch: list[StreamItem] = []
+        if self.aborted:  # reset while it waited for a thread: not started at all
+            return batch, False
         inline = self.hub.inline
         for out in self.exchange:
             batch.append(out)
