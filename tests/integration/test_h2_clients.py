@@ -150,12 +150,17 @@ def test_curl_posts_a_mebibyte_and_gets_it_back(
 
 def nghttp(*args: str) -> tuple[dict[int, int], str]:
     """Run `nghttp -nv`; the :status of each stream it received, and its frame log."""
-    result = run(need("nghttp"), "-nv", "--timeout", "20", *args)
-    assert result.returncode == 0, result.stdout + result.stderr
+    if "--timeout" not in args:
+        args = ("--timeout", "20", *args)
+    result = run(need("nghttp"), "-nv", *args)
     statuses = {
         int(stream): int(status)
         for stream, status in re.findall(r"recv \(stream_id=(\d+)\) :status: (\d+)", result.stdout)
     }
+    assert result.returncode == 0, (
+        f"nghttp exited {result.returncode} ({result.stderr.strip()}); statuses by stream: "
+        f"{statuses}; the end of its frame log:\n{result.stdout[-4000:]}"
+    )
     return statuses, result.stdout
 
 
@@ -200,18 +205,64 @@ def test_nghttp_over_tls(worker: str, pki: Path) -> None:
 @worker_ids
 def test_nghttp_sees_the_configured_settings(worker: str) -> None:
     corral_only()
-    extra = ("--http2-max-concurrent-streams", "7", "--http2-max-frame-size", "32768")
+    extra = (
+        "--http2-max-concurrent-streams", "7",
+        "--http2-max-frame-size", "32768",
+        "--http2-max-header-list-size", "20000",
+    )  # fmt: skip
     with worker_server(worker, cleartext="prior-knowledge", extra=extra) as srv:
         statuses, log = nghttp(url(srv))
         assert list(statuses.values()) == [200], log
         received = log[log.index("recv SETTINGS frame") :]
         assert "[SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7]" in received, log
         assert "[SETTINGS_MAX_FRAME_SIZE(0x05):32768]" in received, log
+        assert "[SETTINGS_MAX_HEADER_LIST_SIZE(0x06):20000]" in received, log
         # WebSockets over HTTP/2 (RFC 8441) are served by the asgi worker only: a WSGI worker
         # does not invite extended CONNECT.
         connect = "1" if worker == "asgi" else "0"
         announced = re.search(r"\[SETTINGS_ENABLE_CONNECT_PROTOCOL\(0x08\):(\d+)\]", received)
         assert (announced.group(1) if announced else "0") == connect, log
+
+
+def upload_file(tmp_path: Path, size: int = 256 * 1024) -> Path:
+    path = tmp_path / "upload.bin"
+    path.write_bytes(hashlib.shake_256(b"upload").digest(size))
+    return path
+
+
+@worker_ids
+@pytest.mark.parametrize("window", [1024, 16384])
+def test_nghttp_uploads_on_four_streams_under_a_smaller_window(
+    worker: str, window: int, tmp_path: Path
+) -> None:
+    """nghttp sends its first DATA frames before it has read the server's SETTINGS (until
+    then a stream's window is 65535, RFC 9113 §6.9.2), so once it applies a smaller window,
+    those streams' windows are below zero (§6.9.2 allows it). The server must still grant
+    more as the application reads the bodies, or the uploads wait for ever."""
+    corral_only()
+    upload = upload_file(tmp_path)
+    extra = ("--http2-initial-window-size", str(window))
+    with worker_server(worker, cleartext="prior-knowledge", extra=extra) as srv:
+        urls = [url(srv, f"/sha256?n={n}") for n in range(4)]
+        statuses, log = nghttp("--timeout", "10", "-d", str(upload), *urls)
+        assert f"[SETTINGS_INITIAL_WINDOW_SIZE(0x04):{window}]" in log, log
+        assert sorted(statuses.values()) == [200] * 4, f"{statuses} (by stream)\n{log[-3000:]}"
+
+
+@worker_ids
+def test_a_zero_window_is_announced_and_an_upload_still_completes(
+    worker: str, tmp_path: Path
+) -> None:
+    """`http2_initial_window_size = 0` (documented as allowed) is what the client is told;
+    the server then opens the window itself as the application reads."""
+    corral_only()
+    upload = upload_file(tmp_path)
+    extra = ("--http2-initial-window-size", "0")
+    with worker_server(worker, cleartext="prior-knowledge", extra=extra) as srv:
+        statuses, log = nghttp("--timeout", "10", "-d", str(upload), url(srv, "/sha256"))
+        received = log[log.index("recv SETTINGS frame") :]
+        assert "[SETTINGS_INITIAL_WINDOW_SIZE(0x04):0]" in received, log[:3000]
+        assert list(statuses.values()) == [200], f"{statuses} (by stream)\n{log[-3000:]}"
 
 
 # -- h2load ----------------------------------------------------------------------------------
