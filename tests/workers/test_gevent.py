@@ -332,3 +332,12 @@ def test_a_client_that_stops_reading_is_disconnected_after_timeout() -> None:
                     received += len(data)
             assert received < size // 2
         assert get(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")[0][0] == 200
+
+
+def test_timeout_zero_lets_a_long_poll_run() -> None:
+    """--timeout 0: a request waiting longer than the default 30 s deadline is not stuck."""
+    with Server(FLASK, *GEVENT, "--timeout", "0") as srv:
+        assert get(srv.port, b"GET /nap?seconds=31 HTTP/1.1\r\nHost: h\r\n\r\n", timeout=60) == [
+            (200, b"rested")
+        ]
+        assert "stack of its greenlet" not in srv.log()

@@ -198,6 +198,11 @@ class GeventWorker(Worker):
         """The engine's accept hands each new connection here: it gets its own greenlet."""
         self.pool.spawn(self.run_connection, conn)
 
+    def overdue(self, conn: Connection, now: float) -> bool:
+        """`--timeout 0` turns the check off here, as it does the master's: long-polling is
+        a common reason to run gevent."""
+        return self.settings.timeout > 0 and super().overdue(conn, now)
+
     def report_stuck(self, conn: Connection, now: float) -> None:
         """As the engine reports a stuck thread: with the stack of the request's greenlet."""
         conn.stuck = True
