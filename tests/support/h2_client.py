@@ -161,6 +161,7 @@ class H2Client:
 
     def send(self, *chunks: bytes) -> bool:
         """False when the server has closed the connection already."""
+        self.sock.settimeout(self.timeout)
         try:
             self.sock.sendall(b"".join(chunks))
         except OSError:
