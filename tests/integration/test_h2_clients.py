@@ -148,6 +148,12 @@ def test_curl_posts_a_mebibyte_and_gets_it_back(
 # -- nghttp ----------------------------------------------------------------------------------
 
 
+def upload_file(tmp_path: Path, size: int = 256 * 1024) -> Path:
+    path = tmp_path / "upload.bin"
+    path.write_bytes(hashlib.shake_256(b"upload").digest(size))
+    return path
+
+
 def nghttp(*args: str) -> tuple[dict[int, int], str]:
     """Run `nghttp -nv`; the :status of each stream it received, and its frame log."""
     if "--timeout" not in args:
@@ -196,6 +202,19 @@ def test_nghttp_by_upgrade(worker: str) -> None:
 
 
 @worker_ids
+def test_nghttp_upgrades_with_options_then_uploads(worker: str, tmp_path: Path) -> None:
+    # With a body to send, nghttp upgrades with `OPTIONS *` (stream 1) and sends the POST on
+    # a new stream once the connection is HTTP/2.
+    upload = upload_file(tmp_path)
+    with worker_server(worker, cleartext="upgrade") as srv:
+        statuses, log = nghttp("-u", "-d", str(upload), url(srv, "/sha256"))
+        assert "OPTIONS * HTTP/1.1" in log and "HTTP Upgrade success" in log, log
+        assert 1 in statuses, log  # the application's answer to OPTIONS *, whatever it is
+        assert [status for stream, status in statuses.items() if stream != 1] == [200], log
+        assert "recv GOAWAY" not in log and "recv RST_STREAM" not in log, log
+
+
+@worker_ids
 def test_nghttp_over_tls(worker: str, pki: Path) -> None:
     with worker_server(worker, tls=pki) as srv:
         statuses, log = nghttp(*several(srv, tls=True))
@@ -222,12 +241,6 @@ def test_nghttp_sees_the_configured_settings(worker: str) -> None:
         connect = "1" if worker == "asgi" else "0"
         announced = re.search(r"\[SETTINGS_ENABLE_CONNECT_PROTOCOL\(0x08\):(\d+)\]", received)
         assert (announced.group(1) if announced else "0") == connect, log
-
-
-def upload_file(tmp_path: Path, size: int = 256 * 1024) -> Path:
-    path = tmp_path / "upload.bin"
-    path.write_bytes(hashlib.shake_256(b"upload").digest(size))
-    return path
 
 
 @worker_ids
@@ -289,6 +302,22 @@ def test_h2load_2000_requests_none_failed(worker: str, tls: bool, pki: Path) -> 
         assert "Application protocol: h2" in out, out
         assert h2load_counts(out) == [2000, 2000, 2000, 2000, 0, 0, 0], out
         assert "status codes: 2000 2xx, 0 3xx, 0 4xx, 0 5xx" in out, out
+
+
+@worker_ids
+def test_h2load_uploads_into_small_client_windows_over_tls(
+    worker: str, tmp_path: Path, pki: Path
+) -> None:
+    """Forty 256 KiB uploads echoed back into client windows of 1 KiB a stream and 16 KiB
+    for the connection: the server sends only as the client's windows allow."""
+    upload = upload_file(tmp_path)
+    with worker_server(worker, tls=pki) as srv:
+        result = run(
+            need("h2load"), "-n", "40", "-c", "2", "-m", "10", "-w", "10", "-W", "14",
+            "-d", str(upload), url(srv, "/sha256", tls=True),
+        )  # fmt: skip
+        assert h2load_counts(result.stdout) == [40, 40, 40, 40, 0, 0, 0], result.stdout
+        assert f"{40 * 256 * 1024}) data" in result.stdout, result.stdout
 
 
 @worker_ids
