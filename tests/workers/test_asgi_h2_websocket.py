@@ -3,6 +3,8 @@ CONNECT with the h2 library, WebSocket frames built by hand in its DATA frames."
 
 from __future__ import annotations
 
+import os
+import signal
 import struct
 import zlib
 from collections.abc import Iterator
@@ -195,3 +197,16 @@ def test_application_that_does_not_receive_holds_a_window_at_most() -> None:
             client.read_once(0.1)
         assert client.conn.local_flow_control_window(stream_id) == 0
         assert client.get("/after").status == 200  # the connection still serves
+
+
+def test_graceful_stop_closes_the_websocket_with_1001_then_goaway() -> None:
+    with server("--graceful-timeout", "10") as srv, H2Client(srv.port) as client:
+        stream_id = connect_request(client, "/ws")
+        ws = H2WebSocket(client, stream_id)
+        ws.next_frame()
+        for pid in srv.worker_pids():
+            os.kill(pid, signal.SIGTERM)
+        first, payload = ws.next_frame()
+        assert first == 0x80 | CLOSE and payload[:2] == struct.pack("!H", 1001)
+        client.wait(lambda: client.goaway is not None)
+        assert client.goaway is not None and client.goaway.last_stream_id == stream_id

@@ -129,9 +129,13 @@ class H2Stream:
 
     def refuse_body(self, status: int) -> None:
         self.disconnected()
-        if not self.head_sent:
+        if self.head_sent:
+            self.session.reset(self.stream_id, ErrorCodes.CANCEL)
+        else:
+            # A whole answer, then RST_STREAM NO_ERROR to stop the body (RFC 9113 §8.1).
             self.error_answer(status)
-        self.session.reset(self.stream_id, ErrorCodes.CANCEL)
+            self.session.reset(self.stream_id, ErrorCodes.NO_ERROR)
+        self.conn.flush_soon()
 
     def disconnected(self) -> None:
         """The peer reset the stream, or the connection is gone."""
