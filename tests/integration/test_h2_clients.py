@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from support.client import connect, read_response
-from support.h2_apps import HELLO
-from support.h2_servers import WORKERS, corral_only, make_tls, need, worker_server
+from support.h2_apps import HELLO, TRAILED_BODY
+from support.h2_servers import PEER, WORKERS, corral_only, make_tls, need, worker_server
 from support.h2_sync_client import H2Client
 from support.server import Server
 
@@ -219,6 +219,26 @@ def test_nghttp_over_tls(worker: str, pki: Path) -> None:
     with worker_server(worker, tls=pki) as srv:
         statuses, log = nghttp(*several(srv, tls=True))
         assert sorted(statuses.values()) == [200, 200, 200, 404], log
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
+def test_nghttp_receives_response_trailers_from_asgi(tls: bool, pki: Path) -> None:
+    with worker_server("asgi", tls=pki if tls else None, cleartext="prior-knowledge") as srv:
+        if not PEER:
+            # corral offers the extension only to a client that said it takes trailers
+            # (`TE: trailers`, RFC 9110 §10.1.4), as gRPC clients do.
+            assert list(nghttp(url(srv, "/trailers", tls=tls))[0].values()) == [501]
+        statuses, log = nghttp("-H", "te: trailers", url(srv, "/trailers", tls=tls))
+        assert list(statuses.values()) == [200], log
+        [stream] = statuses
+        # Data, then a HEADERS frame that ends the stream and carries the trailers.
+        after_data = log[log.index(f"recv DATA frame <length={len(TRAILED_BODY)}") :]
+        trailer_frame = re.search(
+            rf"recv HEADERS frame <[^>]*flags=0x(\w+), stream_id={stream}>", after_data
+        )
+        assert trailer_frame is not None and int(trailer_frame.group(1), 16) & 0x1, log
+        assert f"recv (stream_id={stream}) grpc-status: 0" in after_data, log
+        assert f"recv (stream_id={stream}) grpc-message: done" in after_data, log
 
 
 @worker_ids

@@ -7,6 +7,7 @@ Routes:
   server) in `x-body-length` and `x-body-sha256`.
 - `GET /peer`: JSON with the protocol the application saw (`HTTP/1.1`, `HTTP/2`) and the
   client's port, so a test can tell whether requests shared one connection.
+- `GET /trailers` (ASGI only): a body, then `grpc-status` and `grpc-message` as trailers.
 - `GET /barrier?group=G&n=N`: waits until N requests of group G are in the application at the
   same moment, then answers 200 with the `/peer` JSON. A server that runs the streams of a
   connection one after another never gets N in at once: each answers 504 after BARRIER_WAIT
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 HELLO = b"hello over HTTP/2\n"
+TRAILED_BODY = b"\x00\x00\x00\x00\x05hello"  # a gRPC-framed message
 BARRIER_WAIT = 10.0
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -156,5 +158,19 @@ async def asgi(scope: dict[str, Any], receive: Receive, send: Send) -> None:
             await _respond(send, 200, _asgi_peer(scope), json_type)
         else:
             await _respond(send, 504, b"the other requests of the group never came in\n")
+    elif path == "/trailers":
+        await _trailers(scope, send)
     else:
         await _respond(send, 404, b"not found\n")
+
+
+async def _trailers(scope: dict[str, Any], send: Send) -> None:
+    """A gRPC-style answer: a body, then its status in trailers (ASGI's trailers extension)."""
+    if "http.response.trailers" not in scope.get("extensions", {}):
+        await _respond(send, 501, b"no trailers extension in the scope\n")
+        return
+    headers = [(b"content-type", b"application/grpc"), (b"trailer", b"grpc-status, grpc-message")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers, "trailers": True})
+    await send({"type": "http.response.body", "body": TRAILED_BODY})
+    trailers = [(b"grpc-status", b"0"), (b"grpc-message", b"done")]
+    await send({"type": "http.response.trailers", "headers": trailers, "more_trailers": False})
