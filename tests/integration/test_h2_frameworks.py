@@ -15,6 +15,7 @@ import hashlib
 import json
 import socket
 import ssl
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,15 +233,16 @@ def test_fastapi_404_and_500_then_serving_goes_on(fastapi_site: Site) -> None:
 MASK = b"\x37\xfa\x21\x3d"
 
 
-def ws_frame(opcode: int, payload: bytes) -> bytes:
-    """A final client frame, masked as RFC 6455 §5.3 requires of clients."""
+def ws_frame(opcode: int, payload: bytes, rsv1: bool = False) -> bytes:
+    """A final client frame, masked as RFC 6455 §5.3 requires of clients (RSV1: compressed)."""
     size = len(payload)
+    first = 0x80 | (0x40 if rsv1 else 0) | opcode
     if size < 126:
-        head = bytes([0x80 | opcode, 0x80 | size])
+        head = bytes([first, 0x80 | size])
     elif size < 1 << 16:
-        head = bytes([0x80 | opcode, 0x80 | 126]) + size.to_bytes(2, "big")
+        head = bytes([first, 0x80 | 126]) + size.to_bytes(2, "big")
     else:
-        head = bytes([0x80 | opcode, 0x80 | 127]) + size.to_bytes(8, "big")
+        head = bytes([first, 0x80 | 127]) + size.to_bytes(8, "big")
     key = (MASK * (size // 4 + 1))[:size]
     masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
     return head + MASK + masked
@@ -253,12 +255,15 @@ class WebSocketOverH2:
         self.client = client
         self.stream_id = stream_id
         self.buf = b""
+        self.rsv1 = False
 
-    def send(self, opcode: int, payload: bytes) -> None:
-        self.client.send_body(self.stream_id, ws_frame(opcode, payload), end=False)
+    def send(self, opcode: int, payload: bytes, rsv1: bool = False) -> None:
+        frame = ws_frame(opcode, payload, rsv1)
+        self.client.send_body(self.stream_id, frame, end=False)
 
     def receive(self) -> tuple[int, bytes]:
-        """The next server frame (final and unmasked, as a server's must be)."""
+        """The next server frame (final and unmasked, as a server's must be); `rsv1` says
+        whether it was compressed (RFC 7692)."""
         while True:
             frame = self._parse()
             if frame is not None:
@@ -281,6 +286,8 @@ class WebSocketOverH2:
         if len(self.buf) < offset + size:
             return None
         assert first & 0x80, "the app sends whole messages: every frame is final"
+        assert first & 0x30 == 0, "RSV2 and RSV3 are never set (RFC 6455 §5.2)"
+        self.rsv1 = bool(first & 0x40)
         payload, self.buf = self.buf[offset : offset + size], self.buf[offset + size :]
         return first & 0x0F, payload
 
@@ -343,11 +350,37 @@ def test_fastapi_websocket_over_http2_extended_connect(fastapi_site: Site) -> No
         assert after.status == 200 and client.goaway is None
 
 
-def open_websocket(client: H2Client, path: str = "/ws") -> WebSocketOverH2:
-    head = [(":protocol", "websocket"), ("sec-websocket-version", "13")]
+def open_websocket(
+    client: H2Client, path: str = "/ws", extra: list[tuple[str, str]] | None = None
+) -> WebSocketOverH2:
+    head = [(":protocol", "websocket"), ("sec-websocket-version", "13"), *(extra or [])]
     stream_id = client.open("CONNECT", path, head, end=False)
     assert client.wait_headers(stream_id).status == 200
     return WebSocketOverH2(client, stream_id)
+
+
+def test_fastapi_websocket_over_http2_with_permessage_deflate(fastapi_site: Site) -> None:
+    """What a browser offers: permessage-deflate (RFC 7692), negotiated on the extended
+    CONNECT's fields; messages go compressed both ways, the context kept between them."""
+    scheme = "https" if fastapi_site.tls else "http"
+    with h2_socket(fastapi_site) as sock:
+        client = H2Client(sock, fastapi_site.authority, scheme=scheme)
+        client.wait_settings()
+        offer = [("sec-websocket-extensions", "permessage-deflate; client_max_window_bits")]
+        ws = open_websocket(client, extra=offer)
+        agreed = client.streams[ws.stream_id].header("sec-websocket-extensions") or ""
+        assert agreed.split(";")[0].strip() == "permessage-deflate", agreed
+        compress = zlib.compressobj(wbits=-15)
+        decompress = zlib.decompressobj(wbits=-15)
+        for n in range(3):
+            text = f"over h2, compressed, message {n} " * 50
+            data = compress.compress(text.encode()) + compress.flush(zlib.Z_SYNC_FLUSH)
+            assert data.endswith(b"\x00\x00\xff\xff")
+            ws.send(0x1, data[:-4], rsv1=True)
+            opcode, payload = ws.receive()
+            if ws.rsv1:
+                payload = decompress.decompress(payload + b"\x00\x00\xff\xff")
+            assert (opcode, payload.decode()) == (0x1, "echo: " + text)
 
 
 def test_fastapi_two_websockets_and_requests_share_a_connection(fastapi_site: Site) -> None:
