@@ -128,6 +128,22 @@ def test_flask_form_post_larger_than_a_window(flask_site: Site) -> None:
     assert body["length"] == len(response.request.content)
 
 
+def test_flask_form_of_unknown_length(flask_site: Site) -> None:
+    """A body streamed by the client without content-length (DATA until END_STREAM): the
+    application reads it to its end (wsgi.input_terminated, which Werkzeug relies on)."""
+
+    def body() -> Iterator[bytes]:
+        yield b"name=corral&"
+        yield b"big=" + b"z" * 100_000
+
+    response = flask_site.post(
+        "/form", content=body(), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 200
+    assert response.json()["fields"] == {"name": ["corral"], "big": ["z" * 100_000]}
+
+
 def test_flask_streamed_generator(flask_site: Site) -> None:
     from support.h2_flask_app import LINE, STREAM_LINES
 
