@@ -92,6 +92,12 @@ class GeventWorker(Worker):
     def init_process(self) -> None:
         """Patch, then boot as `WorkerLifecycle.init_process` does, without its epoll set and
         wake-up pipe (the main greenlet looks at the signal flags every TICK instead)."""
+        self.quitting = False
+        # The connection each greenlet owns, and the socket watcher it is waiting on now.
+        self.owners: dict[Connection, Any] = {}
+        self.waiting: dict[Connection, Any] = {}
+        self.closing: set[Connection] = set()  # closed by the sweep; their owner closes them
+        self.flush_scheduled = False
         # The handlers first: they only set flags, and importing gevent and patching take a
         # while, during which the master's TERM would otherwise reach its own inherited handler.
         self.init_signals()
@@ -126,12 +132,6 @@ class GeventWorker(Worker):
             log.warning("%s", PRELOAD_WARNING)
         self.gevent = gevent
         self.hub = gevent.get_hub()
-        self.quitting = False
-        # The connection each greenlet owns, and the socket watcher it is waiting on now.
-        self.owners: dict[Connection, Any] = {}
-        self.waiting: dict[Connection, Any] = {}
-        self.closing: set[Connection] = set()  # closed by the sweep; their owner closes them
-        self.flush_scheduled = False
 
     # ---- signals ----------------------------------------------------------------------------
 
@@ -155,15 +155,15 @@ class GeventWorker(Worker):
         next_sweep = 0.0
         while True:
             now = time.monotonic()
+            if self.quitting:  # QUIT, INT: at once, as the other workers leave
+                self.call_hook("worker_int", self)
+                self.logger.flush()
+                raise SystemExit(0)
             if not self.alive:
                 if deadline == 0.0:
                     deadline = now + self.settings.graceful_timeout
                     self.gevent.killall(acceptors)
                     self.stop_accepting()
-                if self.quitting:
-                    self.call_hook("worker_int", self)
-                    self.logger.flush()
-                    raise SystemExit(0)
                 if self.drained() or now > deadline:
                     break
             self.heartbeat.beat(now)
@@ -196,7 +196,11 @@ class GeventWorker(Worker):
 
     def on_event(self, conn: Connection, now: float) -> None:
         """The engine's accept hands each new connection here: it gets its own greenlet."""
-        self.pool.spawn(self.run_connection, conn)
+        try:
+            self.pool.spawn(self.run_connection, conn)
+        except BaseException:  # the acceptor was stopped while the pool was full
+            self.close(conn)
+            raise
 
     def overdue(self, conn: Connection, now: float) -> bool:
         """`--timeout 0` turns the check off here, as it does the master's: long-polling is
@@ -237,6 +241,7 @@ class GeventWorker(Worker):
                     watcher = writing = writing or hub.loop.io(conn.fd, 2)
                 else:
                     watcher = reading
+                self.flush_soon()
                 self.waiting[conn] = watcher
                 try:
                     hub.wait(watcher)
@@ -247,7 +252,6 @@ class GeventWorker(Worker):
                 if conn.state == CLOSED:
                     break
                 Worker.on_event(self, conn, time.monotonic())
-                self.flush_soon()
         finally:
             if conn.state != CLOSED:  # killed at the end of a stop
                 self.abandon(conn)
