@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import select
 import shutil
@@ -25,7 +26,10 @@ from support.client import connect, read_response, recv_all
 from support.pki import make_pki, tls_args
 from support.server import ROOT, Server, run_corral, wait_for
 
-pytest.importorskip("gevent")
+# Looked up, not imported: the test process itself must stay unpatched and gevent-free.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("gevent") is None, reason="needs gevent (corral[gevent])"
+)
 
 GEVENT = ("-k", "gevent")
 FLASK = "apps.gevent_flask_app:app"
