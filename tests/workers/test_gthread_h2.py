@@ -369,9 +369,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def test_tls_alpn_with_httpx_and_h2(pki: Path) -> None:
+@pytest.mark.parametrize("threads", [4, 1])
+def test_tls_alpn_with_httpx_and_h2(pki: Path, threads: int) -> None:
     httpx = pytest.importorskip("httpx")
-    args = ("-k", "gthread", "--threads", "4", "--http-protocols", "h2,h1", *tls_args(pki))
+    args = ("-k", "gthread", "--threads", str(threads), "--http-protocols", "h2,h1", *tls_args(pki))
     with Server(APP, *args) as srv:
         url = f"https://127.0.0.1:{srv.port}"
         verify = ssl.create_default_context(cafile=str(pki / "ca.pem"))
