@@ -345,3 +345,12 @@ def test_timeout_zero_lets_a_long_poll_run() -> None:
             (200, b"rested")
         ]
         assert "stack of its greenlet" not in srv.log()
+
+
+def test_http2_is_refused_at_startup() -> None:
+    pytest.importorskip("h2")
+    args = ["-k", "gevent", "-b", "127.0.0.1:0", "--pythonpath", str(ROOT / "tests")]
+    args += ["--http-protocols", "h2,h1", "--http2-cleartext", "prior-knowledge"]
+    result = run_corral([*args, "support.apps:echo"])
+    assert result.returncode == 3, result.stderr
+    assert "The gevent worker serves HTTP/1.1 only: remove h2 from http_protocols" in result.stderr

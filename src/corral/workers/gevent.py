@@ -101,6 +101,10 @@ class GeventWorker(Worker):
         # The handlers first: they only set flags, and importing gevent and patching take a
         # while, during which the master's TERM would otherwise reach its own inherited handler.
         self.init_signals()
+        if "h2" in self.settings.http_protocols:
+            # ALPN would offer h2 to clients that this worker cannot answer in HTTP/2.
+            log.error("The gevent worker serves HTTP/1.1 only: remove h2 from http_protocols")
+            raise SystemExit(EXIT_WORKER_BOOT_ERROR)
         self.patch()
         self.multithread = True  # greenlets: wsgi.multithread, and stuck requests are found
         s = self.settings
