@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -296,6 +297,38 @@ def test_a_zero_window_is_announced_and_an_upload_still_completes(
         received = log[log.index("recv SETTINGS frame") :]
         assert "[SETTINGS_INITIAL_WINDOW_SIZE(0x04):0]" in received, log[:3000]
         assert list(statuses.values()) == [200], f"{statuses} (by stream)\n{log[-3000:]}"
+
+
+@worker_ids
+def test_nghttp_sees_a_graceful_stop_finish_its_stream(worker: str) -> None:
+    """TERM while a request is inside the application: the client hears GOAWAY (NO_ERROR,
+    its stream included), the stream is still answered, and the server exits cleanly."""
+    corral_only()
+    extra = ("--graceful-timeout", "30")
+    with worker_server(worker, cleartext="prior-knowledge", extra=extra) as srv:
+        # A group of two that only one request joins: answered 504 after 2 seconds.
+        target = url(srv, "/barrier?group=stop&n=2&wait=2")
+        client = subprocess.Popen(
+            [need("nghttp"), "-nv", "--timeout", "20", target], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            srv.wait_log("barrier stop waiting")
+            srv.signal(signal.SIGTERM)
+            log, _ = client.communicate(timeout=30)
+        finally:
+            if client.poll() is None:
+                client.kill()
+        assert client.returncode == 0, log
+        goaway = re.search(
+            r"recv GOAWAY frame[^\n]*\n\s*\(last_stream_id=(\d+), error_code=(\w+)", log
+        )
+        assert goaway is not None, log
+        statuses = re.findall(r"recv \(stream_id=(\d+)\) :status: (\d+)", log)
+        [(stream, status)] = statuses
+        assert int(goaway.group(1)) >= int(stream) and goaway.group(2).startswith("NO_ERROR"), log
+        assert status == "504", log  # the application's answer, not a reset
+        assert log.index("recv GOAWAY") < log.index(":status: 504"), log
+        assert srv.wait_exit(30) == 0
 
 
 # -- h2load ----------------------------------------------------------------------------------

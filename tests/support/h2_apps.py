@@ -8,10 +8,12 @@ Routes:
 - `GET /peer`: JSON with the protocol the application saw (`HTTP/1.1`, `HTTP/2`) and the
   client's port, so a test can tell whether requests shared one connection.
 - `GET /trailers` (ASGI only): a body, then `grpc-status` and `grpc-message` as trailers.
-- `GET /barrier?group=G&n=N`: waits until N requests of group G are in the application at the
-  same moment, then answers 200 with the `/peer` JSON. A server that runs the streams of a
-  connection one after another never gets N in at once: each answers 504 after BARRIER_WAIT
-  seconds instead. This shows concurrency without measuring time.
+- `GET /barrier?group=G&n=N[&wait=S]`: waits until N requests of group G are in the
+  application at the same moment, then answers 200 with the `/peer` JSON. A server that runs
+  the streams of a connection one after another never gets N in at once: each answers 504
+  after S seconds (BARRIER_WAIT by default) instead. This shows concurrency without measuring
+  time. Each arrival writes `barrier G waiting` to standard error (the server's log), so a
+  test knows when a request is inside the application.
 
 What this module must never do: keep state other than the barrier groups, or sleep.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import sys
 import threading
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
@@ -33,9 +36,11 @@ BARRIER_WAIT = 10.0
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
-def _barrier_args(query: str) -> tuple[str, int]:
+def _barrier_args(query: str) -> tuple[str, int, float]:
     args = urllib.parse.parse_qs(query)
-    return args["group"][0], int(args["n"][0])
+    group = args["group"][0]
+    print(f"barrier {group} waiting", file=sys.stderr, flush=True)
+    return group, int(args["n"][0]), float(args.get("wait", [BARRIER_WAIT])[0])
 
 
 # -- WSGI -------------------------------------------------------------------------------------
@@ -44,9 +49,9 @@ _barriers: dict[str, threading.Barrier] = {}
 _barriers_lock = threading.Lock()
 
 
-def _thread_barrier(group: str, n: int) -> threading.Barrier:
+def _thread_barrier(group: str, n: int, wait: float) -> threading.Barrier:
     with _barriers_lock:
-        return _barriers.setdefault(group, threading.Barrier(n, timeout=BARRIER_WAIT))
+        return _barriers.setdefault(group, threading.Barrier(n, timeout=wait))
 
 
 def _peer(environ: dict[str, Any]) -> bytes:
@@ -119,13 +124,13 @@ def _asgi_peer(scope: dict[str, Any]) -> bytes:
     return json.dumps({"protocol": protocol, "port": client[1]}).encode()
 
 
-async def _meet(group: str, n: int) -> bool:
+async def _meet(group: str, n: int, wait: float) -> bool:
     event, arrived = _groups.setdefault(group, (asyncio.Event(), []))
     arrived.append(1)
     if len(arrived) >= n:
         event.set()
     try:
-        await asyncio.wait_for(event.wait(), BARRIER_WAIT)
+        await asyncio.wait_for(event.wait(), wait)
     except asyncio.TimeoutError:
         return False
     return True
