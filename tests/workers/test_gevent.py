@@ -148,8 +148,14 @@ def test_tls(pki: Path) -> None:
             assert b"HTTP/1.1 200" not in recv_all(plain)
         raw = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
         with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
-            sock.sendall(b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n")
-            assert read_response(sock)[0].status == 200  # type: ignore[arg-type]
+            # A file larger than the socket takes at once, and PEP 3333's write(), over TLS.
+            size = 8 << 20
+            sock.sendall(b"GET /file?%d HTTP/1.1\r\nHost: h\r\n\r\n" % size)
+            body = read_large_body(sock, size)  # type: ignore[arg-type]
+            assert body == bytes(range(256)) * (size // 256)
+            sock.sendall(b"GET /write HTTP/1.1\r\nHost: h\r\n\r\n")
+            resp, _ = read_response(sock)  # type: ignore[arg-type]
+            assert (resp.status, resp.body) == (200, b"written then returned")
 
 
 def test_health_path_and_proxy_protocol() -> None:
@@ -354,3 +360,22 @@ def test_http2_is_refused_at_startup() -> None:
     result = run_corral([*args, "support.apps:echo"])
     assert result.returncode == 3, result.stderr
     assert "The gevent worker serves HTTP/1.1 only: remove h2 from http_protocols" in result.stderr
+
+
+@pytest.mark.parametrize("buffer", ["65536", "0"])
+def test_expect_100_continue(buffer: str) -> None:
+    """The client waits for 100 Continue before sending its body (RFC 9110 §10.1.1), whether
+    the worker buffers the body or the application streams it."""
+    with Server("support.apps:echo", *GEVENT, "--request-body-buffer", buffer) as srv:
+        with connect(srv.port) as sock:
+            sock.sendall(
+                b"POST /echo-body HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
+                b"Expect: 100-continue\r\n\r\n"
+            )
+            interim = b""
+            while b"\r\n\r\n" not in interim:
+                interim += sock.recv(1)
+            assert interim.startswith(b"HTTP/1.1 100 Continue")
+            sock.sendall(b"hello")
+            resp, _ = read_response(sock)
+        assert (resp.status, resp.body) == (200, b"hello")
