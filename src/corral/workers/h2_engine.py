@@ -331,7 +331,9 @@ class H2Serving(H2Output):
     def h2_notes(self, now: float) -> None:
         """Take what threads reported (output pulled, body read, write() output) and serve
         each connection concerned once."""
-        notes = self.h2_hub.notes
+        hub = self.h2_hub
+        hub.woken = False
+        notes = hub.notes
         dirty: dict[int, Connection] = {}
         for _ in range(len(notes)):
             stream, kind, value = notes.popleft()

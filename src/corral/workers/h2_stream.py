@@ -51,17 +51,21 @@ StreamItem = StreamOutput | bytes | memoryview | FileRange
 class StreamHub:
     """What a worker's streams share: the condition, the notes for the loop, the wake-up."""
 
-    __slots__ = ("cond", "inline", "notes", "wake_w")
+    __slots__ = ("cond", "inline", "notes", "wake_w", "woken")
 
     def __init__(self, wake_w: int, inline: bool) -> None:
         self.cond = threading.Condition()
         self.notes: collections.deque[tuple[H2Stream, int, Any]] = collections.deque()
         self.wake_w = wake_w
         self.inline = inline  # the application runs in the loop itself (--threads 1)
+        # A wake-up is on its way: the loop clears this before it takes the notes, so a note
+        # posted meanwhile is either taken now or wakes the loop again.
+        self.woken = False
 
     def post(self, stream: H2Stream, kind: int, value: object) -> None:
         self.notes.append((stream, kind, value))
-        if not self.inline:  # inline, the loop posts and takes the notes itself
+        if not self.inline and not self.woken:  # inline, the loop takes its own notes
+            self.woken = True
             with contextlib.suppress(OSError):
                 os.write(self.wake_w, b"\0")
 
