@@ -119,7 +119,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def one_run(
-    name: str, scenario: str, src: Path, upstream_url: str, args: argparse.Namespace
+    name: str, scenario: str, src: Path, upstream_url: str, duration: int
 ) -> dict[str, float]:
     app, path, connections = SCENARIOS[scenario]
     port = free_port()
@@ -135,7 +135,7 @@ def one_run(
         subprocess.run([*load, "-d", "1", url], capture_output=True, check=True)  # warm-up
         before = procfs.cpu_ticks(proc.pid)
         out = subprocess.run(
-            [*load, "-d", str(args.duration), "--latency", url],
+            [*load, "-d", str(duration), "--latency", url],
             capture_output=True,
             text=True,
             check=True,
@@ -169,12 +169,65 @@ def table(scenario: str, results: dict[str, list[dict[str, float]]]) -> str:
     for name, runs in results.items():
         rps = median(runs, "requests_per_s")
         cpu = median(runs, "cpu_ms_per_request")
+        rps_ratio = f"{rps / base:.2f}x" if base else "-"
+        cpu_ratio = f"{cpu / base_cpu:.2f}x" if base_cpu else "-"
         lines.append(
-            f"| {name} | {rps:,.0f} | {rps / base if base else 0:.2f}x | {cpu:.3f} "
-            f"| {cpu / base_cpu if base_cpu else 0:.2f}x | {median(runs, 'p99_ms'):.1f} "
-            f"| {sum(run['errors'] for run in runs):.0f} |"
+            f"| {name} | {rps:,.0f} | {rps_ratio} | {cpu:.3f} | {cpu_ratio} "
+            f"| {median(runs, 'p99_ms'):.1f} | {sum(run['errors'] for run in runs):.0f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def has_gevent() -> bool:
+    check = [str(PEERS_PYTHON), "-c", "import gevent"]
+    return PEERS_PYTHON.exists() and subprocess.run(check, capture_output=True).returncode == 0
+
+
+def wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), 1):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the upstream did not start")
+
+
+def measure(
+    rounds: int,
+    duration: int,
+    out: Path,
+    scenarios: list[str] | None = None,
+    servers: list[str] | None = None,
+) -> str:
+    """Run the benchmark; write gevent-io.md and gevent-io.json in `out`; return the text."""
+    if not has_gevent():
+        return f"gevent benchmark skipped: gevent is not installed in {PEERS_PYTHON}\n"
+    work = Path(tempfile.mkdtemp(prefix="corral-gevent-bench-"))
+    src = work / "src"
+    shutil.copytree(ROOT / "src" / "corral", src / "corral")
+    up_port = free_port()
+    up = spawn([str(PEERS_PYTHON), __file__, "--upstream", str(up_port)], dict(os.environ), 1)
+    results: dict[str, dict[str, list[dict[str, float]]]] = {}
+    try:
+        wait_listening(up_port)
+        for round_no in range(rounds):
+            for scenario in scenarios or list(SCENARIOS):
+                for name in servers or list(SERVERS):
+                    run = one_run(name, scenario, src, f"http://{HOST}:{up_port}/", duration)
+                    results.setdefault(scenario, {}).setdefault(name, []).append(run)
+                    print(f"round {round_no + 1} {scenario} {name}: {run}", file=sys.stderr)
+    finally:
+        stop(up)
+        shutil.rmtree(work, ignore_errors=True)
+    header = (
+        f"1 worker on core 0, wrk on core 1, upstream delay {UPSTREAM_DELAY * 1000:.0f} ms, "
+        f"{rounds} rounds of {duration} s (medians)\n\n"
+    )
+    text = header + "\n".join(table(scenario, runs) for scenario, runs in results.items())
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "gevent-io.md").write_text(text)
+    (out / "gevent-io.json").write_text(json.dumps(results, indent=1) + "\n")
+    return text
 
 
 def main() -> None:
@@ -183,6 +236,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--out", type=Path, default=HERE / "results" / date.today().isoformat())
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.upstream:
@@ -193,33 +247,8 @@ def main() -> None:
         except ImportError:
             asyncio.run(upstream(args.upstream))
         return
-    work = Path(tempfile.mkdtemp(prefix="corral-gevent-bench-"))
-    src = work / "src"
-    shutil.copytree(ROOT / "src" / "corral", src / "corral")
-    up_port = free_port()
-    up = spawn([str(PEERS_PYTHON), __file__, "--upstream", str(up_port)], dict(os.environ), 1)
-    results: dict[str, dict[str, list[dict[str, float]]]] = {}
-    try:
-        time.sleep(0.5)
-        for round_no in range(args.rounds):
-            for scenario in args.scenarios.split(","):
-                for name in args.servers.split(","):
-                    run = one_run(name, scenario, src, f"http://{HOST}:{up_port}/", args)
-                    results.setdefault(scenario, {}).setdefault(name, []).append(run)
-                    print(f"round {round_no + 1} {scenario} {name}: {run}", file=sys.stderr)
-    finally:
-        stop(up)
-        shutil.rmtree(work, ignore_errors=True)
-    header = (
-        f"1 worker on core 0, wrk on core 1, upstream delay {UPSTREAM_DELAY * 1000:.0f} ms, "
-        f"{args.rounds} rounds of {args.duration} s (medians)\n\n"
-    )
-    text = header + "\n".join(table(scenario, runs) for scenario, runs in results.items())
-    print(text)
-    out = HERE / "results" / date.today().isoformat()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gevent-io.md").write_text(text)
-    (out / "gevent-io.json").write_text(json.dumps(results, indent=1) + "\n")
+    scenarios, servers = args.scenarios.split(","), args.servers.split(",")
+    print(measure(args.rounds, args.duration, args.out, scenarios, servers))
 
 
 if __name__ == "__main__":
