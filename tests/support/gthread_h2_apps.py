@@ -56,6 +56,10 @@ def _big(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         yield chunk[: size - start]
 
 
+def _blob(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    return _text(start_response, b"b" * int(_query(environ).get("n", "100000")))
+
+
 class _Endless:
     """Yields a chunk every 20 ms until closed; closing is marked."""
 
@@ -130,6 +134,7 @@ def _environ(environ: Environ, start_response: StartResponse) -> list[bytes]:
 ROUTES = {
     "/upload": _upload,
     "/big": _big,
+    "/blob": _blob,
     "/endless": _endless,
     "/barrier": _barrier_wait,
     "/sleep": _sleep,

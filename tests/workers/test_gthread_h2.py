@@ -16,6 +16,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,23 @@ def test_a_closed_window_holds_no_thread() -> None:
         # Past `timeout` on a closed window, the stalled streams are reset (zero-window stall).
         client.until(lambda: all(sid in client.resets for sid in stalled), "stalled streams reset")
         assert client.response(client.request("/sleep?ms=1")) == (200, b"slept")
+
+
+def test_a_slow_steady_reader_is_not_taken_for_a_stalled_one() -> None:
+    # The client takes 10000 bytes every 0.4 s: the response outlasts `timeout` (2 s) but
+    # its window never stays shut that long, so it must complete.
+    with server("--timeout", "2") as srv, Client(srv.port, window=10000, ack=False) as client:
+        sid = client.request("/blob?n=120000")  # one piece, sent a window at a time
+        taken = 0
+        while sid not in client.ended:
+            client.until(lambda seen=taken: len(client.data[sid]) > seen or sid in client.ended)
+            assert sid not in client.resets
+            fresh = len(client.data[sid]) - taken
+            taken += fresh
+            time.sleep(0.4)  # the client's pace, not a synchronisation
+            client.conn.acknowledge_received_data(fresh, sid)
+            client.flush()
+        assert taken == 120000 and sid not in client.resets
 
 
 def test_peer_reset_ends_the_response(tmp_path: Path) -> None:

@@ -120,7 +120,8 @@ class H2Output:
                 stream.sent += taken
                 if taken < len(item):  # type: ignore[arg-type]
                     pending[0] = memoryview(item)[taken:]  # type: ignore[arg-type]
-                    stream.stalled = stream.stalled or now
+                    # Waiting on the window from now; a peer that takes some is not stalled.
+                    stream.stalled = now if taken else (stream.stalled or now)
                     return
                 pending.popleft()
                 if end:
