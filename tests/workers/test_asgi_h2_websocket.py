@@ -3,6 +3,7 @@ CONNECT with the h2 library, WebSocket frames built by hand in its DATA frames."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import struct
@@ -210,3 +211,25 @@ def test_graceful_stop_closes_the_websocket_with_1001_then_goaway() -> None:
         assert first == 0x80 | CLOSE and payload[:2] == struct.pack("!H", 1001)
         client.wait(lambda: client.goaway is not None)
         assert client.goaway is not None and client.goaway.last_stream_id == stream_id
+
+
+def test_fastapi_requests_and_a_websocket_on_one_connection() -> None:
+    """FastAPI (tests/support/h2_fastapi_app.py) over h2c: a JSON route, and its WebSocket
+    route over RFC 8441 beside it on the same connection."""
+    args = ("-k", "asgi", "--http-protocols", "h2,h1", "--http2-cleartext", "both")
+    with Server("support.h2_fastapi_app:app", *args) as srv, H2Client(srv.port) as client:
+        stream_id = connect_request(client, "/ws")
+        client.wait(lambda: client.streams[stream_id].headers)
+        assert client.streams[stream_id].status == 200
+        ws = H2WebSocket(client, stream_id)
+        item = client.get("/items/3?q=x")
+        assert item.status == 200 and json.loads(item.data)["http_version"] == "2"
+        ws.send(TEXT, b"scope?")
+        assert json.loads(ws.next_frame()[1]) == {"http_version": "2", "scheme": "ws"}
+        ws.send(TEXT, b"hi")
+        assert ws.next_frame() == (0x80 | TEXT, b"echo: hi")
+        ws.send(CLOSE, struct.pack("!H", 1000))
+        first, _ = ws.next_frame()
+        assert first == 0x80 | CLOSE
+        client.wait(lambda: client.streams[stream_id].ended)
+        assert client.get("/items/4").status == 200
