@@ -344,15 +344,6 @@ def test_a_client_that_stops_reading_is_disconnected_after_timeout() -> None:
         assert get(srv.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")[0][0] == 200
 
 
-def test_timeout_zero_lets_a_long_poll_run() -> None:
-    """--timeout 0: a request waiting longer than the default 30 s deadline is not stuck."""
-    with Server(FLASK, *GEVENT, "--timeout", "0") as srv:
-        assert get(srv.port, b"GET /nap?seconds=31 HTTP/1.1\r\nHost: h\r\n\r\n", timeout=60) == [
-            (200, b"rested")
-        ]
-        assert "stack of its greenlet" not in srv.log()
-
-
 def test_http2_is_refused_at_startup() -> None:
     pytest.importorskip("h2")
     args = ["-k", "gevent", "-b", "127.0.0.1:0", "--pythonpath", str(ROOT / "tests")]
