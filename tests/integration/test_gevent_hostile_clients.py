@@ -8,14 +8,18 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import random
+import shutil
 import socket
+import ssl
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from support.client import connect, read_response
+from support.pki import make_pki, tls_args
 from support.server import Server
 
 pytestmark = pytest.mark.skipif(
@@ -80,15 +84,40 @@ BEHAVIOURS: list[Callable[[socket.socket], None]] = [
 ]
 
 
-def test_hostile_clients_do_not_disturb_the_worker() -> None:
-    with Server("support.apps:echo", "-k", "gevent", "--timeout", "5") as srv:
+@pytest.fixture(params=["plain", "tls"])
+def dial(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Dialer]:
+    """How clients connect: plain TCP, or TLS (the hostile behaviours then run after the
+    handshake, inside the encrypted stream)."""
+    if request.param == "plain":
+        yield Dialer([], connect)
+        return
+    if shutil.which("openssl") is None:
+        pytest.skip("needs openssl")
+    make_pki(tmp_path)
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+
+    def tls_connect(port: int) -> socket.socket:
+        raw = connect(port)
+        return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+    yield Dialer(tls_args(tmp_path), tls_connect)
+
+
+class Dialer:
+    def __init__(self, args: list[str], connect: Callable[[int], socket.socket]) -> None:
+        self.args = args
+        self.connect = connect
+
+
+def test_hostile_clients_do_not_disturb_the_worker(dial: Dialer) -> None:
+    with Server("support.apps:echo", "-k", "gevent", "--timeout", "5", *dial.args) as srv:
         [pid] = srv.worker_pids()
         errors: list[BaseException] = []
         served: list[int] = []
 
         def hostile(n: int) -> None:
             try:
-                with connect(srv.port) as sock:
+                with dial.connect(srv.port) as sock:
                     BEHAVIOURS[n % len(BEHAVIOURS)](sock)
             except OSError:
                 pass  # the server may well hang up first: that is its right
@@ -98,7 +127,7 @@ def test_hostile_clients_do_not_disturb_the_worker() -> None:
         def polite() -> None:
             try:
                 for _ in range(10):
-                    with connect(srv.port) as sock:
+                    with dial.connect(srv.port) as sock:
                         sock.sendall(b"GET /ok HTTP/1.1\r\nHost: h\r\n\r\n")
                         served.append(read_response(sock)[0].status)
             except BaseException as exc:
@@ -113,7 +142,7 @@ def test_hostile_clients_do_not_disturb_the_worker() -> None:
         assert not errors, errors
         assert served == [200] * 50
         assert srv.worker_pids() == [pid]
-        with connect(srv.port) as sock:
+        with dial.connect(srv.port) as sock:
             sock.sendall(b"GET /after HTTP/1.1\r\nHost: h\r\n\r\n")
             assert read_response(sock)[0].status == 200
         log = srv.log()
