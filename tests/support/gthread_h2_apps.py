@@ -60,6 +60,28 @@ def _blob(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _text(start_response, b"b" * int(_query(environ).get("n", "100000")))
 
 
+def _headers(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Fields HTTP/2 forbids (RFC 9113 §8.2.2) beside ordinary ones, and a status to choose."""
+    status = _query(environ).get("status", "200 OK").replace("%20", " ")
+    start_response(
+        status,
+        [
+            ("Content-Type", "text/plain"),
+            ("X-Mixed-Case", "kept"),
+            ("Connection", "close"),
+            ("Keep-Alive", "timeout=5"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "h2c"),
+        ],
+    )
+    return [b"" if status.startswith(("204", "304")) else b"headers"]
+
+
+def _bad_header(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    start_response("200 OK", [("X-Bad", "line\r\nbreak")])
+    return [b"never"]
+
+
 class _Endless:
     """Yields a chunk every 20 ms until closed; closing is marked."""
 
@@ -135,6 +157,8 @@ ROUTES = {
     "/upload": _upload,
     "/big": _big,
     "/blob": _blob,
+    "/headers": _headers,
+    "/bad-header": _bad_header,
     "/endless": _endless,
     "/barrier": _barrier_wait,
     "/sleep": _sleep,

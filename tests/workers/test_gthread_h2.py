@@ -57,6 +57,24 @@ def test_get_and_bodies_small_and_large() -> None:
         srv.wait_log('"POST /upload HTTP/2" 200', count=2)
 
 
+def test_response_fields_head_and_no_body_statuses() -> None:
+    with server() as srv, Client(srv.port) as client:
+        sid = client.request("/headers")
+        assert client.response(sid) == (200, b"headers")
+        fields = client.headers[sid]
+        assert fields[b"x-mixed-case"] == b"kept" and fields[b"content-length"] == b"7"
+        for name in (b"connection", b"keep-alive", b"transfer-encoding", b"upgrade"):
+            assert name not in fields
+        sid = client.request("/blob?n=5000", method="HEAD")
+        assert client.response(sid) == (200, b"")
+        assert client.headers[sid][b"content-length"] == b"5000"
+        sid = client.request("/headers?status=204%20No%20Content")
+        assert client.response(sid) == (204, b"")
+        assert b"content-length" not in client.headers[sid]
+        assert client.response(client.request("/bad-header"))[0] == 500
+        assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
+
+
 def test_body_of_unknown_length_and_write_and_file() -> None:
     body = os.urandom(200000)
     with server() as srv, Client(srv.port) as client:
