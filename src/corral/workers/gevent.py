@@ -38,7 +38,7 @@ from corral.app_loader import load_app
 from corral.errors import EXIT_WORKER_BOOT_ERROR
 from corral.metrics.statsd import StatsdClient
 from corral.process import set_process_title
-from corral.workers.connection import BODY, CLOSED, HEAD, IDLE, WRITING, Connection
+from corral.workers.connection import CLOSED, Connection
 from corral.workers.engine import Worker, _server_address
 from corral.workers.heartbeat import REASON_ORPHANED, REASON_STUCK_REQUEST
 from corral.workers.privileges import drop_privileges
@@ -52,8 +52,6 @@ log = logging.getLogger("corral.error")
 REQUIREMENT = (24, 0)
 # How often the main greenlet looks at its flags (TERM, QUIT, USR1) and beats the heartbeat.
 TICK = 0.25
-# States in which a connection's greenlet waits on its socket (the sweep may close those).
-_WAITING = (HEAD, IDLE, BODY, WRITING)
 
 PRELOAD_WARNING = (
     "The application was loaded in the master (--preload), before this gevent worker "
