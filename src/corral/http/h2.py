@@ -41,8 +41,16 @@ from hyperframe.frame import GoAwayFrame
 
 from corral.errors import ProtocolError
 from corral.http.h2_connection import ServerConnection, rfc_error_code
+from corral.http.h2_events import (
+    BodyData,
+    BodyEnded,
+    Event,
+    StreamAborted,
+    StreamOpened,
+    WindowOpened,
+)
 from corral.http.h2_request import MalformedRequest, build_request, check_trailers
-from corral.http.parser import Limits, Request
+from corral.http.parser import Limits
 from corral.http.writer import REASONS
 
 # RFC 9113 §3.4: what a client sends first on a connection that starts in HTTP/2.
@@ -54,6 +62,20 @@ CONNECTION_WINDOW = 1 << 20
 FLOOD_BURST, FLOOD_RATE = 1000.0, 100.0
 RESET_RATE_SECONDS = 10.0
 _MAX_WINDOW = 2**31 - 1
+
+__all__ = [
+    "CONNECTION_WINDOW",
+    "PREFACE",
+    "BodyData",
+    "BodyEnded",
+    "Budget",
+    "Event",
+    "H2Limits",
+    "H2Session",
+    "StreamAborted",
+    "StreamOpened",
+    "WindowOpened",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,60 +105,6 @@ class Budget:
         level = max(0.0, self.level - (now - self.at) * self.rate) + cost
         self.level, self.at = level, now
         return level <= self.burst
-
-
-# --- what the worker acts on -----------------------------------------------------------------
-
-
-class StreamOpened:
-    """A request head arrived: serve it. `protocol` is RFC 8441's :protocol, or None."""
-
-    __slots__ = ("ended", "protocol", "request", "stream_id")
-
-    def __init__(self, stream_id: int, request: Request, ended: bool, protocol: str | None) -> None:
-        self.stream_id = stream_id
-        self.request = request
-        self.ended = ended
-        self.protocol = protocol
-
-
-class BodyData:
-    """Body bytes for a stream; `flow` is what to pass to `consumed` once they are read."""
-
-    __slots__ = ("data", "flow", "stream_id")
-
-    def __init__(self, stream_id: int, data: bytes, flow: int) -> None:
-        self.stream_id = stream_id
-        self.data = data
-        self.flow = flow
-
-
-class BodyEnded:
-    __slots__ = ("stream_id",)
-
-    def __init__(self, stream_id: int) -> None:
-        self.stream_id = stream_id
-
-
-class StreamAborted:
-    """The peer reset the stream (or broke its framing): stop producing its response."""
-
-    __slots__ = ("stream_id",)
-
-    def __init__(self, stream_id: int) -> None:
-        self.stream_id = stream_id
-
-
-class WindowOpened:
-    """The peer granted more send window: on a stream, or (stream_id 0) on all of them."""
-
-    __slots__ = ("stream_id",)
-
-    def __init__(self, stream_id: int) -> None:
-        self.stream_id = stream_id
-
-
-Event = StreamOpened | BodyData | BodyEnded | StreamAborted | WindowOpened
 
 
 # --- the session -----------------------------------------------------------------------------
