@@ -153,6 +153,22 @@ def test_flask_streamed_generator(flask_site: Site) -> None:
     assert body == "".join(LINE % n for n in range(STREAM_LINES)).encode()
 
 
+def check_file_download(site: Site, data: bytes) -> None:
+    whole = site.get("/file")
+    assert (whole.status_code, len(whole.content)) == (200, len(data))
+    assert whole.content == data
+    part = site.get("/file", headers={"range": "bytes=100000-100999"})
+    assert part.status_code == 206, part.headers
+    assert part.headers["content-range"] == f"bytes 100000-100999/{len(data)}"
+    assert part.content == data[100000:101000]
+
+
+def test_flask_send_file_whole_and_a_range(flask_site: Site) -> None:
+    from support.h2_flask_app import FILE_DATA
+
+    check_file_download(flask_site, FILE_DATA)
+
+
 def test_flask_404_and_error_handler(flask_site: Site) -> None:
     missing = flask_site.get("/no/such/page")
     assert missing.status_code == 404 and "Not Found" in missing.text
@@ -234,6 +250,12 @@ def test_fastapi_streaming_response(fastapi_site: Site) -> None:
         assert (response.status_code, response.http_version) == (200, "HTTP/2")
         body = b"".join(response.iter_bytes())
     assert body == CHUNK * STREAM_CHUNKS
+
+
+def test_fastapi_file_response_whole_and_a_range(fastapi_site: Site) -> None:
+    from support.h2_fastapi_app import FILE_DATA
+
+    check_file_download(fastapi_site, FILE_DATA)
 
 
 def test_fastapi_404_and_500_then_serving_goes_on(fastapi_site: Site) -> None:

@@ -1,7 +1,8 @@
 """A FastAPI application for the HTTP/2 framework tests on the asgi worker
 (tests/integration/test_h2_frameworks.py): JSON, a JSON body, a multipart upload, a
-StreamingResponse larger than a stream's flow-control window, FastAPI's own 404, an unhandled
-exception, and a WebSocket echo (served over HTTP/2 by RFC 8441's extended CONNECT).
+StreamingResponse larger than a stream's flow-control window, a 1 MiB FileResponse (with
+ranges), FastAPI's own 404, an unhandled exception, and a WebSocket echo (served over HTTP/2
+by RFC 8441's extended CONNECT).
 
 What this module must never do: sleep, or keep state between requests.
 """
@@ -9,17 +10,25 @@ What this module must never do: sleep, or keep state between requests.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Form, Request, UploadFile, WebSocket, WebSocketDisconnect
-from fastapi.responses import StreamingResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel
 
 app = FastAPI()
 
 STREAM_CHUNKS = 400
 CHUNK = b"y" * 1023 + b"\n"  # 400 KiB in all: several windows of 64 KiB
+
+
+# A static file, served by FileResponse (http.response.pathsend when the server offers it).
+FILE_DATA = hashlib.shake_256(b"fastapi file").digest(1 << 20)
+FILE_PATH = Path(tempfile.mkdtemp(prefix="corral-h2-fastapi-")) / "data.bin"
+FILE_PATH.write_bytes(FILE_DATA)
 
 
 class Order(BaseModel):
@@ -62,6 +71,11 @@ async def stream() -> StreamingResponse:
             yield CHUNK
 
     return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+
+@app.get("/file")
+async def file() -> FileResponse:
+    return FileResponse(FILE_PATH, media_type="application/octet-stream")
 
 
 @app.get("/boom")

@@ -1,20 +1,30 @@
 """A Flask application for the HTTP/2 framework tests on the gthread worker
 (tests/integration/test_h2_frameworks.py): JSON, a form POST, a streamed generator larger than
-a stream's flow-control window, Flask's own 404, an error handler and an unhandled exception.
+a stream's flow-control window, a 1 MiB file by send_file (with ranges), Flask's own 404, an
+error handler and an unhandled exception.
 
 What this module must never do: sleep, or depend on anything but Flask.
 """
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, request, send_file
 
 app = Flask(__name__)
 
 STREAM_LINES = 400
 LINE = "%04d " + "x" * 1018 + "\n"  # 1 KiB a line: 400 KiB, several windows of 64 KiB
+
+
+# A static file, served by send_file (wsgi.file_wrapper; ranges and conditional requests).
+FILE_DATA = hashlib.shake_256(b"flask file").digest(1 << 20)
+FILE_PATH = Path(tempfile.mkdtemp(prefix="corral-h2-flask-")) / "data.bin"
+FILE_PATH.write_bytes(FILE_DATA)
 
 
 class Teapot(Exception):
@@ -50,6 +60,11 @@ def stream() -> Response:
             yield (LINE % n).encode()
 
     return Response(lines(), mimetype="text/plain")
+
+
+@app.get("/file")
+def file() -> Response:
+    return send_file(FILE_PATH, mimetype="application/octet-stream", conditional=True)
 
 
 @app.get("/teapot")
