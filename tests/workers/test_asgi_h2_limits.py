@@ -143,3 +143,18 @@ def test_upgrade_only_mode() -> None:
             names = {name for name, _ in info["headers"]}
             assert "x-kept" in names
             assert not names & {"upgrade", "connection", "http2-settings"}
+
+
+def test_asgi_worker_without_the_h2_library_serves_http11(tmp_path: Path) -> None:
+    """HTTP/2 is an optional extra: with h2 not importable and not asked for, the asgi worker
+    boots and serves as before."""
+    blocker = tmp_path / "blocker" / "h2"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('h2 is blocked for this test')\n")
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = {"PYTHONPATH": f"{blocker.parent}:{src}"}
+    with Server(APP, "-k", "asgi", env=env) as srv, connect(srv.port) as sock:
+        sock.sendall(b"GET /plain HTTP/1.1\r\nHost: h\r\n\r\n")
+        resp, _ = read_response(sock)
+        assert resp.status == 200 and json.loads(resp.body)["http_version"] == "1.1"
+        assert "blocked" not in srv.log()
