@@ -10,6 +10,7 @@ What this module must never do: sleep, or keep state between requests.
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,8 +28,12 @@ CHUNK = b"y" * 1023 + b"\n"  # 400 KiB in all: several windows of 64 KiB
 
 # A static file, served by FileResponse (http.response.pathsend when the server offers it).
 FILE_DATA = hashlib.shake_256(b"fastapi file").digest(1 << 20)
-FILE_PATH = Path(tempfile.mkdtemp(prefix="corral-h2-fastapi-")) / "data.bin"
-FILE_PATH.write_bytes(FILE_DATA)
+# One fixed file, the same bytes every time: no directory left behind per server start.
+FILE_PATH = Path(tempfile.gettempdir()) / "corral-h2-fastapi-file.bin"
+if not FILE_PATH.exists() or FILE_PATH.read_bytes() != FILE_DATA:
+    _partial = FILE_PATH.with_suffix(f".{os.getpid()}")
+    _partial.write_bytes(FILE_DATA)
+    os.replace(_partial, FILE_PATH)  # whole or not at all, for servers starting side by side
 
 
 class Order(BaseModel):

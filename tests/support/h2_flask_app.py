@@ -9,6 +9,7 @@ What this module must never do: sleep, or depend on anything but Flask.
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +24,12 @@ LINE = "%04d " + "x" * 1018 + "\n"  # 1 KiB a line: 400 KiB, several windows of 
 
 # A static file, served by send_file (wsgi.file_wrapper; ranges and conditional requests).
 FILE_DATA = hashlib.shake_256(b"flask file").digest(1 << 20)
-FILE_PATH = Path(tempfile.mkdtemp(prefix="corral-h2-flask-")) / "data.bin"
-FILE_PATH.write_bytes(FILE_DATA)
+# One fixed file, the same bytes every time: no directory left behind per server start.
+FILE_PATH = Path(tempfile.gettempdir()) / "corral-h2-flask-file.bin"
+if not FILE_PATH.exists() or FILE_PATH.read_bytes() != FILE_DATA:
+    _partial = FILE_PATH.with_suffix(f".{os.getpid()}")
+    _partial.write_bytes(FILE_DATA)
+    os.replace(_partial, FILE_PATH)  # whole or not at all, for servers starting side by side
 
 
 class Teapot(Exception):
