@@ -216,6 +216,26 @@ def test_nghttp_upgrades_with_options_then_uploads(worker: str, tmp_path: Path) 
 
 
 @worker_ids
+def test_nghttp_padding_continuation_and_request_trailers(worker: str, tmp_path: Path) -> None:
+    """Legal framing few clients use, all at once: every frame padded by 255 bytes, an 18 kB
+    header block split into HEADERS and CONTINUATION (`--continuation`), no HPACK dynamic table
+    on the client's side, and the body followed by request trailers."""
+    upload = upload_file(tmp_path, 1 << 20)
+    with worker_server(worker, cleartext="prior-knowledge") as srv:
+        result = subprocess.run(
+            [
+                need("nghttp"), "--timeout", "20", "--continuation", "-b", "255",
+                "--encoder-header-table-size", "0", "--trailer", "x-checksum: none",
+                "-d", str(upload), url(srv, "/sha256"),
+            ],
+            capture_output=True,
+            timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == upload.read_bytes()  # the echoed body: the request was whole
+
+
+@worker_ids
 def test_nghttp_over_tls(worker: str, pki: Path) -> None:
     with worker_server(worker, tls=pki) as srv:
         statuses, log = nghttp(*several(srv, tls=True))
