@@ -533,6 +533,18 @@ def test_cleartext_off_refuses_the_preface_as_http1(worker: str) -> None:
 
 
 @worker_ids
+def test_cleartext_without_h2_in_http_protocols_is_not_http2(worker: str, tmp_path: Path) -> None:
+    corral_only()
+    with worker_server(worker, cleartext="both", protocols="h1") as srv:
+        assert_refused_as_http1(preface_answer(srv.port))
+        with connect(srv.port) as sock:
+            assert http1_peer(sock)[1]["protocol"] == "HTTP/1.1"
+        lines, bodies, log = curl(tmp_path, "-v", "--http2", url(srv))
+        assert (lines, bodies) == (["1.1 200"], [HELLO])
+        assert "< HTTP/1.1 101" not in log
+
+
+@worker_ids
 def test_prior_knowledge_mode_answers_http1_with_400(worker: str) -> None:
     corral_only()
     with worker_server(worker, cleartext="prior-knowledge") as srv, connect(srv.port) as sock:
