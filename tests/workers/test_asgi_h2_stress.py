@@ -88,3 +88,69 @@ def test_mixed_requests_and_resets_many_rounds() -> None:
             assert client.get("/after").status == 200
         log = srv.log()
         assert "Traceback" not in log and "Error in" not in log, log
+        assert "socket.send() raised" not in log, log
+
+
+def chaotic_client(port: int, seed: int, failures: list[str]) -> None:
+    """Requests, WebSockets, uploads, resets, window updates and settings in a random order,
+    some streams left half way when the client closes the connection."""
+    rng = random.Random(seed)
+    ws_headers = [("sec-websocket-version", "13")]
+    try:
+        with H2Client(port) as client:
+            client.wait(lambda: client.remote_settings_seen)
+            open_ids: list[int] = []
+            for _ in range(80):
+                action = rng.randrange(8)
+                if action == 0:
+                    open_ids.append(client.request("/gather?2"))
+                elif action == 1:
+                    stream_id = client.request(
+                        "/ws",
+                        method="CONNECT",
+                        headers=ws_headers,
+                        end=False,
+                        extra_pseudo=[(":protocol", "websocket")],
+                    )
+                    open_ids.append(stream_id)
+                elif action == 2:
+                    open_ids.append(client.request("/echo", method="POST", body=b"e" * 30000))
+                elif action == 3 and open_ids:
+                    victim = open_ids.pop(rng.randrange(len(open_ids)))
+                    if not client.done(victim):
+                        client.conn.reset_stream(victim, h2.errors.ErrorCodes.CANCEL)
+                elif action == 4:
+                    client.conn.increment_flow_control_window(rng.randrange(1, 100000))
+                elif action == 5:
+                    client.conn.ping(bytes(8))
+                elif action == 6:
+                    open_ids.append(client.request("/big?300000"))
+                else:
+                    client.read_once(0.01)
+                client.flush()
+            client.read_once(0.05)
+            # Leaves what is still open for the server to clean up.
+    except Exception as exc:  # reported by the test
+        failures.append(repr(exc))
+
+
+def test_chaotic_clients_leave_the_worker_serving() -> None:
+    with Server(APP, *H2C) as srv:
+        for round_ in range(3):
+            failures: list[str] = []
+            threads = [
+                threading.Thread(target=chaotic_client, args=(srv.port, round_ * 10 + n, failures))
+                for n in range(6)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(60)
+            assert not failures, failures
+            with H2Client(srv.port) as client:
+                assert client.get("/after").status == 200
+        out = h2load("-n", "1000", "-c", "4", "-m", "8", f"http://127.0.0.1:{srv.port}/hello")
+        assert "1000 succeeded" in out, out
+        log = srv.log()
+        assert "Traceback" not in log and "Error in" not in log, log
+        assert "socket.send() raised" not in log, log  # no writes after the client left

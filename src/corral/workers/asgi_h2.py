@@ -258,7 +258,9 @@ class Http2Connection:
     def flush(self) -> None:
         self.flush_due = False
         data = self.session.output()
-        if data:
+        transport = self.conn.transport
+        # Closing: after a failed send asyncio refuses (and logs) writes until connection_lost.
+        if data and transport is not None and not transport.is_closing():
             self.conn.write(data)
 
     def flush_soon(self) -> None:
