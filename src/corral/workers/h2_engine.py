@@ -212,16 +212,26 @@ class H2Serving(H2Output):
         if req.expect_continue:
             # RFC 9110 §10.1.1: the body is welcome (the window bounds what can arrive).
             session.respond(stream_id, 100, [], end=False)
-        size = req.content_length
-        if self.inline or (self.body_buffer and size is not None and size <= self.body_buffer):
-            # Collected here, as HTTP/1.1 does; with --threads 1 always (the application runs
-            # in the loop and must never wait for a body the loop itself has to receive).
-            memory = self.settings.request_body_memory
-            stream.buffer = BodyBuffer(_Frames(), memory, 1 << 62)  # type: ignore[arg-type]
+        if self.h2_collects(link, stream, req.content_length):
             seconds = self.settings.request_body_timeout
             stream.deadline = now + seconds if seconds else 0.0
         else:
             self.h2_dispatch(stream, H2Input(stream))
+
+    def h2_collects(self, link: H2Link, stream: H2Stream, size: int | None) -> bool:
+        """Whether the loop collects this body before the application is called: one whose
+        Content-Length fits in what is left of `request_body_buffer` for the connection (its
+        streams together get no more than one HTTP/1.1 connection: the budget, and
+        `request_body_memory` of it in memory); with --threads 1 every body (the application
+        runs in the loop and must never wait for a body the loop itself has to receive)."""
+        budget = self.body_buffer
+        if not self.inline and (not budget or size is None or link.collected + size > budget):
+            return False
+        memory = max(0, self.settings.request_body_memory - link.collected)
+        stream.reserved = budget if size is None else size
+        link.collected += stream.reserved
+        stream.buffer = BodyBuffer(_Frames(), memory, 1 << 62)  # type: ignore[arg-type]
+        return True
 
     def h2_dispatch(self, stream: H2Stream, body: Input) -> None:
         """Build the stream's exchange; `h2_service` starts it on a thread."""
@@ -286,6 +296,7 @@ class H2Serving(H2Output):
         if stream.buffer is not None:
             stream.buffer.discard()
             stream.buffer = None
+        link.collected -= stream.reserved
         if link.closed:
             return
         session = link.session

@@ -38,7 +38,17 @@ _INTERNAL_ERROR = 0x2
 class H2Link:
     """The HTTP/2 side of one connection."""
 
-    __slots__ = ("blocked", "closed", "conn", "idle_since", "level", "out", "session", "streams")
+    __slots__ = (
+        "blocked",
+        "closed",
+        "collected",
+        "conn",
+        "idle_since",
+        "level",
+        "out",
+        "session",
+        "streams",
+    )
 
     def __init__(self, conn: Connection, session: H2Session, now: float) -> None:
         self.conn = conn
@@ -48,6 +58,7 @@ class H2Link:
         self.level = False  # registered without EPOLLONESHOT
         self.idle_since = now
         self.blocked = 0.0  # since when output waits and the socket takes none of it
+        self.collected = 0  # body bytes its streams may have collected by the loop (declared)
         self.closed = False
 
 

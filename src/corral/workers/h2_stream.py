@@ -97,6 +97,7 @@ class H2Stream:
         "remote_addr",
         "remote_port",
         "req",
+        "reserved",
         "reset_sent",
         "running",
         "scheme",
@@ -135,6 +136,7 @@ class H2Stream:
         self.inbox: list[bytes] = []  # streamed body bytes, under hub.cond
         self.received = 0  # body bytes the application has read (thread side)
         self.limit = 0  # limit_request_body (0: none)
+        self.reserved = 0  # of the connection's budget for bodies collected by the loop
         self.body_ended = False
         self.aborted = False
         self.running = False  # a pull is on a thread (or queued for one)
