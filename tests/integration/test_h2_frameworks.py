@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from support.h2_servers import h2_server, make_tls
+from support.h2_servers import corral_only, h2_server, make_tls
 from support.h2_sync_client import H2Client
 from support.server import Server
 
@@ -117,6 +117,20 @@ def test_flask_json_with_authority_as_host(flask_site: Site) -> None:
         "scheme": "https" if flask_site.tls else "http",
         "agent": "test",
     }
+
+
+def behind_a_proxy(site: Site) -> None:
+    """h2c is how a proxy that ended TLS talks to the server: X-Forwarded-Proto from a trusted
+    peer (127.0.0.1 by default) sets the scheme the framework sees, as over HTTP/1.1."""
+    if site.tls:
+        pytest.skip("the proxy case is h2c")
+    corral_only()
+    response = site.get("/items/1", headers={"x-forwarded-proto": "https"})
+    assert response.json()["scheme"] == "https"
+
+
+def test_flask_behind_a_proxy_over_h2c(flask_site: Site) -> None:
+    behind_a_proxy(flask_site)
 
 
 def test_flask_form_post_larger_than_a_window(flask_site: Site) -> None:
@@ -218,6 +232,10 @@ def test_fastapi_json(fastapi_site: Site) -> None:
         "scheme": "https" if fastapi_site.tls else "http",
         "agent": "test",
     }
+
+
+def test_fastapi_behind_a_proxy_over_h2c(fastapi_site: Site) -> None:
+    behind_a_proxy(fastapi_site)
 
 
 def test_fastapi_json_body_and_validation_error(fastapi_site: Site) -> None:
