@@ -453,6 +453,21 @@ def test_httpx_h2c_by_prior_knowledge_concurrent_streams(worker: str) -> None:
         asyncio.run(httpx_concurrent(url(srv, ""), False, http1=False))
 
 
+@worker_ids
+def test_httpx_keeps_to_a_lower_stream_limit(worker: str) -> None:
+    corral_only()
+    extra = ("--http2-max-concurrent-streams", "3")
+
+    async def twenty(base: str) -> list[httpx.Response]:
+        async with httpx.AsyncClient(http2=True, http1=False, base_url=base, timeout=30) as client:
+            return await asyncio.gather(*(client.get("/peer") for _ in range(20)))
+
+    with worker_server(worker, cleartext="prior-knowledge", extra=extra) as srv:
+        responses = asyncio.run(twenty(url(srv, "")))
+        assert [r.status_code for r in responses] == [200] * 20
+        assert len({r.json()["port"] for r in responses}) == 1  # one connection
+
+
 # -- Python's ssl with ALPN ------------------------------------------------------------------
 
 
