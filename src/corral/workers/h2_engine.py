@@ -3,18 +3,16 @@
 A connection becomes HTTP/2 by ALPN after its TLS handshake, by the cleartext preface, or by
 `Upgrade: h2c` (workers/reading.py decides; `h2_switch` does it). From then on it is in state
 H2 and belongs to the loop for good: the loop reads frames into the connection's `H2Session`
-(http/h2.py), starts each stream's WSGI call on the thread pool, and takes back what threads
-report (workers/h2_stream.py: threads never touch the session or the socket). Moving output
-into the session and onto the socket is workers/h2_output.py's part.
+(http/h2.py), opens a stream for each request and starts its WSGI call on the thread pool
+(workers/h2_stream.py: threads never touch the session or the socket). The rest is mixed in
+from workers/h2_output.py (output into the session and onto the socket) and
+workers/h2_upkeep.py (what threads report, deadlines, graceful stop).
 
-- A request body up to `request_body_buffer` is collected here before the application is
-  called (credited as it is stored); a larger one is streamed to the application, and
-  credited only when it has read it.
+- A request body up to `request_body_buffer` (a budget per connection) is collected here
+  before the application is called, credited as it is stored; another is streamed to the
+  application and credited only as it reads.
 - A response is pulled on a thread while the stream's window is open, at most PULL_BUDGET
   ahead of what has left: a stream whose window is closed holds no thread.
-- Deadlines (sweep): an idle connection is closed after `keepalive` with GOAWAY; a stream
-  whose output has waited on a closed window for `timeout` is reset; output the socket has
-  not taken for `timeout` closes the connection.
 
 What this module must never do: wait for a client, run the application in the loop (except
 with --threads 1, where the loop is the executor), or let one stream's failure end the others.
@@ -24,16 +22,16 @@ from __future__ import annotations
 
 import logging
 import select
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from corral.adapters.body import EMPTY_BODY, BodyBuffer
-from corral.adapters.response_h2 import RESET, H2Head, error_head
+from corral.adapters.response_h2 import H2Head, error_head
 from corral.http.h2_negotiation import SWITCHING_PROTOCOLS
 from corral.workers.connection import H2, RECV_SIZE, Connection
 from corral.workers.h2_output import OUT_LIMIT, H2Link, H2Output
-from corral.workers.h2_stream import CREDIT, PULLED, PUSHED, H2Input, H2Stream, StreamHub
+from corral.workers.h2_stream import H2Input, H2Stream, StreamHub
+from corral.workers.h2_upkeep import H2Upkeep
 from corral.workers.heartbeat import REASON_MAX_REQUESTS
 
 if TYPE_CHECKING:
@@ -45,7 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("corral.error")
 
 _INPUT = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
-_NO_ERROR, _CANCEL = 0x0, 0x8
+_NO_ERROR = 0x0
 _UPGRADE_FIELDS = frozenset({"UPGRADE", "CONNECTION", "HTTP2-SETTINGS"})
 
 
@@ -58,7 +56,7 @@ class _Frames:
         return data, None
 
 
-class H2Serving(H2Output):
+class H2Serving(H2Upkeep, H2Output):
     """Mixed into the gthread worker; the names below are the engine's."""
 
     settings: Settings
@@ -336,132 +334,6 @@ class H2Serving(H2Output):
                     stream.buffer.discard()
         if link.out or link.session.output():
             conn.send_nowait(bytes(link.out) + link.session.output())
-
-    # ---- notes from threads ---------------------------------------------------------------------
-
-    def h2_notes(self, now: float) -> None:
-        """Take what threads reported (output pulled, body read, write() output) and serve
-        each connection concerned once."""
-        hub = self.h2_hub
-        hub.woken = False
-        notes = hub.notes
-        dirty: dict[int, Connection] = {}
-        for _ in range(len(notes)):
-            stream, kind, value = notes.popleft()
-            link: H2Link = stream.link
-            if kind == PULLED and not self.inline:
-                self.in_flight -= 1
-            try:
-                if kind == PULLED:
-                    self.h2_pulled(stream, value[0], value[1], now)
-                elif link.closed:
-                    continue
-                elif kind == CREDIT:  # even for a reset stream: the connection's window
-                    link.session.consumed(stream.stream_id, value)
-                elif stream.aborted:
-                    continue
-                elif kind == PUSHED:
-                    stream.take_pushed()
-            except Exception:
-                self.h2_failed(link.conn)
-                continue
-            dirty[id(link)] = link.conn
-        for conn in dirty.values():
-            if conn.h2 is not None and not conn.h2.closed:
-                try:
-                    self.h2_service(conn, now)
-                except Exception:
-                    self.h2_failed(conn)
-
-    def h2_failed(self, conn: Connection) -> None:
-        """A bug met on this connection: it is closed (with its streams), the worker goes on."""
-        log.exception("Unexpected error on the HTTP/2 connection from %s", conn.remote_addr)
-        if conn.h2 is not None and not conn.h2.closed:
-            self.close(conn)
-
-    def h2_pulled(self, stream: H2Stream, items: list[Any], done: bool, now: float) -> None:
-        stream.running = False
-        stream.stuck = False
-        link: H2Link = stream.link
-        if done:
-            stream.exchange = None
-            stream.done = True
-        if link.closed or stream.aborted:
-            if link.closed:
-                self.h2_close_exchange(stream)
-            else:
-                self.h2_finish(link.conn, stream, now)
-            return
-        stream.take_pushed()
-        stream.add(items)
-        if done and not stream.ending:
-            # The response failed after its head, or the client went: never a clean end.
-            stream.add([RESET])
-        stream.progress = now
-
-    # ---- deadlines and stopping ---------------------------------------------------------------
-
-    def h2_sweep(self, conn: Connection, now: float) -> None:
-        try:
-            self.h2_deadlines(conn, now)
-        except Exception:
-            self.h2_failed(conn)
-
-    def h2_deadlines(self, conn: Connection, now: float) -> None:
-        link: H2Link = conn.h2
-        session = link.session
-        timeout = self.timeout
-        if link.blocked and now - link.blocked > timeout:
-            log.debug("Closing HTTP/2 connection from %s: it reads nothing", conn.remote_addr)
-            self.close(conn)
-            return
-        if not link.streams:
-            keepalive = float(self.settings.keepalive) if self.alive else 0.0
-            if now - link.idle_since >= keepalive:
-                session.close()
-                self.h2_service(conn, now)
-            return
-        write_limit = self.settings.response_write_timeout
-        for stream in list(link.streams.values()):
-            if stream.buffer is not None:
-                # A body being collected: `timeout` without progress, request_body_timeout
-                # in total (as on HTTP/1.1).
-                if now - stream.progress > timeout or 0 < stream.deadline < now:
-                    self.h2_refuse(stream, 408)
-                continue
-            if stream.stalled and not stream.deadline and write_limit:
-                # response_write_timeout bounds the delivery from when it first had to wait.
-                stream.deadline = stream.stalled + write_limit
-            if (stream.stalled and now - stream.stalled > timeout) or 0 < stream.deadline < now:
-                log.debug("Resetting a stalled HTTP/2 stream from %s", conn.remote_addr)
-                session.reset(stream.stream_id, _CANCEL)
-                stream.reset_sent = True
-                self.h2_abort(conn, stream, now)
-            elif stream.running and not stream.stuck and now - stream.started > timeout:
-                self.h2_report_stuck(conn, stream, now)
-        self.h2_service(conn, now)
-
-    def h2_report_stuck(self, conn: Connection, stream: H2Stream, now: float) -> None:
-        """As for HTTP/1.1 (engine.report_stuck): show where the thread is, then retire."""
-        stream.stuck = True
-        conn.thread, conn.started = stream.thread, stream.started
-        self.report_stuck(conn, now)
-
-    def h2_stop(self) -> None:
-        """Graceful stop: GOAWAY on every HTTP/2 connection; idle ones close now."""
-        now = time.monotonic()
-        for conn in list(self.conns.values()):
-            link = conn.h2
-            if link is None or link.closed:
-                continue
-            if link.streams:
-                link.session.drain()
-            else:
-                link.session.close()
-            try:
-                self.h2_service(conn, now)
-            except Exception:
-                self.h2_failed(conn)
 
 
 def _health_head(alive: bool, head: bool) -> H2Head:
