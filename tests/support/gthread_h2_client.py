@@ -29,8 +29,11 @@ class Client:
         window: int | None = None,
         ack: bool = True,
         ssl_context: ssl.SSLContext | None = None,
+        proxy_header: bytes = b"",
     ) -> None:
         sock = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+        if proxy_header:  # a PROXY protocol header goes first, before TLS or the preface
+            sock.sendall(proxy_header)
         if ssl_context is not None:
             sock = ssl_context.wrap_socket(sock, server_hostname="127.0.0.1")
         self.sock = sock

@@ -401,6 +401,29 @@ def test_http11_still_served_and_prior_knowledge_only_refuses_it() -> None:
             assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["h2c", "tls"])
+def test_proxy_protocol_then_http2(tls: bool, pki: Path) -> None:
+    header = b"PROXY TCP4 203.0.113.7 192.0.2.1 40000 443\r\n"
+    proxy = ("--proxy-protocol", "v1", "--proxy-allow-from", "127.0.0.1")
+    context = None
+    if tls:
+        context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        context.set_alpn_protocols(["h2"])
+    args = (*tls_args(pki),) if tls else ()
+    with (
+        server(*proxy, *args) as srv,
+        Client(srv.port, ssl_context=context, proxy_header=header) as client,
+    ):
+        status, body = client.response(client.request("/environ"))
+        environ = json.loads(body)
+        assert (status, environ["REMOTE_ADDR"], environ["REMOTE_PORT"]) == (
+            200,
+            "203.0.113.7",
+            "40000",
+        )
+        assert environ["SERVER_PROTOCOL"] == "HTTP/2"
+
+
 def test_untrusted_peers_get_no_cleartext_http2() -> None:
     with (
         server("--forwarded-allow-ips", "10.1.2.3") as srv,
