@@ -116,6 +116,7 @@ class Http2Connection:
             return
         if not worker.count_request():
             self.retiring = True
+            self.session.drain()  # this stream is the last one served here
         if event.protocol is not None:
             self.open_websocket(event)
             return
