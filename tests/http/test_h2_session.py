@@ -563,3 +563,72 @@ def test_malformed_requests_in_a_burst_are_calmed() -> None:
     goaway = peer.goaway()
     assert goaway is not None and goaway.error_code == ENHANCE_YOUR_CALM
     assert not peer.opened()
+
+
+# ---- request windows smaller than the protocol's default ---------------------------------
+
+
+def stream_grants(peer: Peer, stream_id: int) -> int:
+    return sum(
+        f.window_increment
+        for f in peer.frames
+        if isinstance(f, WindowUpdateFrame) and f.stream_id == stream_id
+    )
+
+
+def consume_all(peer: Peer) -> None:
+    """The worker reads every body byte received so far (as an application would)."""
+    for event in list(peer.events):
+        if isinstance(event, BodyData) and event.flow:
+            peer.session.consumed(event.stream_id, event.flow)
+    peer.events = [e for e in peer.events if not isinstance(e, BodyData)]
+    peer.collect()
+
+
+@pytest.mark.parametrize("window", [0, 1024, 16384])
+def test_a_smaller_window_is_announced_and_a_first_flight_sent_before_it_is_credited(
+    window: int,
+) -> None:
+    """A client may send 65535 bytes a stream before it has read the server's SETTINGS
+    (RFC 9113 §6.9.2); once it applies a smaller window, those streams' windows are below
+    zero. Consumed before or after the client's acknowledgement, that first flight must be
+    credited back, so that each stream can go on (a window above zero on the client's side)."""
+    peer = Peer(initial_window_size=window)
+    announced = [
+        f.settings.get(0x4) for f in peer.frames if isinstance(f, SettingsFrame) and f.settings
+    ]
+    assert window in announced
+    sent = dict.fromkeys((1, 3, 5, 7), 16384)
+    for stream_id in sent:  # the first flight: 4 x 16 KiB within the connection's 64 KiB
+        open_post(peer, stream_id)
+        peer.send(frame(DATA, 0, stream_id, b"x" * 16384))
+    consume_all(peer)  # read before the acknowledgement comes
+    peer.send(settings(ack=True))
+    consume_all(peer)
+    for stream_id, size in sent.items():
+        assert window - size + stream_grants(peer, stream_id) > 0, (stream_id, peer.frames)
+    # And an upload goes on to its end: 100 kB more on stream 1, as the windows allow.
+    left = 100_000
+    while left:
+        room = window - sent[1] + stream_grants(peer, 1)
+        assert room > 0, "stream 1 stalled"
+        chunk = min(room, left, 16384)
+        peer.send(frame(DATA, 0, 1, b"y" * chunk))
+        sent[1] += chunk
+        left -= chunk
+        consume_all(peer)
+    assert peer.alive()
+
+
+def test_a_zero_window_opens_when_the_request_arrives_not_before() -> None:
+    """http2_initial_window_size 0: no body may come before the server has the request
+    head; then the server grants a frame's worth at a time as the body is read."""
+    peer = Peer(initial_window_size=0)
+    peer.send(settings(ack=True))
+    open_post(peer, 1)
+    granted = stream_grants(peer, 1)
+    assert 0 < granted <= 16384
+    peer.send(frame(DATA, 0, 1, b"x" * granted))
+    assert stream_grants(peer, 1) == granted  # nothing more until it is read
+    consume_all(peer)
+    assert stream_grants(peer, 1) > granted

@@ -62,6 +62,8 @@ CONNECTION_WINDOW = 1 << 20
 FLOOD_BURST, FLOOD_RATE = 1000.0, 100.0
 RESET_RATE_SECONDS = 10.0
 _MAX_WINDOW = 2**31 - 1
+# With http2_initial_window_size 0, what a stream is granted once its request is in.
+ZERO_WINDOW_GRANT = 16384
 
 __all__ = [
     "CONNECTION_WINDOW",
@@ -142,6 +144,8 @@ class H2Session:
         conn.decoder.max_header_list_size = limits.max_header_list_size
         self.conn = conn
         self.active: set[int] = set()  # streams whose handler has not finished
+        self.receiving: set[int] = set()  # active streams whose request body is still coming
+        self.unread: dict[int, int] = {}  # flow-controlled bytes received, not yet consumed
         self.ended = False  # GOAWAY sent or received: nothing new will start
         self.error = ""  # why the connection ended, for the log
         self.last_stream_id = 0  # after our graceful GOAWAY: streams above it are refused
@@ -165,8 +169,10 @@ class H2Session:
         else:
             conn.initiate_upgrade_connection(upgrade_settings)
             self.active.add(1)
-        if (limits_window := self.limits.initial_window_size) and limits_window < 65535:
-            conn.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: limits_window})
+        if self.limits.initial_window_size < 65535:  # 0 included: announced, not assumed
+            conn.update_settings(
+                {SettingCodes.INITIAL_WINDOW_SIZE: self.limits.initial_window_size}
+            )
         extra = max(CONNECTION_WINDOW, self.limits.initial_window_size) - 65535
         if extra > 0:
             conn.increment_flow_control_window(min(extra, _MAX_WINDOW - 65535))
@@ -201,6 +207,8 @@ class H2Session:
                 self.calm("too many control frames")
             if self.ended:
                 break
+        for stream_id in self.receiving:
+            self.keep_open(stream_id)
         return out
 
     def on_request(self, event: h2e.RequestReceived, now: float, out: list[Event]) -> None:
@@ -227,6 +235,8 @@ class H2Session:
                 self.reset(stream_id, ErrorCodes.NO_ERROR)  # RFC 9113 §8.1: stop its body
             return
         self.active.add(stream_id)
+        if event.stream_ended is None:
+            self.receiving.add(stream_id)
         out.append(StreamOpened(stream_id, request, event.stream_ended is not None, protocol))
 
     def on_data(self, event: h2e.DataReceived, now: float, out: list[Event]) -> None:
@@ -239,14 +249,17 @@ class H2Session:
         if not data and event.stream_ended is None and not self.flood.spend(now):
             self.calm("too many empty DATA frames")
             return
+        self.unread[stream_id] = self.unread.get(stream_id, 0) + flow
         out.append(BodyData(stream_id, data, flow))
 
     def on_end(self, event: h2e.StreamEnded, now: float, out: list[Event]) -> None:
+        self.receiving.discard(event.stream_id)
         if event.stream_id in self.active:
             out.append(BodyEnded(event.stream_id))
 
     def on_reset(self, event: h2e.StreamReset, now: float, out: list[Event]) -> None:
         stream_id = event.stream_id
+        self.receiving.discard(stream_id)
         if stream_id in self.active:
             out.append(StreamAborted(stream_id))
             if event.remote_reset and not self.resets.spend(now):
@@ -349,12 +362,35 @@ class H2Session:
         """Body bytes were read by the application: let the peer send as many again."""
         if flow <= 0 or self.ended:
             return
+        if stream_id in self.unread:
+            self.unread[stream_id] = max(0, self.unread[stream_id] - flow)
         with contextlib.suppress(StreamClosedError, H2ProtocolError):
             self.conn.acknowledge_received_data(flow, stream_id)
+        if stream_id in self.receiving:
+            self.keep_open(stream_id)
+
+    def keep_open(self, stream_id: int) -> None:
+        """Reopen a stream whose body is still coming, whose window is shut and of which
+        nothing is left to read: else the upload would wait for ever. That happens when a
+        smaller http2_initial_window_size applies to bytes the client sent before it knew
+        (RFC 9113 §6.9.2: the window goes below zero, and h2 credits only past half a
+        window), and with a window of 0, which opens a frame's worth once the request is in."""
+        if self.unread.get(stream_id) or self.ended:
+            return
+        stream = self.conn.streams.get(stream_id)
+        if stream is None or not stream.open:
+            return
+        window = stream.inbound_flow_control_window
+        if window <= 0:
+            target = self.limits.initial_window_size or ZERO_WINDOW_GRANT
+            with contextlib.suppress(StreamClosedError, H2ProtocolError):
+                self.conn.increment_flow_control_window(target - window, stream_id)
 
     def finished(self, stream_id: int) -> None:
         """The stream's handler is done: its place counts no more against the limit."""
         self.active.discard(stream_id)
+        self.receiving.discard(stream_id)
+        self.unread.pop(stream_id, None)
 
     # ---- refusing and ending ----------------------------------------------------------------
 
