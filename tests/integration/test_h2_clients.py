@@ -236,6 +236,22 @@ def test_nghttp_padding_continuation_and_request_trailers(worker: str, tmp_path:
 
 
 @worker_ids
+def test_nghttp_upload_answered_before_it_is_read(worker: str, tmp_path: Path) -> None:
+    """The application answers 404 without reading the 1 MiB body nghttp is sending. The
+    server may then end the stream with RST_STREAM NO_ERROR (RFC 9113 §8.1), and must ignore
+    the DATA frames the client had already sent (§5.1: an endpoint MUST ignore frames it
+    receives on closed streams after it has sent a RST_STREAM), not answer each with another
+    reset; the next upload on the connection is served."""
+    upload = upload_file(tmp_path, 1 << 20)
+    with worker_server(worker, cleartext="prior-knowledge") as srv:
+        statuses, log = nghttp("-d", str(upload), url(srv, "/nothing"), url(srv, "/sha256"))
+        assert sorted(statuses.values()) == [200, 404], log
+        codes = re.findall(r"recv RST_STREAM frame <[^>]*>\s*\(error_code=(\w+)", log)
+        assert set(codes) <= {"NO_ERROR"} and len(codes) <= 1, codes
+        assert "recv GOAWAY" not in log, log
+
+
+@worker_ids
 def test_nghttp_over_tls(worker: str, pki: Path) -> None:
     with worker_server(worker, tls=pki) as srv:
         statuses, log = nghttp(*several(srv, tls=True))
