@@ -323,6 +323,8 @@ class H2Serving(H2Upkeep, H2Output):
     def h2_closing(self, conn: Connection) -> None:
         """The connection is being closed: every stream ends with it."""
         link: H2Link = conn.h2
+        if link.closed:
+            return
         link.closed = True
         for stream in list(link.streams.values()):
             stream.abort()
@@ -332,8 +334,13 @@ class H2Serving(H2Upkeep, H2Output):
                 self.h2_close_exchange(stream)
                 if stream.buffer is not None:
                     stream.buffer.discard()
-        if link.out or link.session.output():
-            conn.send_nowait(bytes(link.out) + link.session.output())
+        last = bytes(link.out) + link.session.output()  # a GOAWAY, if one was queued
+        if last:
+            conn.send_nowait(last)
+        link.out.clear()
+        # The session (h2 keeps up to 2**16 closed streams' records) goes now, not when the
+        # cycle collector finds the connection: streams still on threads only see `closed`.
+        link.session = None  # type: ignore[assignment]
 
 
 def _health_head(alive: bool, head: bool) -> H2Head:
