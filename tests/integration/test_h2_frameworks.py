@@ -183,6 +183,28 @@ def test_flask_send_file_whole_and_a_range(flask_site: Site) -> None:
     check_file_download(flask_site, FILE_DATA)
 
 
+def test_flask_stream_reset_by_the_client_leaves_the_connection_serving(
+    flask_site: Site,
+) -> None:
+    """A browser that navigates away resets the stream of a response still being generated:
+    the connection's other streams go on, and nothing is logged as an error."""
+    scheme = "https" if flask_site.tls else "http"
+    log_before = len(flask_site.srv.log())
+    with h2_socket(flask_site) as sock:
+        client = H2Client(sock, flask_site.authority, scheme=scheme)
+        client.wait_settings()
+        stream_id = client.open("GET", "/stream", [], end=True)
+        assert client.wait_headers(stream_id).status == 200
+        assert client.wait_data(stream_id, 1)  # the generator is running
+        client.conn.reset_stream(stream_id, error_code=0x8)  # CANCEL
+        client.flush()
+        for n in range(3):
+            after = client.request("GET", f"/items/{n}")
+            assert after.status == 200 and json.loads(after.data)["id"] == n
+        assert client.goaway is None
+    assert "Traceback" not in flask_site.srv.log()[log_before:]
+
+
 def test_flask_404_and_error_handler(flask_site: Site) -> None:
     missing = flask_site.get("/no/such/page")
     assert missing.status_code == 404 and "Not Found" in missing.text
