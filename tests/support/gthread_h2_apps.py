@@ -77,6 +77,12 @@ def _headers(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return [b"" if status.startswith(("204", "304")) else b"headers"]
 
 
+def _bytes_like(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield bytearray(b"array ")
+    yield memoryview(b"view")  # type: ignore[misc]
+
+
 def _bad_header(environ: Environ, start_response: StartResponse) -> list[bytes]:
     start_response("200 OK", [("X-Bad", "line\r\nbreak")])
     return [b"never"]
@@ -159,6 +165,7 @@ ROUTES = {
     "/blob": _blob,
     "/headers": _headers,
     "/bad-header": _bad_header,
+    "/bytes-like": _bytes_like,
     "/endless": _endless,
     "/barrier": _barrier_wait,
     "/sleep": _sleep,

@@ -72,6 +72,7 @@ def test_response_fields_head_and_no_body_statuses() -> None:
         assert client.response(sid) == (204, b"")
         assert b"content-length" not in client.headers[sid]
         assert client.response(client.request("/bad-header"))[0] == 500
+        assert client.response(client.request("/bytes-like")) == (200, b"array view")
         assert client.response(client.request("/")) == (200, b"hello over HTTP/2")
 
 

@@ -115,6 +115,8 @@ class H2Response(Response):
         announced Content-Length."""
         if self.no_body or not data:
             return b""
+        if type(data) is not bytes:
+            data = bytes(data)  # a bytearray or memoryview from the application
         limit = self.content_length
         if limit is not None and self.sent + len(data) > limit:
             data = data[: limit - self.sent]
