@@ -157,8 +157,14 @@ class H2Output:
                 pending.clear()
                 session.reset(sid, _INTERNAL_ERROR)
                 stream.reset_sent = True
-            elif not self.h2_send_file(session, stream, item, now):  # type: ignore[arg-type]
-                return
+            elif kind is FileRange:
+                if not self.h2_send_file(session, stream, item, now):  # type: ignore[arg-type]
+                    return
+            else:  # nothing the adapter makes: this stream fails, not the connection
+                log.error("Cannot send %r to %s", kind, stream.remote_addr)
+                pending.clear()
+                session.reset(sid, _INTERNAL_ERROR)
+                stream.reset_sent = True
 
     def h2_send_file(
         self, session: H2Session, stream: H2Stream, item: FileRange, now: float
