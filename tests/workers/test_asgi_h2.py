@@ -248,3 +248,17 @@ def test_graceful_stop_finishes_open_streams_with_goaway() -> None:
         assert "recv GOAWAY frame" in out and "last_stream_id=13" in out, out
         assert "error_code=NO_ERROR" in out
         assert ":status: 200" in out and "END_STREAM" in out.split("recv GOAWAY")[1], out
+
+
+def test_expect_100_continue_on_a_stream() -> None:
+    """The client waits for 100 before its body (RFC 9110 §10.1.1); it comes when the
+    application first asks for the body."""
+    with h2c_server() as srv, H2Client(srv.port) as client:
+        stream_id = client.request(
+            "/echo", method="POST", headers=[("expect", "100-continue")], end=False
+        )
+        client.wait(lambda: client.streams[stream_id].informational)
+        assert client.streams[stream_id].informational[0] == [(b":status", b"100")]
+        client.send_data(stream_id, b"after continue", True)
+        client.wait(lambda: client.done(stream_id))
+        assert client.streams[stream_id].data == b"after continue"

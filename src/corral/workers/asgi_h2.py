@@ -109,10 +109,7 @@ class Http2Connection:
         req = event.request
         self.idle_deadline = 0.0
         if req.path == worker.health_path and event.protocol is None:
-            status = 200 if worker.alive else 503
-            self.session.answer_error(stream_id, status)
-            self.session.finished(stream_id)
-            self.after_stream()
+            self.answer(stream_id, 200 if worker.alive else 503, event.ended)
             return
         if not worker.count_request():
             self.retiring = True
@@ -122,7 +119,7 @@ class Http2Connection:
             return
         limit = worker.settings.limit_request_body
         if limit and req.content_length is not None and req.content_length > limit:
-            self.refuse(stream_id, 413, event.ended)
+            self.answer(stream_id, 413, event.ended)
             return
         if sum(name == "COOKIE" for name, _ in req.headers) > 1:
             req = join_cookies(req)
@@ -130,7 +127,7 @@ class Http2Connection:
         try:
             scope = connection_scope(self.conn, req, stream)
         except ProtocolError as exc:
-            self.refuse(stream_id, exc.status, event.ended)
+            self.answer(stream_id, exc.status, event.ended)
             return
         self.streams[stream_id] = stream
         task = self.conn.start_task(self.run(stream, scope))
@@ -143,14 +140,15 @@ class Http2Connection:
         try:
             socket = H2WebSocket.open(self, event)
         except ProtocolError as exc:
-            self.refuse(event.stream_id, exc.status, event.ended)
+            self.answer(event.stream_id, exc.status, event.ended)
             return
         self.streams[event.stream_id] = socket
         task = self.conn.start_task(socket.run())
         if not task.done():
             socket.task = task
 
-    def refuse(self, stream_id: int, status: int, ended: bool) -> None:
+    def answer(self, stream_id: int, status: int, ended: bool) -> None:
+        """Answered by the worker itself (a refusal, or the health path): a short text body."""
         self.session.answer_error(stream_id, status)
         if not ended:
             self.session.reset(stream_id, ErrorCodes.NO_ERROR)  # RFC 9113 §8.1: stop the body
