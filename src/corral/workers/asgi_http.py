@@ -21,19 +21,11 @@ from typing import TYPE_CHECKING, Any, cast
 from corral.adapters.asgi import ClientGone, Exchange
 from corral.errors import ProtocolError
 from corral.http.body import decoder_for
-from corral.http.h2_negotiation import (
-    H2,
-    MORE,
-    SWITCHING_PROTOCOLS,
-    alpn_is_h2,
-    cleartext_modes,
-    preface_state,
-    upgrade_settings,
-)
 from corral.http.parser import Request, parse_head
 from corral.http.websocket_handshake import check_upgrade, is_websocket_upgrade, refusal_response
 from corral.http.writer import error_response, health_response
 from corral.trust import is_trusted
+from corral.workers.asgi_h2_switch import negotiate, sniff_preface, upgrade
 from corral.workers.asgi_request import connection_scope, record
 from corral.workers.asgi_transport import AsgiConnection
 from corral.workers.asgi_websocket import WebSocketSession, websocket_scope
@@ -107,45 +99,7 @@ class HttpProtocol(AsgiConnection):
         if self.proxy_client is not None:
             self.client = self.proxy_client
         self.arm_idle(worker.timeout)
-        if worker.h2_limits is not None:
-            if self.ssl_object is not None:
-                if alpn_is_h2(self.ssl_object.selected_alpn_protocol()):
-                    self.switch_to_h2()
-            else:
-                self.h2_prior, self.h2_upgrade = cleartext_modes(
-                    worker.settings.http2_cleartext, self.trusted, True
-                )
-
-    def switch_to_h2(self, upgrade: tuple[bytes, Request] | None = None) -> None:
-        """From now on the connection speaks HTTP/2 (workers/asgi_h2.py)."""
-        from corral.workers.asgi_h2 import Http2Connection
-
-        self.cancel_idle()
-        self.h2_prior = self.h2_upgrade = False
-        h2 = Http2Connection(self)
-        self.h2 = h2
-        h2.start(upgrade)
-
-    def sniff_preface(self, data: bytes) -> bool:
-        """Cleartext with prior knowledge allowed: the first bytes say which protocol. True
-        when they were taken here (the preface, a prefix of it, or refused)."""
-        buf = self.buf + data
-        state = preface_state(buf)
-        if state == MORE:
-            self.buf = buf
-            return True
-        self.h2_prior = False
-        if state == H2:
-            self.buf = b""
-            self.switch_to_h2()
-            assert self.h2 is not None
-            self.h2.data_received(buf)
-            return True
-        if not self.h2_upgrade:
-            # prior-knowledge alone: this port speaks HTTP/2 to trusted peers, as in Gunicorn.
-            self.reject(400)
-            return True
-        return False
+        negotiate(self)  # HTTP/2 by ALPN, or what the first bytes may do (cleartext)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.worker.protocols.discard(self)
@@ -239,7 +193,7 @@ class HttpProtocol(AsgiConnection):
         if self.h2 is not None:
             self.h2.data_received(data)
             return
-        if self.h2_prior and self.sniff_preface(data):
+        if self.h2_prior and sniff_preface(self, data):
             return
         websocket = self.websocket
         if websocket is not None:
@@ -293,13 +247,7 @@ class HttpProtocol(AsgiConnection):
         self.buf = self.buf[used:]
         if req.path == self.worker.health_path:
             return self.answer_health(req)
-        if self.h2_upgrade and (settings := upgrade_settings(req)) is not None:
-            self.write(SWITCHING_PROTOCOLS)
-            rest, self.buf = self.buf, b""
-            self.switch_to_h2((settings, req))
-            if rest:
-                assert self.h2 is not None
-                self.h2.data_received(rest)
+        if self.h2_upgrade and upgrade(self, req):
             return False
         if is_websocket_upgrade(req):
             self.start_websocket(req)
