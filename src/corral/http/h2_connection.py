@@ -5,6 +5,7 @@ h2 sends another.
   error; `ServerConnection` leaves it to the session, which refuses the one stream.
 - The pending header block: how many encoded bytes wait for CONTINUATION frames, so the
   session can bound them (h2 bounds only their number).
+- A bound on the closed streams h2 remembers (it keeps 65,536 by default).
 - `rfc_error_code`: the code RFC 9113 asks for where h2's GOAWAY carries PROTOCOL_ERROR.
 
 What this module must never do: do I/O, or change what h2 accepts on the wire.
@@ -25,6 +26,12 @@ class ServerConnection(H2Connection):
     every other stream of the connection too; RFC 9113 §5.1.2 asks for a stream error, which
     `H2Session.on_request` sends (REFUSED_STREAM) from the count below.
     """
+
+    # How many closed streams h2 remembers (to answer a late frame on one with RST_STREAM
+    # rather than a connection error). h2 keeps 65,536, about 5 MB on a long-lived
+    # connection; frames still in flight after a stream closed arrive long before a
+    # thousand further streams have come and gone.
+    MAX_CLOSED_STREAMS = 1024
 
     @property
     def open_inbound_streams(self) -> int:
