@@ -132,6 +132,18 @@ def test_h2load_2000_requests_none_failed(worker: str, tls: bool, pki: Path) -> 
 
 
 @worker_ids
+def test_h2load_20000_streams_on_one_connection(worker: str) -> None:
+    """Far more streams on one connection than the server remembers closed ones (late frames
+    for forgotten streams must not end the connection), 100 at a time. corral sets no limit
+    of requests per connection (Hypercorn ends one after 1000, by its keep_alive_max_requests)."""
+    corral_only()
+    with worker_server(worker, cleartext="prior-knowledge") as srv:
+        result = run(need("h2load"), "-n", "20000", "-c", "1", "-m", "100", url(srv))
+        assert h2load_counts(result.stdout) == [20000] * 4 + [0, 0, 0], result.stdout
+        assert "status codes: 20000 2xx, 0 3xx, 0 4xx, 0 5xx" in result.stdout, result.stdout
+
+
+@worker_ids
 def test_h2load_uploads_into_small_client_windows_over_tls(
     worker: str, tmp_path: Path, pki: Path
 ) -> None:
