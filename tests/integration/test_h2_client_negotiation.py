@@ -17,9 +17,9 @@ import pytest
 
 from support.client import connect, read_response
 from support.h2_apps import HELLO
-from support.h2_servers import WORKERS, corral_only, make_tls, worker_server
+from support.h2_servers import WORKERS, corral_only, make_tls, need, worker_server
 from support.h2_sync_client import H2Client
-from support.h2_tools import EMPTY_SETTINGS, PREFACE, curl, http1_peer, url
+from support.h2_tools import EMPTY_SETTINGS, PREFACE, curl, http1_peer, run, url
 
 pytest.importorskip("h2")
 
@@ -73,6 +73,21 @@ def test_alpn_http1_client_of_an_h2_server_is_served_http1(worker: str, pki: Pat
         assert tls.selected_alpn_protocol() == "http/1.1"
         status, peer = http1_peer(tls)
         assert (status, peer["protocol"]) == (200, "HTTP/1.1")
+
+
+@worker_ids
+def test_h2_with_client_certificates(worker: str, pki: Path, tmp_path: Path) -> None:
+    """`--cert-reqs 2`: HTTP/2 is negotiated for a client that presents a certificate the CA
+    signed; one without is refused in the handshake."""
+    corral_only()
+    extra = ("--cert-reqs", "2", "--ca-certs", str(pki / "ca.pem"))
+    with worker_server(worker, tls=pki, extra=extra) as srv:
+        cacert = ["--cacert", str(pki / "ca.pem")]
+        mine = ["--cert", str(pki / "client.pem"), "--key", str(pki / "client.key")]
+        lines, [body], _ = curl(tmp_path, "--http2", *cacert, *mine, url(srv, "/peer", tls=True))
+        assert lines == ["2 200"] and json.loads(body)["protocol"] == "HTTP/2"
+        refused = run(need("curl"), "-sS", "--http2", *cacert, url(srv, "/peer", tls=True))
+        assert refused.returncode != 0 and not refused.stdout
 
 
 # -- Negotiation rules (corral's settings) --------------------------------------------------------
