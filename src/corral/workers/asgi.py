@@ -1,8 +1,8 @@
 """`asgi`: an asyncio worker for ASGI applications, on the same master, parser and framing.
 
 The worker runs the lifespan protocol (workers/asgi_lifespan.py), listens with one asyncio
-Protocol per connection (workers/asgi_http.py, WebSockets in workers/asgi_websocket.py), and
-ends within `graceful_timeout`. The heartbeat is a timer of the
+Protocol per connection (workers/asgi_http.py, WebSockets in workers/asgi_websocket.py,
+HTTP/2 in workers/asgi_h2*.py), and ends within `graceful_timeout`. The heartbeat is a timer of the
 loop, so a worker whose loop is blocked by the application is caught by the master's timeout as
 a sync worker is. What this module must never do: run the application outside the loop, or
 parse HTTP a second way.

@@ -4,8 +4,10 @@ Heads are parsed by http/parser.py and bodies decoded by http/body.py as bytes a
 request runs the application as a task with an `adapters.asgi.Exchange` as its receive/send
 pair. Reading stops while the application has not taken the body already received (read
 backpressure), and `send` waits while the transport is above its high-water mark (write
-backpressure). What this module must never do: parse HTTP a second way, or let one request's
-failure reach another connection.
+backpressure). A connection that switches to HTTP/2 (workers/asgi_h2_switch.py) is handed
+to workers/asgi_h2.py, which then gets its bytes, deadlines and stop; the transport and its
+write backpressure stay here. What this module must never do: parse HTTP a second way, or let
+one request's failure reach another connection.
 """
 
 from __future__ import annotations
