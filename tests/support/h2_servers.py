@@ -3,7 +3,8 @@ settings a test asks for, or, to check the tests themselves, Hypercorn.
 
 With CORRAL_TEST_H2_PEER=hypercorn (and Hypercorn installed where CORRAL_TEST_HYPERCORN or
 bench/.peers/bin/hypercorn says), the tests that do not depend on corral's own settings run
-against Hypercorn instead: a test that fails there is wrong about HTTP/2, not about corral.
+against Hypercorn instead: a test that fails there is either wrong about HTTP/2 or has found
+where Hypercorn differs (docs/http2.md, "Clients and frameworks", lists those known).
 Hypercorn speaks h2c by prior knowledge and by upgrade, and h2 over TLS, whatever the test's
 `cleartext` asks; tests of corral's negotiation rules skip themselves (`corral_only`).
 
@@ -35,7 +36,7 @@ WORKERS = {
 def corral_only() -> None:
     """Skip a test of corral's own settings when the tests run against another server."""
     if PEER:
-        pytest.skip(f"tests corral's own negotiation settings, not {PEER}'s")
+        pytest.skip(f"tests corral's own settings or choices, not {PEER}'s")
 
 
 def need(tool: str) -> str:
