@@ -165,12 +165,16 @@ def test_flask_mixed_requests_multiplexed_on_one_connection(flask_site: Site) ->
     async def mixed() -> list[httpx.Response]:
         async with flask_site.async_client() as client:
             calls = [
-                client.get("/stream"),
-                client.post("/form", data={"n": "1"}),
-                client.get("/items/3"),
-                client.get("/teapot"),
+                call
+                for _ in range(5)  # fresh coroutines each time: gather runs a repeated one once
+                for call in (
+                    client.get("/stream"),
+                    client.post("/form", data={"n": "1"}),
+                    client.get("/items/3"),
+                    client.get("/teapot"),
+                )
             ]
-            return await asyncio.gather(*(calls * 5))
+            return await asyncio.gather(*calls)
 
     responses = asyncio.run(mixed())
     assert {r.http_version for r in responses} == {"HTTP/2"}
@@ -234,6 +238,29 @@ def test_fastapi_file_response_whole_and_a_range(fastapi_site: Site) -> None:
     from support.h2_fastapi_app import FILE_DATA
 
     check_file_download(fastapi_site, FILE_DATA)
+
+
+def test_fastapi_mixed_requests_multiplexed_on_one_connection(fastapi_site: Site) -> None:
+    from support.h2_fastapi_app import CHUNK, STREAM_CHUNKS
+
+    async def mixed() -> list[httpx.Response]:
+        async with fastapi_site.async_client() as client:
+            calls = [
+                call
+                for _ in range(5)  # fresh coroutines each time: gather runs a repeated one once
+                for call in (
+                    client.get("/stream"),
+                    client.post("/orders", json={"item": "tea", "quantity": 2}),
+                    client.get("/items/3"),
+                    client.get("/no/such/page"),
+                )
+            ]
+            return await asyncio.gather(*calls)
+
+    responses = asyncio.run(mixed())
+    assert {r.http_version for r in responses} == {"HTTP/2"}
+    assert [r.status_code for r in responses] == [200, 200, 200, 404] * 5
+    assert {r.content for r in responses[::4]} == {CHUNK * STREAM_CHUNKS}
 
 
 def test_fastapi_404_and_500_then_serving_goes_on(fastapi_site: Site) -> None:
