@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.h2_servers import make_tls
+from support.h2_servers import make_tls, need
 from support.h2_sites import TRANSPORTS, Site, h2_socket, start_site
 from support.h2_sync_client import H2Client
 from support.h2_ws_client import WebSocketOverH2, open_websocket
+from support.server import TESTS
 
 pytest.importorskip("httpx")
 pytest.importorskip("h2")
@@ -138,3 +140,27 @@ def test_fastapi_websocket_reset_by_the_client_leaves_the_connection_serving(
         again.send(0x1, b"after the reset")
         assert again.receive() == (0x1, b"echo: after the reset")
     assert "Traceback" not in fastapi_site.srv.log()[log_before:]
+
+
+def test_fastapi_websocket_from_nodes_http2_client(fastapi_site: Site) -> None:
+    """Node.js's own http2 client (no code of ours on the client side) opens the WebSocket by
+    extended CONNECT once the SETTINGS allow it, gets two echoes and a clean close: the
+    server's Close 1000, then the stream ended, not reset (rstCode 0 is NO_ERROR)."""
+    node = need("node")
+    script = TESTS / "support" / "h2_node_websocket.js"
+    ca = [str(fastapi_site.tls / "ca.pem")] if fastapi_site.tls else []
+    result = subprocess.run(
+        [node, str(script), f"{fastapi_site.base}/ws", *ca],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "connectProtocol": True,
+        "status": 200,
+        "messages": ["echo: first from node", "echo: second from node"],
+        "closeCode": 1000,
+        "ended": True,
+        "rstCode": 0,
+    }
