@@ -12,6 +12,7 @@ from pathlib import Path
 
 import h2.errors
 import h2.settings
+import httpx
 
 from support.asgi_h2_client import H2Client
 from support.client import connect, read_response
@@ -166,3 +167,38 @@ def test_asgi_worker_without_the_h2_library_serves_http11(tmp_path: Path) -> Non
         resp, _ = read_response(sock)
         assert resp.status == 200 and json.loads(resp.body)["http_version"] == "1.1"
         assert "blocked" not in srv.log()
+
+
+def send_all(client: H2Client, stream_id: int, body: bytes) -> None:
+    sent = 0
+    while sent < len(body) and client.streams[stream_id].reset is None:
+        sent += client.send_data(stream_id, body[sent:], True)
+        if sent < len(body):
+            client.read_once(0.1)
+
+
+def test_answer_before_the_body_takes_the_rest_of_a_small_body() -> None:
+    """/no-read answers at once; the client goes on sending its 300 kB (as httpx does before
+    it reads a response): the rest is taken, the stream ends without a reset."""
+    with Server(APP, *H2C) as srv, H2Client(srv.port) as client:
+        stream_id = client.request("/no-read", method="POST", body=b"", end=False)
+        client.wait(lambda: client.streams[stream_id].ended)
+        send_all(client, stream_id, b"s" * 300_000)
+        assert client.get("/after").status == 200
+        assert client.streams[stream_id].reset is None
+        assert client.streams[stream_id].data == b"unread"
+        # httpx sends the whole body before it reads the response.
+        with httpx.Client(http1=False, http2=True) as http:
+            url = f"http://127.0.0.1:{srv.port}/no-read"
+            response = http.post(url, content=b"h" * 500_000, timeout=10)
+            assert response.status_code == 200 and response.content == b"unread"
+
+
+def test_answer_before_a_large_body_stops_it_with_no_error() -> None:
+    with Server(APP, *H2C) as srv, H2Client(srv.port) as client:
+        stream_id = client.request("/no-read", method="POST", body=b"", end=False)
+        client.wait(lambda: client.streams[stream_id].ended)
+        send_all(client, stream_id, b"l" * (3 << 20))
+        client.wait(lambda: client.streams[stream_id].reset is not None)
+        assert client.streams[stream_id].reset == h2.errors.ErrorCodes.NO_ERROR
+        assert client.get("/after").status == 200

@@ -47,6 +47,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corral.error")
 
+# A complete response to a request whose body is still coming: the rest of the body is taken
+# (and dropped) up to this much within `timeout`, so that clients that send the whole body
+# before they read the response (curl, httpx) get it; past that the body is stopped with
+# RST_STREAM NO_ERROR (RFC 9113 §8.1).
+LINGER_BYTES = 1 << 20
+
 # The HTTP/1.1 fields of an `Upgrade: h2c` request that were about the switch, not the request.
 _UPGRADE_FIELDS = frozenset({"UPGRADE", "CONNECTION", "HTTP2-SETTINGS"})
 
@@ -74,6 +80,8 @@ class Http2Connection:
         self.idle_deadline = 0.0
         self.closed = False
         self.retiring = False  # the worker hit max_requests: drain once the streams are done
+        # Streams answered whose request body is still coming: (bytes still taken, since).
+        self.lingering: dict[int, tuple[int, float]] = {}
 
     # --- starting ------------------------------------------------------------------------
 
@@ -156,22 +164,42 @@ class Http2Connection:
         self.after_stream()
 
     def on_data(self, event: BodyData) -> None:
-        stream = self.streams.get(event.stream_id)
-        if stream is None:
-            self.session.consumed(event.stream_id, event.flow)
-        else:
+        stream_id = event.stream_id
+        stream = self.streams.get(stream_id)
+        if stream is not None:
             stream.feed(event.data, event.flow)
+            return
+        self.session.consumed(stream_id, event.flow)
+        linger = self.lingering.get(stream_id)
+        if linger is not None:
+            left = linger[0] - len(event.data)
+            if left < 0:
+                self.stop_lingering(stream_id, reset=True)
+            else:
+                self.lingering[stream_id] = (left, linger[1])
 
     def on_end(self, event: BodyEnded) -> None:
         stream = self.streams.get(event.stream_id)
         if stream is not None:
             stream.feed_end()
+        elif event.stream_id in self.lingering:
+            self.stop_lingering(event.stream_id, reset=False)
 
     def on_abort(self, event: StreamAborted) -> None:
         stream = self.streams.get(event.stream_id)
         if stream is not None:
             stream.disconnected()
             self.cancel_after_grace(stream)
+        elif event.stream_id in self.lingering:
+            self.stop_lingering(event.stream_id, reset=False)
+
+    def stop_lingering(self, stream_id: int, reset: bool) -> None:
+        del self.lingering[stream_id]
+        if reset:
+            self.session.reset(stream_id, ErrorCodes.NO_ERROR)
+        self.session.finished(stream_id)
+        self.after_stream()
+        self.flush_soon()
 
     def on_window(self, event: WindowOpened) -> None:
         if event.stream_id == 0:
@@ -225,17 +253,23 @@ class Http2Connection:
         if self.streams.get(stream_id) is stream:
             del self.streams[stream_id]
         session = self.session
-        if not stream.peer_ended and not stream.client_gone:
-            session.reset(stream_id, ErrorCodes.NO_ERROR)  # RFC 9113 §8.1
         stream.release()
-        session.finished(stream_id)
+        if stream.peer_ended or stream.client_gone:
+            session.finished(stream_id)
+        elif stream.ended and not self.closed:
+            # Answered while the body still comes: take the rest of it, within bounds. The
+            # stream keeps its place against the concurrency limit meanwhile.
+            self.lingering[stream_id] = (LINGER_BYTES, time.monotonic())
+        else:
+            session.reset(stream_id, ErrorCodes.NO_ERROR)  # RFC 9113 §8.1
+            session.finished(stream_id)
         if stream.grace is not None:
             stream.grace.cancel()
         self.after_stream()
         self.flush_soon()
 
     def after_stream(self) -> None:
-        if self.streams:
+        if self.streams or self.lingering:
             return
         if self.retiring or self.session.draining or not self.worker.alive:
             self.close()
@@ -319,6 +353,9 @@ class Http2Connection:
             self.close()
             return
         timeout = self.worker.timeout
+        for stream_id, (_, since) in list(self.lingering.items()):
+            if now - since > timeout:
+                self.stop_lingering(stream_id, reset=True)
         for stream in list(self.streams.values()):
             if stream.blocked_since and now - stream.blocked_since > timeout:
                 # The peer opened no window for `timeout` seconds: the response is given up.
@@ -338,7 +375,7 @@ class Http2Connection:
                 stream.going_away()
             self.session.drain()
             self.flush()
-        if not self.streams:
+        if not self.streams and not self.lingering:
             self.close()
 
     def disconnect_streams(self) -> None:
