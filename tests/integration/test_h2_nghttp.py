@@ -85,19 +85,23 @@ def test_nghttp_padding_continuation_and_request_trailers(worker: str, tmp_path:
 
 
 @worker_ids
-def test_nghttp_upload_answered_before_it_is_read(worker: str, tmp_path: Path) -> None:
-    """The application answers 404 without reading the 1 MiB body nghttp is sending. The
+@pytest.mark.parametrize("size", [1 << 20, 4 << 20], ids=["1MiB", "4MiB"])
+def test_nghttp_upload_answered_before_it_is_read(worker: str, size: int, tmp_path: Path) -> None:
+    """The application answers 404 without reading the body nghttp is sending. The
     server may then end the stream with RST_STREAM NO_ERROR (RFC 9113 §8.1), and must ignore
     the DATA frames the client had already sent (§5.1: an endpoint MUST ignore frames it
     receives on closed streams after it has sent a RST_STREAM), not answer each with another
-    reset; the next upload on the connection is served."""
-    upload = upload_file(tmp_path, 1 << 20)
+    reset; the next upload on the connection is served. (The asgi worker drops up to 1 MiB
+    of such a body before it resets: 4 MiB reaches the reset.)"""
+    upload = upload_file(tmp_path, size)
     with worker_server(worker, cleartext="prior-knowledge") as srv:
-        statuses, log = nghttp("-d", str(upload), url(srv, "/nothing"), url(srv, "/sha256"))
-        assert sorted(statuses.values()) == [200, 404], log
-        codes = re.findall(r"recv RST_STREAM frame <[^>]*>\s*\(error_code=(\w+)", log)
-        assert set(codes) <= {"NO_ERROR"} and len(codes) <= 1, codes
-        assert "recv GOAWAY" not in log, log
+        # Three runs: whether DATA is still in flight when the server resets depends on timing.
+        for _ in range(3):
+            statuses, log = nghttp("-d", str(upload), url(srv, "/nothing"), url(srv, "/sha256"))
+            assert sorted(statuses.values()) == [200, 404], log
+            codes = re.findall(r"recv RST_STREAM frame <[^>]*>\s*\(error_code=(\w+)", log)
+            assert set(codes) <= {"NO_ERROR"} and len(codes) <= 1, codes
+            assert "recv GOAWAY" not in log, log
 
 
 @worker_ids
