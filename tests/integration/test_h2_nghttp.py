@@ -1,7 +1,8 @@
 """HTTP/2 through nghttp (nghttp2's client, `-nv` prints every frame): several requests on one
 connection by prior knowledge, by `Upgrade: h2c` and over TLS, uploads under small windows,
-padding, CONTINUATION and request trailers, an upload answered before it is read, response
-trailers, the SETTINGS it receives, and a graceful stop, on the gthread and asgi workers.
+padding, CONTINUATION and request trailers, response trailers, the SETTINGS it receives, and
+a graceful stop, on the gthread and asgi workers. An upload answered before it is read is in
+test_h2_early_response.py.
 
 With CORRAL_TEST_H2_PEER=hypercorn these tests run against Hypercorn instead (those of corral's
 own settings skip themselves).
@@ -82,26 +83,6 @@ def test_nghttp_padding_continuation_and_request_trailers(worker: str, tmp_path:
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert result.stdout == upload.read_bytes()  # the echoed body: the request was whole
-
-
-@worker_ids
-@pytest.mark.parametrize("size", [1 << 20, 4 << 20], ids=["1MiB", "4MiB"])
-def test_nghttp_upload_answered_before_it_is_read(worker: str, size: int, tmp_path: Path) -> None:
-    """The application answers 404 without reading the body nghttp is sending. The
-    server may then end the stream with RST_STREAM NO_ERROR (RFC 9113 §8.1), and must ignore
-    the DATA frames the client had already sent (§5.1: an endpoint MUST ignore frames it
-    receives on closed streams after it has sent a RST_STREAM), not answer each with another
-    reset; the next upload on the connection is served. (The asgi worker drops up to 1 MiB
-    of such a body before it resets: 4 MiB reaches the reset.)"""
-    upload = upload_file(tmp_path, size)
-    with worker_server(worker, cleartext="prior-knowledge") as srv:
-        # Three runs: whether DATA is still in flight when the server resets depends on timing.
-        for _ in range(3):
-            statuses, log = nghttp("-d", str(upload), url(srv, "/nothing"), url(srv, "/sha256"))
-            assert sorted(statuses.values()) == [200, 404], log
-            codes = re.findall(r"recv RST_STREAM frame <[^>]*>\s*\(error_code=(\w+)", log)
-            assert set(codes) <= {"NO_ERROR"} and len(codes) <= 1, codes
-            assert "recv GOAWAY" not in log, log
 
 
 @worker_ids
