@@ -24,8 +24,17 @@ from corral.control.protocol import encode
 from support.server import ROOT, Server, alive, read_pid, wait_for
 
 PEERS = ROOT / "bench" / ".peers" / "bin"
-GUNICORNC = PEERS / "gunicornc"
-GUNICORN = PEERS / "gunicorn"
+
+
+def _gunicorn_tool(name: str) -> Path:
+    """Gunicorn 27's own programs: from the test environment (requirements-test.txt installs
+    gunicorn to compare against), else from the benchmark's peers."""
+    here = Path(sys.executable).parent / name
+    return here if here.exists() else PEERS / name
+
+
+GUNICORNC = _gunicorn_tool("gunicornc")
+GUNICORN = _gunicorn_tool("gunicorn")
 
 
 @pytest.fixture
@@ -145,6 +154,8 @@ def test_show_stats_with_prometheus_counters(sock_dir: Path) -> None:
 
 
 def test_gunicornc_works_against_corral(sock_dir: Path) -> None:
+    if not GUNICORNC.exists():
+        pytest.skip("Gunicorn 27's gunicornc is not installed (pip install gunicorn)")
     path = sock_dir / "corral.ctl"
     with Server("support.apps:echo", "--control-socket", str(path), workers=2) as srv:
         srv.wait_log("Control socket listening at")
