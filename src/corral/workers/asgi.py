@@ -11,6 +11,7 @@ parse HTTP a second way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any, cast
@@ -25,6 +26,7 @@ from corral.workers.asgi_lifespan import Lifespan, LifespanFailed
 from corral.workers.engine import Worker
 from corral.workers.h2_setup import h2_enabled, h2_limits
 from corral.workers.heartbeat import REASON_MAX_REQUESTS
+from corral.workers.lifecycle import drain_pipe
 
 if TYPE_CHECKING:
     from corral.http.h2 import H2Limits
@@ -87,6 +89,15 @@ class AsgiWorker(Worker):
         self.sweep_connections()
         self.heartbeat.mark_ready()
         interval = min(1.0, self.settings.timeout / 4) if self.settings.timeout > 0 else 1.0
+        # Signals (through the wake-up fd) and --reload write to the wake-up pipe: the loop
+        # below looks at `alive` at once instead of at the end of its interval.
+        woken = asyncio.Event()
+
+        def on_wake() -> None:
+            drain_pipe(self.wake_r)
+            woken.set()
+
+        asyncio.get_running_loop().add_reader(self.wake_r, on_wake)
         while self.alive:
             self.heartbeat.beat()
             self.logger.flush()
@@ -94,7 +105,9 @@ class AsgiWorker(Worker):
                 self.reopen_logs_if_requested()
             self.check_memory()
             self.report_metrics()
-            await asyncio.sleep(interval)
+            woken.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(woken.wait(), interval)
         self.acceptor.stop(take_queued=self.heartbeat.master_stopping())
         # The master kills at graceful_timeout: keep a reserve to end requests and lifespan.
         graceful = float(self.settings.graceful_timeout)
