@@ -5,6 +5,7 @@ h2 sends another.
   error; `ServerConnection` leaves it to the session, which refuses the one stream.
 - The pending header block: how many encoded bytes wait for CONTINUATION frames, so the
   session can bound them (h2 bounds only their number).
+- DATA still in flight after our RST_STREAM is discarded without an answer (RFC 9113 §5.1).
 - A bound on the closed streams h2 remembers (it keeps 65,536 by default).
 - `rfc_error_code`: the code RFC 9113 asks for where h2's GOAWAY carries PROTOCOL_ERROR.
 
@@ -15,8 +16,12 @@ from __future__ import annotations
 
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
+from h2.events import Event
+from h2.exceptions import StreamClosedError
+from h2.stream import StreamClosedBy
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.exceptions import InvalidDataError
+from hyperframe.frame import DataFrame, Frame, RstStreamFrame
 
 
 class ServerConnection(H2Connection):
@@ -45,6 +50,18 @@ class ServerConnection(H2Connection):
         return sum(
             1 for sid, stream in self.streams.items() if sid & 1 and sid <= upto and stream.open
         )
+
+    def _handle_data_on_closed_stream(
+        self, events: list[Event], exc: StreamClosedError, frame: DataFrame
+    ) -> tuple[list[Frame], list[Event]]:
+        """DATA on a closed stream: h2 credits the connection window and answers RST_STREAM.
+        After our own RST_STREAM, RFC 9113 §5.1 asks for the frames the peer sent before it
+        saw the reset to be discarded without an answer (a client uploading a large body
+        that we answered early would otherwise get a reset per frame still in flight)."""
+        frames, events = super()._handle_data_on_closed_stream(events, exc, frame)
+        if self._stream_closed_by(frame.stream_id) is StreamClosedBy.SEND_RST_STREAM:
+            frames = [f for f in frames if not isinstance(f, RstStreamFrame)]
+        return frames, events
 
     def header_block_size(self) -> int:
         """Encoded bytes of a header block still waiting for its CONTINUATION frames."""
