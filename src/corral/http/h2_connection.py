@@ -18,10 +18,13 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import Event
 from h2.exceptions import StreamClosedError
-from h2.stream import StreamClosedBy
+from h2.utilities import SizeLimitDict
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.exceptions import InvalidDataError
 from hyperframe.frame import DataFrame, Frame, RstStreamFrame
+
+# Streams we reset ourselves, remembered to discard the DATA the peer had in flight.
+_RESETS_KEPT = 1024
 
 
 class ServerConnection(H2Connection):
@@ -59,9 +62,22 @@ class ServerConnection(H2Connection):
         saw the reset to be discarded without an answer (a client uploading a large body
         that we answered early would otherwise get a reset per frame still in flight)."""
         frames, events = super()._handle_data_on_closed_stream(events, exc, frame)
-        if self._stream_closed_by(frame.stream_id) is StreamClosedBy.SEND_RST_STREAM:
+        if frame.stream_id in self.reset_by_us:
             frames = [f for f in frames if not isinstance(f, RstStreamFrame)]
         return frames, events
+
+    def reset_stream(self, stream_id: int, error_code: ErrorCodes | int = 0) -> None:
+        """Reset a stream, remembering that it was our choice (not the answer to a frame
+        that broke the stream's state, which h2 also records as a reset we sent)."""
+        super().reset_stream(stream_id, error_code)
+        self.reset_by_us[stream_id] = None
+
+    @property
+    def reset_by_us(self) -> dict[int, None]:
+        resets: dict[int, None] | None = self.__dict__.get("_reset_by_us")
+        if resets is None:
+            resets = self.__dict__["_reset_by_us"] = SizeLimitDict(size_limit=_RESETS_KEPT)
+        return resets
 
     def header_block_size(self) -> int:
         """Encoded bytes of a header block still waiting for its CONTINUATION frames."""
