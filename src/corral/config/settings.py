@@ -26,6 +26,7 @@ from corral.config import converters as conv
 from corral.config import http2 as h2_conv
 from corral.config import log_converters as log_conv
 from corral.config import metrics_converters as metrics_conv
+from corral.config import protocols as protocol_conv
 from corral.config.converters import (
     HeaderMapMode,
     LogLevel,
@@ -1085,6 +1086,22 @@ REMOTE_ADDR and REMOTE_PORT then come from the header, for every request on the 
 connection from an allowed address that does not start with a valid header is closed. Given
 without a value, `--proxy-protocol` means `auto`; Gunicorn's `proxy_protocol = True` in a
 config file means `auto` too. See docs/proxy-protocol.md.""",
+    )
+    protocol: protocol_conv.ServerProtocol = setting(
+        "http",
+        "--protocol",
+        section=_MECHANICS,
+        convert=protocol_conv.server_protocol,
+        meta="STRING",
+        type_doc="'http' | 'uwsgi'",
+        help="""
+What clients speak on every listener: `http` (HTTP/1.x, and HTTP/2 where it is on) or `uwsgi`,
+the binary protocol nginx's `uwsgi_pass` sends (with `include uwsgi_params;`), for the sync,
+gthread, gevent and asgi workers.
+
+Over uwsgi, REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT and HTTPS come from nginx's
+variables only when the peer is in forwarded_allow_ips (a unix socket always is); each
+connection carries one request and is closed after the response. See docs/deployment.md.""",
     )
     proxy_allow_ips: list[str] = setting(
         ["127.0.0.1", "::1"],
