@@ -20,6 +20,7 @@ from corral.http.body import decoder_for
 from corral.http.h2_negotiation import H1, MORE, alpn_is_h2, preface_state, upgrade_settings
 from corral.http.parser import Limits, Request, parse_head
 from corral.http.proxy import parse_proxy_header
+from corral.http.uwsgi import Packet, parse_packet
 from corral.http.writer import CONTINUE
 from corral.workers.connection import BODY, HEAD, RECV_SIZE, Connection
 from corral.workers.heartbeat import REASON_MAX_REQUESTS
@@ -30,6 +31,29 @@ if TYPE_CHECKING:
 log = logging.getLogger("corral.error")
 
 READ = select.EPOLLIN | select.EPOLLRDHUP
+
+
+class _SecureConnection(Connection):
+    """A plain connection on which a trusted uwsgi proxy said HTTPS: wsgi.url_scheme is a
+    class attribute of Connection (not a slot, to keep it free), so the connection changes
+    class for the one request it carries."""
+
+    __slots__ = ()
+    scheme = "https"
+
+
+def apply_proxy_vars(conn: Connection, packet: Packet) -> None:
+    """The client and server a trusted uwsgi proxy names (REMOTE_ADDR, REMOTE_PORT,
+    SERVER_NAME, SERVER_PORT, HTTPS) replace what the socket says."""
+    if packet.remote_addr is not None:
+        conn.remote_addr = packet.remote_addr
+        conn.remote_port = packet.remote_port or ""
+    if packet.server_name is not None:
+        conn.server_name = packet.server_name
+    if packet.server_port is not None:
+        conn.server_port = packet.server_port
+    if packet.https and type(conn) is Connection:
+        conn.__class__ = _SecureConnection
 
 
 class RequestReading:
@@ -136,7 +160,7 @@ class RequestReading:
         if type(buf) is not bytearray:
             buf = bytearray(buf)
         buf += data
-        if b"\n" not in data and len(buf) <= self.longest_line:
+        if b"\n" not in data and len(buf) <= self.longest_line and not self.uwsgi:
             conn.buf = buf
             self.wait_for(conn, READ)
             return
@@ -155,6 +179,9 @@ class RequestReading:
                 self.wait_for(conn, READ)
                 return
             buf = rest
+        if self.uwsgi:
+            self.process_uwsgi(conn, buf, now)
+            return
         if self.h2c_prior and not conn.requests and conn.trusted:
             state = preface_state(buf)
             if state != H1:
@@ -183,14 +210,44 @@ class RequestReading:
         if self.h2c_upgrade and conn.trusted and (settings := upgrade_settings(req)) is not None:
             self.h2_switch(conn, buf[used:], now, settings, req)  # counted as stream 1
             return
+        self.start(conn, req, buf[used:], now)
+
+    def start(self, conn: Connection, req: Request, rest: bytes, now: float) -> None:
+        """Count a parsed request and start it: its body first if it has one."""
         self.handled += 1
         if self.handled >= self.max_requests and self.alive:
             log.info("Autorestarting worker after current request.")
             self.retire(REASON_MAX_REQUESTS)
         if req.chunked or req.content_length or req.path == self.health_path:
-            self.begin(conn, req, buf[used:], now)
+            self.begin(conn, req, rest, now)
         else:  # the usual request: no body, straight to the executor
-            self.dispatch(conn, req, EMPTY_BODY, buf[used:], now)
+            self.dispatch(conn, req, EMPTY_BODY, rest, now)
+
+    @property
+    def uwsgi(self) -> bool:
+        """--protocol uwsgi: every connection starts with a uwsgi packet, not an HTTP head."""
+        return self.settings.protocol == "uwsgi"
+
+    def process_uwsgi(self, conn: Connection, buf: bytes, now: float) -> None:
+        """The uwsgi packet at the start of `buf` (http/uwsgi.py): the request it describes,
+        its body the CONTENT_LENGTH bytes after it. What the proxy says about the client and
+        the scheme is believed from a trusted peer only. One request per connection: nginx
+        reads the response until the connection closes."""
+        try:
+            parsed = parse_packet(buf, self.limits)
+        except ProtocolError as exc:
+            self.reject(conn, exc)
+            return
+        if parsed is None:
+            conn.buf = buf
+            conn.state = HEAD
+            self.wait_for(conn, READ)
+            return
+        packet, used = parsed
+        conn.buf = b""
+        if conn.trusted:
+            apply_proxy_vars(conn, packet)
+        self.start(conn, packet.request, buf[used:], now)
 
     def read_proxy_header(self, conn: Connection, buf: bytes) -> bytes | None:
         """Consume the PROXY protocol header a trusted proxy sends first: the bytes after
