@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any, cast
 from corral.adapters.asgi import ClientGone, Exchange
 from corral.errors import ProtocolError
 from corral.http.body import decoder_for
-from corral.http.parser import Request, parse_head
+from corral.http.parser import Request
 from corral.http.websocket_handshake import check_upgrade, is_websocket_upgrade, refusal_response
 from corral.http.writer import error_response, health_response
 from corral.trust import is_trusted
 from corral.workers.asgi_h2_switch import negotiate, sniff_preface, upgrade
 from corral.workers.asgi_request import connection_scope, record
 from corral.workers.asgi_transport import AsgiConnection
+from corral.workers.asgi_uwsgi import apply_scheme, parse_request
 from corral.workers.asgi_websocket import WebSocketSession, websocket_scope
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class HttpProtocol(AsgiConnection):
         self.h2: Http2Connection | None = None  # set once the connection speaks HTTP/2
         self.h2_prior = False  # the first bytes may be the HTTP/2 preface (cleartext)
         self.h2_upgrade = False  # an `Upgrade: h2c` request may switch it (cleartext)
+        self.uwsgi_scheme: str | None = None  # HTTPS as a trusted uwsgi proxy stated it
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -232,7 +234,7 @@ class HttpProtocol(AsgiConnection):
     def start_request(self) -> bool:
         """True when a health request was answered and the buffer may hold another."""
         try:
-            parsed = parse_head(self.buf, self.worker.limits)
+            parsed = parse_request(self)  # an HTTP head, or a uwsgi packet (--protocol)
         except ProtocolError as exc:
             self.reject(exc.status)
             return False
@@ -268,6 +270,7 @@ class HttpProtocol(AsgiConnection):
         exchange = Exchange(self, req, keep and self.worker.keep_alive_allowed)
         try:
             scope = connection_scope(self, req, exchange)
+            apply_scheme(self, scope)
         except ProtocolError as exc:
             self.reject(exc.status)
             return False
