@@ -357,7 +357,18 @@ class Http2Connection:
             if now - since > timeout:
                 self.stop_lingering(stream_id, reset=True)
         for stream in list(self.streams.values()):
-            if stream.blocked_since and now - stream.blocked_since > timeout:
+            if stream.body_wait_since and now - stream.body_wait_since > timeout:
+                # As HTTP/1.1 answers a body that stops coming: 408, the stream stopped.
+                log.info(
+                    "Ending stream %d from %s: no request body for %s seconds",
+                    stream.stream_id,
+                    self.conn.client,
+                    timeout,
+                )
+                assert isinstance(stream, H2Stream)
+                stream.refuse_body(408)
+                self.cancel_after_grace(stream)
+            elif stream.blocked_since and now - stream.blocked_since > timeout:
                 # The peer opened no window for `timeout` seconds: the response is given up.
                 log.info(
                     "Resetting stream %d from %s: no flow-control window",

@@ -91,6 +91,7 @@ class H2Stream:
         self.gone: asyncio.Event | None = None
         self.window_open: asyncio.Event | None = None
         self.blocked_since = 0.0  # when the response began to wait for a window (0: not)
+        self.body_wait_since = 0.0  # when the application began to wait for body bytes (0: not)
         self.task: asyncio.Task[None] | None = None
         self.grace: asyncio.TimerHandle | None = None
         self.status = 0
@@ -186,7 +187,16 @@ class H2Stream:
                 self.conn.flush_soon()
         body = self.body
         assert body is not None
-        item = await body.get()
+        if body.empty():
+            # Every byte received is credited by now: a body that does not come within
+            # `timeout` is the client's stall (the connection's sweep answers 408).
+            self.body_wait_since = time.monotonic()
+            try:
+                item = await body.get()
+            finally:
+                self.body_wait_since = 0.0
+        else:
+            item = body.get_nowait()
         chunks = []
         flow = 0
         while True:

@@ -80,7 +80,7 @@ def sniff_preface(conn: HttpProtocol, data: bytes) -> bool:
 def upgrade(conn: HttpProtocol, req: Request) -> bool:
     """An HTTP/1.1 request that asks for `Upgrade: h2c` and may: 101, then HTTP/2."""
     settings = upgrade_settings(req)
-    if settings is None:
+    if settings is None or not settings_acceptable(conn, settings):
         return False
     conn.write(SWITCHING_PROTOCOLS)
     rest, conn.buf = conn.buf, b""
@@ -88,4 +88,22 @@ def upgrade(conn: HttpProtocol, req: Request) -> bool:
     if rest:  # the client preface and frames, sent after the upgrade request
         assert conn.h2 is not None
         conn.h2.data_received(rest)
+    return True
+
+
+def settings_acceptable(conn: HttpProtocol, settings: bytes) -> bool:
+    """Whether h2 takes the HTTP2-Settings value: one that decodes but is no SETTINGS payload
+    (a length not a multiple of 6, a value out of range) would only fail after the 101, as
+    an exception out of data_received. Such a request is answered in HTTP/1.1 instead."""
+    from h2.exceptions import H2Error
+    from hyperframe.exceptions import HyperframeError
+
+    from corral.http.h2 import H2Session
+
+    limits = conn.worker.h2_limits
+    assert limits is not None
+    try:
+        H2Session(limits).start(upgrade_settings=settings)
+    except (H2Error, HyperframeError, ValueError):
+        return False
     return True

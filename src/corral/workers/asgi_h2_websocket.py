@@ -191,6 +191,7 @@ class H2WebSocket:
         self.peer_ended = True  # its end is the WebSocket's: never reset as an unread body
         self.client_gone = False
         self.blocked_since = 0.0
+        self.body_wait_since = 0.0  # never: its reads are the WebSocket's (pings, close timers)
         self.status = 0
         self.window_open: asyncio.Event | None = None
         self.done = asyncio.Event()  # the stream is over (ended, refused, reset or gone)
