@@ -29,7 +29,7 @@ from corral.workers.connection import QUEUED, SERVING, Connection
 from corral.workers.engine import Worker
 from corral.workers.h2_engine import H2Serving
 from corral.workers.h2_setup import h2_enabled
-from corral.workers.h2_stream import PULLED, H2Stream
+from corral.workers.h2_stream import PULLED, H2Closing, H2Stream
 from corral.workers.lifecycle import drain_pipe
 from corral.workers.writing import CLOSE
 
@@ -50,7 +50,7 @@ class ThreadWorker(H2Serving, Worker):
         super().init_process()
         if self.settings.keepalive <= 0:
             self.keep_alive_allowed = False
-        self.jobs: queue.SimpleQueue[Connection | H2Stream | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[Connection | H2Stream | H2Closing | None] = queue.SimpleQueue()
         # (connection, outcome) handed back by threads; only the loop pops.
         self.completed: collections.deque[tuple[Connection, int]] = collections.deque()
         if self.multithread:
@@ -72,6 +72,7 @@ class ThreadWorker(H2Serving, Worker):
         s = self.settings
         self.h2_on = True
         self.h2_init(self.wake_w, self.tls is not None)
+        self.h2_offload = not self.inline
         self.h2_alpn = self.tls is not None
         if self.tls is None and s.http2_cleartext != "off":
             self.h2c_prior = s.http2_cleartext in ("prior-knowledge", "both")
@@ -97,6 +98,9 @@ class ThreadWorker(H2Serving, Worker):
             self.in_flight += 1
             self.jobs.put(stream)
 
+    def submit_close(self, job: H2Closing) -> None:
+        self.jobs.put(job)
+
     def pull_stream(self, stream: H2Stream) -> None:
         stream.thread = threading.get_ident()
         try:
@@ -120,6 +124,9 @@ class ThreadWorker(H2Serving, Worker):
                 return
             if isinstance(conn, H2Stream):
                 self.pull_stream(conn)
+                continue
+            if isinstance(conn, H2Closing):
+                conn.run()
                 continue
             # The connection is this thread's until it is handed back below.
             conn.thread = threading.get_ident()
@@ -164,9 +171,14 @@ class ThreadWorker(H2Serving, Worker):
     def finish(self) -> None:
         # Past this point nothing is in flight, or graceful_timeout has run out: threads still
         # busy end with the process.
-        # Requests still queued are not started: their connections are closing.
+        # Requests still queued are not started: their connections are closing. Closes of
+        # HTTP/2 exchanges still queued run here (the application's close() and the access
+        # log are owed), and from now on in the loop.
+        self.h2_offload = False
         with contextlib.suppress(queue.Empty):
             while True:
-                self.jobs.get_nowait()
+                job = self.jobs.get_nowait()
+                if isinstance(job, H2Closing):
+                    job.run()
         for _ in self.threads:
             self.jobs.put(None)

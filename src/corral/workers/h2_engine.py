@@ -30,7 +30,7 @@ from corral.adapters.response_h2 import H2Head, error_head
 from corral.http.h2_negotiation import SWITCHING_PROTOCOLS
 from corral.workers.connection import H2, RECV_SIZE, Connection
 from corral.workers.h2_output import OUT_LIMIT, H2Link, H2Output
-from corral.workers.h2_stream import H2Input, H2Stream, StreamHub
+from corral.workers.h2_stream import H2Closing, H2Input, H2Stream, StreamHub
 from corral.workers.h2_upkeep import H2Upkeep
 from corral.workers.heartbeat import REASON_MAX_REQUESTS
 
@@ -77,6 +77,7 @@ class H2Serving(H2Upkeep, H2Output):
     h2_hub: StreamHub
     h2_session_limits: H2Limits
     h2_handlers: dict[type, Callable[[Connection, Any, float], None]]
+    h2_offload = False  # closes go to the threads (set by the worker while they run)
 
     if TYPE_CHECKING:
 
@@ -84,6 +85,7 @@ class H2Serving(H2Upkeep, H2Output):
         def retire(self, reason: int) -> None: ...
         def report_stuck(self, conn: Connection, now: float) -> None: ...
         def submit_stream(self, stream: H2Stream) -> None: ...
+        def submit_close(self, job: H2Closing) -> None: ...
         def with_pre_request(self, req: Request, exchange: Any) -> Any: ...
 
     # ---- switching ----------------------------------------------------------------------------
@@ -313,12 +315,17 @@ class H2Serving(H2Upkeep, H2Output):
                 session.close()
 
     def h2_close_exchange(self, stream: H2Stream) -> None:
+        """Close the exchange of a stream that ended early: its close() runs the application's
+        (and logs the request), so it goes to a thread; in the loop only with --threads 1 or
+        once the threads are stopping."""
         exchange, stream.exchange = stream.exchange, None
-        if exchange is not None:
-            try:
-                stream.context.run(exchange.close)
-            except Exception:
-                log.exception("Error closing the response to %s", stream.remote_addr)
+        if exchange is None:
+            return
+        job = H2Closing(stream, exchange)
+        if self.h2_offload:
+            self.submit_close(job)
+        else:
+            job.run()
 
     def h2_closing(self, conn: Connection) -> None:
         """The connection is being closed: every stream ends with it."""

@@ -299,6 +299,25 @@ class H2Stream:
             self.hub.cond.notify_all()
 
 
+class H2Closing:
+    """A job for a thread: close the exchange of a stream that ended before its response did
+    (reset, connection closed). The application's close() may take its time, and the loop
+    must never wait for it."""
+
+    __slots__ = ("context", "exchange", "remote_addr")
+
+    def __init__(self, stream: H2Stream, exchange: Any) -> None:
+        self.context = stream.context
+        self.exchange = exchange
+        self.remote_addr = stream.remote_addr
+
+    def run(self) -> None:
+        try:
+            self.context.run(self.exchange.close)
+        except Exception:
+            log.exception("Error closing the response to %s", self.remote_addr)
+
+
 class H2Input(Body):
     """wsgi.input for a streamed request body: read from the stream's inbox as it arrives."""
 

@@ -1,0 +1,181 @@
+"""Review of HTTP/2 on the gthread worker: races between request threads and the loop, and
+what one stream or one client can do to the others, through the real server and the h2 client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import ssl
+import threading
+from pathlib import Path
+
+import h2.errors
+import pytest
+
+from support.gthread_h2_client import Client
+from support.pki import make_pki, tls_args
+from support.server import Server
+
+APP = "support.gthread_h2_review_apps:app"
+H2_ARGS = ("-k", "gthread", "--http-protocols", "h2,h1", "--http2-cleartext", "both")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("pki")
+    make_pki(directory)
+    return directory
+
+
+def server(*extra: str, threads: int = 4) -> Server:
+    return Server(APP, *H2_ARGS, "--threads", str(threads), *extra)
+
+
+def test_reset_stream_close_does_not_block_the_loop() -> None:
+    # The iterable of a reset stream is closed; its close() waits for /release on another
+    # connection. Run in the loop, it would hold every connection until it gave up.
+    with server() as srv, Client(srv.port) as first, Client(srv.port) as second:
+        sid = first.request("/hold-close")
+        first.until(lambda: len(first.data[sid]) > 0, "first bytes")
+        first.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+        first.flush()
+        assert first.response(first.request("/")) == (200, b"hello")
+        assert second.response(second.request("/release")) == (200, b"released")
+
+
+# ---- stress: resets, abrupt closes and worker stops, mixed ---------------------------------
+
+_EXPECTED = {
+    "/": b"hello",
+    "/stream?n=8": b"s" * 16384 * 8,
+    "/write?n=8": b"w" * 16384 * 8,
+}
+_UPLOAD = b"u" * 100000
+
+
+def _client(port: int, tls: ssl.SSLContext | None) -> Client:
+    return Client(port, ssl_context=tls)
+
+
+def _open(client: Client, rng: random.Random) -> tuple[int, bytes]:
+    """One stream of a random kind; (stream id, the body it must answer)."""
+    kind = rng.randrange(5)
+    if kind < 3:
+        path = list(_EXPECTED)[kind]
+        return client.request(path), _EXPECTED[path]
+    sid = client.conn.get_next_available_stream_id()
+    fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"localhost")]
+    fields.append((b":path", b"/read"))
+    if kind == 3:  # a Content-Length: the loop collects it first
+        fields.append((b"content-length", b"%d" % len(_UPLOAD)))
+    # else no Content-Length: streamed to wsgi.input as it comes
+    client.conn.send_headers(sid, fields)
+    client.data[sid] = bytearray()
+    client.flush()
+    client.send_body(sid, _UPLOAD)
+    return sid, b"%d" % len(_UPLOAD)
+
+
+def _settled(client: Client, sid: int) -> bool:
+    goaway = client.goaway
+    return (
+        sid in client.ended
+        or sid in client.resets
+        or (goaway is not None and sid > goaway.last_stream_id)
+    )
+
+
+def _round(port: int, rng: random.Random, tls: ssl.SSLContext | None) -> int:
+    """One connection: a batch of streams, some reset (at once or once data came), maybe an
+    abrupt close; every stream not reset must be answered in full (or be beyond the GOAWAY).
+    The number of streams answered."""
+    with _client(port, tls) as client:
+        wanted: dict[int, bytes] = {}
+        reset: set[int] = set()
+        try:
+            for _ in range(rng.randrange(1, 10)):
+                if client.goaway is not None:
+                    break
+                sid, body = _open(client, rng)
+                wanted[sid] = body
+                if rng.random() < 0.2:
+                    client.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+                    client.flush()
+                    reset.add(sid)
+            if rng.random() < 0.1:
+                return 0  # closed with everything in flight
+            for sid in wanted:
+                if sid not in reset and rng.random() < 0.1:
+                    client.until(lambda s=sid: client.data[s] or _settled(client, s))
+                    if not _settled(client, sid):
+                        client.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+                        client.flush()
+                        reset.add(sid)
+            client.until(lambda: all(_settled(client, s) for s in wanted if s not in reset))
+        except (EOFError, OSError):
+            # The server may close after its GOAWAY once the streams it named are done (a
+            # send may fail first): read what is left, the GOAWAY included.
+            with contextlib.suppress(EOFError, OSError):
+                while True:
+                    client.pump()
+            assert client.goaway is not None, "closed without GOAWAY"
+            last = client.goaway.last_stream_id
+            lost = [s for s in wanted if s <= last and s not in reset and not _settled(client, s)]
+            assert not lost, f"streams {lost} dropped"
+        served = 0
+        for sid, body in wanted.items():
+            if sid in client.ended and sid not in reset and sid not in client.resets:
+                assert int(client.headers[sid][b":status"]) == 200
+                assert bytes(client.data[sid]) == body, sid
+                served += 1
+        return served
+
+
+def _stress(port: int, tls: ssl.SSLContext | None, rounds: int, seed: int) -> int:
+    served = [0] * 4
+    errors: list[BaseException] = []
+
+    def run(n: int) -> None:
+        rng = random.Random(seed * 10 + n)
+        try:
+            for _ in range(rounds):
+                served[n] += _round(port, rng, tls)
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return sum(served)
+
+
+def _assert_clean(log: str) -> None:
+    for word in ("Traceback", "Unexpected error", "CRITICAL", "Worker exiting (pid: "):
+        # Workers retire (max_requests) with "Autorestarting"; none may die otherwise.
+        if word.startswith("Worker exiting"):
+            continue
+        assert word not in log, log[-5000:]
+
+
+@pytest.mark.parametrize(("threads", "tls"), [(4, False), (1, False), (4, True)])
+def test_stress_resets_closes_and_stops(threads: int, tls: bool, pki: Path) -> None:
+    args: list[str] = ["--max-requests", "150", "--max-requests-jitter", "50"]
+    context = None
+    if tls:
+        args += tls_args(pki)
+        context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+        context.set_alpn_protocols(["h2"])
+    runs = int(os.environ.get("CORRAL_H2_REVIEW_RUNS", "1"))
+    with Server(APP, *H2_ARGS, "--threads", str(threads), *args, workers=2) as srv:
+        for run in range(runs):
+            served = _stress(srv.port, context, 40, run)
+            assert served > 0
+            with _client(srv.port, context) as client:
+                assert client.response(client.request("/")) == (200, b"hello")
+        _assert_clean(srv.log())
