@@ -1,0 +1,277 @@
+"""--protocol uwsgi behind the real nginx (`uwsgi_pass` with `include uwsgi_params;`, the
+directives of examples/nginx-uwsgi.conf), over TCP and over a unix socket, with a Flask app on
+gthread and a FastAPI app on asgi: a GET with a query and headers, a POST with a body, a
+streamed response, REMOTE_PORT from nginx's variable, and HTTPS believed from a trusted peer
+only. Skipped when nginx is not installed (.ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reliability.test_nginx import NGINX, answers, free_port, stop_nginx
+from support.server import ROOT, Server, wait_for
+
+pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
+
+EXAMPLE = ROOT / "examples" / "nginx-uwsgi.conf"
+PARAMS = Path("/etc/nginx/uwsgi_params")
+
+# The locations of the example, plus /secure/: the same with `HTTPS on` (the test's nginx
+# listens on plain HTTP and plays a TLS terminator). /tcp and /unix pick the upstream; the
+# rewrite makes PATH_INFO differ from REQUEST_URI, as an application mounted under a prefix sees.
+LOCATION = """
+        location /{name}/ {{
+            rewrite ^/{name}(/.*)$ $1 break;
+{directives}{extra}        }}
+"""
+
+
+def example_directives() -> list[str]:
+    """The directives of the example's `location / {}` block."""
+    block = EXAMPLE.read_text().split("location / {", 1)[1].split("}", 1)[0]
+    return [line.strip() for line in block.splitlines() if line.strip()]
+
+
+CONFIG = """
+{user}
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{
+    worker_connections 256;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    client_max_body_size 10m;
+    server {{
+        listen 127.0.0.1:{port};
+{locations}
+    }}
+}}
+"""
+
+
+def nginx_config(tmp: Path, port: int, corral_port: int, sock: Path) -> str:
+    upstreams = {"tcp": f"127.0.0.1:{corral_port}", "unix": f"unix:{sock}"}
+    shipped = example_directives()
+
+    def directives(upstream: str) -> str:
+        lines = [
+            f"include {PARAMS};" if line == "include uwsgi_params;" else line for line in shipped
+        ]
+        lines = [f"uwsgi_pass {upstream};" if x.startswith("uwsgi_pass ") else x for x in lines]
+        return "".join(f"            {line}\n" for line in lines)
+
+    locations = "".join(
+        LOCATION.format(
+            name=f"{kind}{'-secure' if secure else ''}",
+            directives=directives(upstream),
+            extra="            uwsgi_param HTTPS on;\n" if secure else "",
+        )
+        for kind, upstream in upstreams.items()
+        for secure in (False, True)
+    )
+    return CONFIG.format(
+        user="user root;" if os.geteuid() == 0 else "",  # workers must reach tmp's socket
+        tmp=tmp,
+        port=port,
+        locations=locations,
+    )
+
+
+@contextlib.contextmanager
+def running_nginx(tmp: Path, corral_port: int, sock: Path) -> Iterator[int]:
+    assert NGINX is not None
+    for _ in range(5):
+        port = free_port()
+        conf = tmp / "nginx.conf"
+        conf.write_text(nginx_config(tmp, port, corral_port, sock))
+        proc = subprocess.Popen(
+            [NGINX, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            wait_for(lambda p=proc, n=port: p.poll() is not None or answers(n), 10, "nginx")
+            if proc.poll() is None:
+                yield port
+                return
+            log = (tmp / "error.log").read_text(errors="replace")
+            if "Address already in use" not in log:
+                raise AssertionError(f"nginx did not start:\n{log}")
+        finally:
+            stop_nginx(proc)
+    raise AssertionError("no free port for nginx after 5 tries")
+
+
+APPS = {
+    "flask-gthread": ("apps.uwsgi_flask_app:app", ["-k", "gthread", "--threads", "4"]),
+    "fastapi-asgi": ("apps.uwsgi_fastapi_app:app", ["-k", "asgi"]),
+}
+
+
+@contextlib.contextmanager
+def stack(tmp: Path, app: str, trusted: bool) -> Iterator[int]:
+    """corral with --protocol uwsgi on TCP and a unix socket, behind nginx: nginx's port."""
+    module, args = APPS[app]
+    sock = tmp / "corral.sock"
+    allow = "127.0.0.1" if trusted else "192.0.2.1"  # unix peers are trusted either way
+    extra = ["--protocol", "uwsgi", "-b", f"unix:{sock}", "--forwarded-allow-ips", allow]
+    with Server(module, *args, *extra) as srv, running_nginx(tmp, srv.port, sock) as port:
+        wait_for(sock.exists, 10, "corral's unix socket")
+        yield port
+
+
+def fetch(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes, int]:
+    """(status, headers, body, the client's own port)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        client_port = conn.sock.getsockname()[1]
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read(), client_port
+    finally:
+        conn.close()
+
+
+def info(port: int, path: str, **kwargs: Any) -> tuple[dict[str, Any], int]:
+    status, _, body, client_port = fetch(port, kwargs.pop("method", "GET"), path, **kwargs)
+    assert status == 200, body
+    return json.loads(body), client_port
+
+
+def seen(app: str, data: dict[str, Any]) -> dict[str, Any]:
+    """What the application was given, in WSGI terms for both apps."""
+    if app.startswith("flask"):
+        env = data["environ"]
+        return {
+            "path": env["PATH_INFO"],
+            "query": env["QUERY_STRING"],
+            "remote": (env["REMOTE_ADDR"], int(env["REMOTE_PORT"])),
+            "scheme": env["wsgi.url_scheme"],
+            "custom": env["HTTP_X_CUSTOM"],
+            "content_type": env["CONTENT_TYPE"],
+            "content_length": env["CONTENT_LENGTH"],
+        }
+    scope, headers = data["scope"], data["headers"]
+    return {
+        "path": scope["path"],
+        "query": scope["query_string"],
+        "remote": tuple(scope["client"]),
+        "scheme": scope["scheme"],
+        "custom": headers.get("x-custom"),
+        "content_type": headers.get("content-type"),
+        "content_length": headers.get("content-length"),
+    }
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_through_nginx_trusted(app: str, tmp_path: Path) -> None:
+    with stack(tmp_path, app, trusted=True) as port:
+        for kind in ("tcp", "unix"):
+            data, client_port = info(
+                port, f"/{kind}/info/a%20b/c?x=1&y=%2F", headers={"X-Custom": "one two"}
+            )
+            got = seen(app, data)
+            assert got["path"] == "/info/a b/c"
+            assert got["query"] == "x=1&y=%2F"
+            assert data["args"] == {"x": "1", "y": "/"}
+            assert got["custom"] == "one two"
+            # REMOTE_ADDR/REMOTE_PORT are nginx's $remote_addr/$remote_port: this client.
+            assert got["remote"] == ("127.0.0.1", client_port)
+            assert got["scheme"] == "http"
+
+            form = b"name=corral&z=" + b"x" * 100_000
+            data, _ = info(
+                port,
+                f"/{kind}/info/post",
+                method="POST",
+                body=form,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            got = seen(app, data)
+            assert data["body"] == form.decode()
+            assert got["content_type"] == "application/x-www-form-urlencoded"
+            assert got["content_length"] == str(len(form))
+
+            status, headers, body, _ = fetch(port, "GET", f"/{kind}/stream?count=2000")
+            assert status == 200
+            assert body == b"".join(b"chunk %d\n" % i for i in range(2000))
+            # nginx framed it for the client; no chunk markers leaked into the body.
+            assert "Content-Length" in headers or headers.get("Transfer-Encoding") == "chunked"
+
+            data, _ = info(port, f"/{kind}-secure/info/s")
+            assert seen(app, data)["scheme"] == "https"
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_untrusted_peer_cannot_say_https(app: str, tmp_path: Path) -> None:
+    with stack(tmp_path, app, trusted=False) as port:
+        data, client_port = info(port, "/tcp-secure/info/s")
+        got = seen(app, data)
+        assert got["scheme"] == "http"
+        # The connection's own peer: nginx's upstream socket, not the client.
+        assert got["remote"][0] == "127.0.0.1" and got["remote"][1] != client_port
+        data, client_port = info(port, "/unix-secure/info/s")  # a unix peer is trusted
+        assert seen(app, data)["scheme"] == "https"
+
+
+def test_malformed_packet_closes_the_connection(tmp_path: Path) -> None:
+    module, args = APPS["flask-gthread"]
+    with Server(module, *args, "--protocol", "uwsgi") as srv:
+        for raw in (b"\x05\x00\x00\x00", b"\x00\x05\x00\x00\x09\x00abc"):
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+                sock.sendall(raw)
+                out = b""
+                while chunk := sock.recv(65536):
+                    out += chunk
+            assert out.startswith((b"HTTP/1.1 501", b"HTTP/1.1 400")), out
+        assert "Traceback" not in srv.log()
+
+
+def test_example_config_is_valid_nginx(tmp_path: Path) -> None:
+    """The example's location is what the tests above run; `nginx -t` checks the rest, with
+    its files (pid, logs, socket) moved into a temporary directory."""
+    assert example_directives()[:2] == ["include uwsgi_params;", "uwsgi_pass corral;"]
+    text = EXAMPLE.read_text()
+    for old, new in {
+        "user www-data;": "user root;" if os.geteuid() == 0 else "",
+        "/run/nginx.pid": str(tmp_path / "nginx.pid"),
+        "/var/log/nginx/": f"{tmp_path}/",
+        "include uwsgi_params;": f"include {PARAMS};",
+    }.items():
+        text = text.replace(old, new)
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(text)
+    assert NGINX is not None
+    done = subprocess.run(
+        [NGINX, "-t", "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "error.log")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
