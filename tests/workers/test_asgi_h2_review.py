@@ -4,6 +4,10 @@ each through a real server."""
 from __future__ import annotations
 
 import base64
+import time
+from pathlib import Path
+
+import h2.settings
 
 from support.asgi_h2_client import H2Client
 from support.client import connect, read_response
@@ -47,3 +51,39 @@ def test_a_body_that_stops_coming_ends_the_stream_after_timeout() -> None:
         stream = client.streams[stream_id]
         assert stream.status == 408  # no head was out: a whole answer, then RST_STREAM
         assert client.get("/after").status == 200  # the connection goes on
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_pathsend_to_a_wide_window_reads_the_file_a_bounded_chunk_at_a_time(
+    tmp_path: Path,
+) -> None:
+    """`http.response.pathsend` read as much of the file at once as the client's window
+    allowed: a client announcing a 2 GiB window (and reading nothing) made the worker read a
+    whole 400 MB file into memory, per stream."""
+    path = tmp_path / "large.bin"
+    with path.open("wb") as file:
+        file.truncate(400 * 1024 * 1024)  # sparse: the test itself stays small
+    huge = 2**31 - 1
+    settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: huge}
+    env = {"CORRAL_TEST_PATHSEND": str(path)}
+    with Server(APP, *H2C, env=env) as srv:
+        [worker] = srv.worker_pids()
+        with H2Client(srv.port) as warm:
+            assert warm.get("/warm").status == 200
+        before = rss_kib(worker)
+        with H2Client(srv.port, settings=settings, auto_credit=False) as client:
+            client.conn.increment_flow_control_window(huge - 65535)
+            client.flush()
+            client.request("/pathsend")
+            deadline = time.monotonic() + 3
+            peak = before
+            while time.monotonic() < deadline:
+                peak = max(peak, rss_kib(worker))
+                time.sleep(0.05)
+            assert peak - before < 100_000, (before, peak)

@@ -41,6 +41,9 @@ _SERVER_OWNED = HOP_BY_HOP | {"content-length", "proxy-connection"}
 _SERVER = SERVER_SOFTWARE.split("/")[0].encode()
 _DIRECT_FLUSH = 16384  # a body chunk at least this big is written at once, not with the batch
 _FILE_CHUNK = 65536
+# The most of a file read at once, however wide the client's window: a window of 2 GiB that
+# the client does not read must not become 2 GiB of file in memory.
+_FILE_CHUNK_MAX = 1 << 20
 
 
 def response_fields(headers: Any) -> tuple[list[tuple[bytes, bytes]], int | None, Any]:
@@ -416,7 +419,8 @@ class H2Stream:
                 return
             while left > 0:
                 # A file shorter than announced ends in a short body, which is reset.
-                chunk = file.read(min(left, max(_FILE_CHUNK, self.session.window(self.stream_id))))
+                window = self.session.window(self.stream_id)
+                chunk = file.read(min(left, max(_FILE_CHUNK, min(window, _FILE_CHUNK_MAX))))
                 left = 0 if not chunk else left - len(chunk)
                 await self.send_body(chunk, left > 0)
 
