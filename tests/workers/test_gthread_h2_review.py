@@ -179,3 +179,25 @@ def test_stress_resets_closes_and_stops(threads: int, tls: bool, pki: Path) -> N
             with _client(srv.port, context) as client:
                 assert client.response(client.request("/")) == (200, b"hello")
         _assert_clean(srv.log())
+
+
+@pytest.mark.parametrize("threads", [4, 1])
+def test_stream_opened_with_a_reset_after_max_requests_is_served(threads: int) -> None:
+    # One packet: a request that retires the worker (max_requests 1) and waits for its body,
+    # its reset, and another request. The reset stream was the only one the worker held, but
+    # the session had the next one open already: the GOAWAY that follows names it, so it
+    # must be served, not dropped with the connection.
+    with server("--max-requests", "1", threads=threads) as srv, Client(srv.port) as client:
+        client.flush()
+        upload = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"localhost")]
+        client.conn.send_headers(1, [*upload, (b":path", b"/read"), (b"content-length", b"10")])
+        client.conn.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
+        get = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"localhost")]
+        client.conn.send_headers(3, [*get, (b":path", b"/")], end_stream=True)
+        client.data[3] = bytearray()
+        client.flush()
+        with contextlib.suppress(EOFError):
+            client.until(lambda: 3 in client.ended or 3 in client.resets, "stream 3")
+        assert client.goaway is None or client.goaway.last_stream_id >= 3
+        assert 3 in client.ended, "stream 3, named by the GOAWAY, was dropped"
+        assert int(client.headers[3][b":status"]) == 200 and client.data[3] == b"hello"

@@ -311,7 +311,10 @@ class H2Serving(H2Upkeep, H2Output):
         session.finished(stream.stream_id)
         if not link.streams:
             link.idle_since = now
-            if not self.alive:
+            # Stopping: the connection ends with its last stream, unless the session has
+            # opened another one whose event is still to come in this same batch (its GOAWAY
+            # would name a stream then dropped with the connection).
+            if not self.alive and session.idle:
                 session.close()
 
     def h2_close_exchange(self, stream: H2Stream) -> None:
