@@ -4,9 +4,16 @@ each through a real server."""
 from __future__ import annotations
 
 import base64
+import random
+import shutil
+import signal
+import subprocess
+import threading
 import time
 from pathlib import Path
 
+import h2.errors
+import h2.exceptions
 import h2.settings
 
 from support.asgi_h2_client import H2Client
@@ -87,3 +94,150 @@ def test_pathsend_to_a_wide_window_reads_the_file_a_bounded_chunk_at_a_time(
                 peak = max(peak, rss_kib(worker))
                 time.sleep(0.05)
             assert peak - before < 100_000, (before, peak)
+
+
+# --- stress: resets, client GOAWAYs, abrupt closes and worker stops, mixed ----------------
+
+STRESS = (*H2C, "--http2-max-concurrent-streams", "16", "--timeout", "2")
+STRESS += ("--asgi-disconnect-grace-period", "1", "--graceful-timeout", "4")
+
+
+def slots_all_free(client: H2Client) -> bool:
+    """All 16 places of the connection can be taken at once (none leaked): sixteen streams
+    side by side, none refused. A refusal is retried a few times: places held by streams
+    still ending (a grace period, a body being taken, a stalled body) come back within a few
+    seconds; leaked ones never do. (Few tries: refusals spend the connection's budget.)"""
+    refused = h2.errors.ErrorCodes.REFUSED_STREAM
+    for _ in range(5):
+        ids = [client.request("/echo", method="POST", body=b"s" * 100) for _ in range(16)]
+        client.wait(lambda ids=ids: all(client.done(i) for i in ids), timeout=20)
+        if not any(client.streams[i].reset == refused for i in ids):
+            return all(client.streams[i].data == b"s" * 100 for i in ids)
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            client.read_once(0.1)
+    return False
+
+
+def stress_actions(client: H2Client, rng: random.Random, count: int) -> str:
+    """Random streams on one connection; how it ended: "open", "goaway" or "closed"."""
+    ws = [("sec-websocket-version", "13")]
+    live: list[int] = []
+    for _ in range(count):
+        action = rng.randrange(12)
+        if client.closed or client.goaway is not None:
+            return "closed"
+        live = [stream_id for stream_id in live if not client.done(stream_id)]
+        if action <= 6 and len(live) >= 12:
+            action = 7  # within the 16 places: refusals would spend the reset budget
+        if action == 0:
+            live.append(client.request("/echo", method="POST", body=b"p" * 5000, end=False))
+        elif action == 1:
+            live.append(client.request("/echo", method="POST", body=b"e" * 70000))
+        elif action == 2:
+            live.append(client.request("/big?200000"))
+        elif action == 3:
+            live.append(client.request("/wait-disconnect"))
+        elif action == 4:
+            live.append(client.request("/no-read", method="POST", body=b"n" * 40000, end=False))
+        elif action == 5:
+            live.append(
+                client.request(
+                    "/ws",
+                    method="CONNECT",
+                    headers=ws,
+                    end=False,
+                    extra_pseudo=[(":protocol", "websocket")],
+                )
+            )
+        elif action == 6:
+            live.append(client.request("/boom-after"))
+        elif action in (7, 8) and live:
+            victim = live.pop(rng.randrange(len(live)))
+            if not client.done(victim):
+                client.conn.reset_stream(victim, h2.errors.ErrorCodes.CANCEL)
+        elif action == 9 and rng.random() < 0.03:
+            client.conn.close_connection()
+            client.flush()
+            return "goaway"
+        elif action == 10 and rng.random() < 0.03:
+            return "closed"  # dropped with streams open
+        else:
+            client.read_once(0.002)
+        client.flush()
+    for stream_id in live:
+        if not client.done(stream_id):
+            client.conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+    client.flush()
+    return "open"
+
+
+def stress_client(port: int, seed: int, rounds: int, failures: list[str]) -> None:
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        try:
+            with H2Client(port) as client:
+                how = stress_actions(client, rng, 150)
+                if how == "goaway":
+                    client.read_until_closed(timeout=20)
+                elif (
+                    how == "open"
+                    and client.goaway is None
+                    and not client.closed
+                    and not slots_all_free(client)
+                ):
+                    failures.append(f"seed {seed}: a place of the connection leaked")
+        except AssertionError as exc:
+            # A worker stopping (HUP) sends GOAWAY and closes: that connection is over.
+            if "closed the connection" not in str(exc):
+                failures.append(f"seed {seed}: {exc!r}")
+        except (ConnectionError, OSError, h2.exceptions.ProtocolError):
+            pass  # the stopping worker closed the connection under the client
+
+
+def test_stress_resets_goaways_closes_and_stops() -> None:
+    """Thousands of streams on six clients: partial bodies, unread bodies, large responses,
+    WebSockets, failures after the head, resets at random points, client GOAWAYs, dropped
+    connections, and the worker replaced (HUP) in the middle. Every connection still open
+    at the end of its round can take all 16 of its places at once; the server logs no
+    traceback, and serves h2load afterwards."""
+    with Server(APP, *STRESS, workers=2) as srv:
+        for round_ in range(3):
+            failures: list[str] = []
+            threads = [
+                threading.Thread(
+                    target=stress_client, args=(srv.port, round_ * 10 + n, 4, failures)
+                )
+                for n in range(6)
+            ]
+            for thread in threads:
+                thread.start()
+            time.sleep(0.5)
+            srv.signal(signal.SIGHUP)  # the workers stop gracefully while streams run
+            for thread in threads:
+                thread.join(120)
+            assert not any(thread.is_alive() for thread in threads), "a client hung"
+            assert not failures, failures
+        srv.wait_log("Worker exiting", 6, timeout=30)  # h2load gives up on a GOAWAY
+        with H2Client(srv.port) as client:
+            assert client.get("/after").status == 200
+            assert slots_all_free(client)
+        tool = shutil.which("h2load")
+        assert tool is not None
+        out = subprocess.run(
+            [tool, "-n", "2000", "-c", "4", "-m", "8", f"http://127.0.0.1:{srv.port}/hello"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+        assert "2000 succeeded" in out, out
+        log = srv.log()
+        for bad in ("Fatal error", "Error in", "socket.send() raised", "TIMEOUT"):
+            assert bad not in log, log
+        assert not unexpected_tracebacks(log), log
+
+
+def unexpected_tracebacks(log: str) -> list[str]:
+    """The tracebacks in `log` other than the application's own failure after its head."""
+    blocks = [part.split("\n[", 1)[0] for part in log.split("Traceback (most recent")[1:]]
+    return [block for block in blocks if "boom after the head" not in block]
