@@ -1103,6 +1103,18 @@ Over uwsgi, REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT and HTTPS come fr
 variables only when the peer is in forwarded_allow_ips (a unix socket always is); each
 connection carries one request and is closed after the response. See docs/deployment.md.""",
     )
+    uwsgi_allow_ips: list[str] = setting(
+        ["127.0.0.1", "::1"],
+        "--uwsgi-allow-from",
+        section=_MECHANICS,
+        convert=conv.forwarded_ips,
+        meta="STRING",
+        help="""
+Under `--protocol uwsgi`, the peers allowed to send requests at all: a comma-separated list of
+addresses and networks, or `*` for any peer. A connection from another address gets 403 and is
+closed; unix socket peers are always allowed. Which of nginx's variables are believed is
+decided separately, by forwarded_allow_ips.""",
+    )
     proxy_allow_ips: list[str] = setting(
         ["127.0.0.1", "::1"],
         "--proxy-allow-from",
