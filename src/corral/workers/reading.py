@@ -22,6 +22,7 @@ from corral.http.parser import Limits, Request, parse_head
 from corral.http.proxy import parse_proxy_header
 from corral.http.uwsgi import Packet, parse_packet
 from corral.http.writer import CONTINUE
+from corral.trust import is_trusted
 from corral.workers.connection import BODY, HEAD, RECV_SIZE, Connection
 from corral.workers.heartbeat import REASON_MAX_REQUESTS
 
@@ -234,6 +235,10 @@ class RequestReading:
         the scheme is believed from a trusted peer only. One request per connection: nginx
         reads the response until the connection closes."""
         try:
+            if conn.remote_port and not is_trusted(
+                (conn.remote_addr, 0), tuple(self.settings.uwsgi_allow_ips)
+            ):  # a TCP peer outside uwsgi_allow_ips (unix peers have no port)
+                raise ProtocolError(403, "uwsgi request from a peer not in uwsgi_allow_ips")
             parsed = parse_packet(buf, self.limits)
         except ProtocolError as exc:
             self.reject(conn, exc)
