@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from corral.errors import ProtocolError
 from corral.http.parser import Request, parse_head
 from corral.http.uwsgi import Packet, parse_packet
+from corral.trust import is_trusted
 
 if TYPE_CHECKING:
     from corral.workers.asgi_http import HttpProtocol
@@ -22,6 +24,10 @@ def parse_request(conn: HttpProtocol) -> tuple[Request, int] | None:
     worker = conn.worker
     if worker.settings.protocol != "uwsgi":
         return parse_head(conn.buf, worker.limits)
+    if conn.client is not None and not is_trusted(
+        conn.client, tuple(worker.settings.uwsgi_allow_ips)
+    ):  # a TCP peer outside uwsgi_allow_ips (a unix peer has no client address)
+        raise ProtocolError(403, "uwsgi request from a peer not in uwsgi_allow_ips")
     parsed = parse_packet(conn.buf, worker.limits)
     if parsed is None:
         return None
