@@ -244,13 +244,47 @@ def test_malformed_packet_closes_the_connection(tmp_path: Path) -> None:
     module, args = APPS["flask-gthread"]
     with Server(module, *args, "--protocol", "uwsgi") as srv:
         for raw in (b"\x05\x00\x00\x00", b"\x00\x05\x00\x00\x09\x00abc"):
-            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
-                sock.sendall(raw)
-                out = b""
-                while chunk := sock.recv(65536):
-                    out += chunk
+            out = exchange(srv.port, raw)
             assert out.startswith((b"HTTP/1.1 501", b"HTTP/1.1 400")), out
         assert "Traceback" not in srv.log()
+
+
+def uwsgi_packet(env: dict[str, str]) -> bytes:
+    block = b"".join(
+        len(k).to_bytes(2, "little") + k.encode() + len(v).to_bytes(2, "little") + v.encode()
+        for k, v in env.items()
+    )
+    return b"\x00" + len(block).to_bytes(2, "little") + b"\x00" + block
+
+
+def exchange(port: int, raw: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(raw)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    return out
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_uwsgi_allow_ips(app: str, tmp_path: Path) -> None:
+    """Gunicorn's uwsgi_allow_ips: a TCP peer outside it gets 403; a unix peer is served."""
+    module, args = APPS[app]
+    sock = tmp_path / "corral.sock"
+    extra = ["--protocol", "uwsgi", "--uwsgi-allow-from", "192.0.2.1", "-b", f"unix:{sock}"]
+    raw = uwsgi_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/info/x", "REQUEST_URI": "/info/x"})
+    with Server(module, *args, *extra) as srv:
+        assert exchange(srv.port, raw).startswith(b"HTTP/1.1 403 ")
+        wait_for(sock.exists, 10, "corral's unix socket")
+        with socket.socket(socket.AF_UNIX) as unix:
+            unix.settimeout(10)
+            unix.connect(str(sock))
+            unix.sendall(raw)
+            out = b""
+            while chunk := unix.recv(65536):
+                out += chunk
+        assert out.startswith(b"HTTP/1.1 200 "), out
+        assert b'"rest":"x"' in out.replace(b" ", b"")
 
 
 def test_example_config_is_valid_nginx(tmp_path: Path) -> None:
