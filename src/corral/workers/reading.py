@@ -9,6 +9,7 @@ application.
 
 from __future__ import annotations
 
+import functools
 import logging
 import select
 from typing import TYPE_CHECKING
@@ -224,7 +225,7 @@ class RequestReading:
         else:  # the usual request: no body, straight to the executor
             self.dispatch(conn, req, EMPTY_BODY, rest, now)
 
-    @property
+    @functools.cached_property
     def uwsgi(self) -> bool:
         """--protocol uwsgi: every connection starts with a uwsgi packet, not an HTTP head."""
         return self.settings.protocol == "uwsgi"
