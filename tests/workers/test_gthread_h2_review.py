@@ -201,3 +201,38 @@ def test_stream_opened_with_a_reset_after_max_requests_is_served(threads: int) -
         assert client.goaway is None or client.goaway.last_stream_id >= 3
         assert 3 in client.ended, "stream 3, named by the GOAWAY, was dropped"
         assert int(client.headers[3][b":status"]) == 200 and client.data[3] == b"hello"
+
+
+def _post_without_length(client: Client) -> int:
+    sid: int = client.conn.get_next_available_stream_id()
+    fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"localhost")]
+    client.conn.send_headers(sid, [*fields, (b":path", b"/read")])
+    client.data[sid] = bytearray()
+    client.flush()
+    return sid
+
+
+def test_bodies_without_length_hold_no_thread_before_they_come() -> None:
+    # Streams whose body has no Content-Length and has not come: with two threads, four such
+    # streams must not keep another connection's request waiting (on HTTP/1.1 a chunked body
+    # is received by the loop first, up to request_body_buffer).
+    with server(threads=2) as srv, Client(srv.port) as idle, Client(srv.port) as other:
+        sids = [_post_without_length(idle) for _ in range(4)]
+        idle.conn.send_data(sids[0], b"x" * 1000)
+        idle.flush()
+        assert other.response(other.request("/")) == (200, b"hello")
+        for sid in sids:
+            idle.send_body(sid, b"y" * 5000)
+        for n, sid in enumerate(sids):
+            assert idle.response(sid) == (200, b"6000" if n == 0 else b"5000")
+
+
+def test_body_without_length_past_the_budget_is_streamed_whole() -> None:
+    body = os.urandom(700000)
+    with server("--request-body-buffer", "100000") as srv, Client(srv.port) as client:
+        sids = [_post_without_length(client) for _ in range(3)]
+        for sid in sids:
+            client.send_body(sid, body)
+        for sid in sids:
+            assert client.response(sid) == (200, b"700000")
+        assert client.response(client.request("/")) == (200, b"hello")

@@ -222,13 +222,19 @@ class H2Serving(H2Upkeep, H2Output):
         """Whether the loop collects this body before the application is called: one whose
         Content-Length fits in what is left of `request_body_buffer` for the connection (its
         streams together get no more than one HTTP/1.1 connection: the budget, and
-        `request_body_memory` of it in memory); with --threads 1 every body (the application
+        `request_body_memory` of it in memory), or one without a Content-Length while some of
+        the budget is left; with --threads 1 every body (the application
         runs in the loop and must never wait for a body the loop itself has to receive)."""
         budget = self.body_buffer
-        if not self.inline and (not budget or size is None or link.collected + size > budget):
+        room = budget - link.collected
+        if not self.inline and (room <= 0 or (size is not None and size > room)):
             return False
         memory = max(0, self.settings.request_body_memory - link.collected)
-        stream.reserved = budget if size is None else size
+        # A body without a Content-Length reserves what arrives, and is streamed once it
+        # outgrows the budget (h2_data), as a chunked one is on HTTP/1.1: handing it to a
+        # thread at once would let a few HEADERS frames hold every thread for `timeout`.
+        stream.open_ended = size is None and not self.inline
+        stream.reserved = 0 if size is None else size
         link.collected += stream.reserved
         stream.buffer = BodyBuffer(_Frames(), memory, 1 << 62)  # type: ignore[arg-type]
         return True
@@ -271,6 +277,14 @@ class H2Serving(H2Upkeep, H2Output):
         session.consumed(event.stream_id, event.flow)
         if stream.limit and buffer.size > stream.limit:
             self.h2_refuse(stream, 413)
+        elif stream.open_ended:
+            stream.reserved += len(event.data)
+            link.collected += len(event.data)
+            if link.collected > self.body_buffer:
+                # Past the budget: the application gets what is here, then the rest as it comes.
+                stream.buffer = None
+                stream.deadline = 0.0
+                self.h2_dispatch(stream, H2Input(stream, buffer.input()))
 
     def h2_refuse(self, stream: H2Stream, status: int) -> None:
         """A collected body that cannot be served: answer `status`, drop the body."""

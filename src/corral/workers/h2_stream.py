@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from corral.adapters.body import Body
 from corral.adapters.response import FileRange, StreamOutput
@@ -87,6 +87,7 @@ class H2Stream:
         "leftover",
         "limit",
         "link",
+        "open_ended",
         "pending",
         "produced",
         "progress",
@@ -137,6 +138,7 @@ class H2Stream:
         self.received = 0  # body bytes the application has read (thread side)
         self.limit = 0  # limit_request_body (0: none)
         self.reserved = 0  # of the connection's budget for bodies collected by the loop
+        self.open_ended = False  # collected without a Content-Length: reserved as it comes
         self.body_ended = False
         self.aborted = False
         self.running = False  # a pull is on a thread (or queued for one)
@@ -323,14 +325,22 @@ class H2Input(Body):
 
     __slots__ = ("stream",)
 
-    def __init__(self, stream: H2Stream) -> None:
+    def __init__(self, stream: H2Stream, prefix: IO[bytes] | None = None) -> None:
         self.stream = stream
         self._buf = bytearray()
-        self._prefix = None
+        # What the loop collected before the body outgrew the connection's budget.
+        self._prefix = prefix
         self.failed = False
         self.leftover = b""
 
     def _fill(self) -> bool:
+        if self._prefix is not None:
+            part = self._prefix.read(65536)
+            if part:
+                self._buf += part
+                return True
+            self._prefix.close()
+            self._prefix = None
         try:
             data = self.stream.take_body()
         except BaseException:
@@ -343,7 +353,7 @@ class H2Input(Body):
 
     @property
     def done(self) -> bool:
-        return self.stream.body_ended and not self.stream.inbox
+        return self._prefix is None and self.stream.body_ended and not self.stream.inbox
 
     def close(self) -> None:
         """Nothing to release: the loop drops what the application left unread."""
