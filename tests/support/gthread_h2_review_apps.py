@@ -85,7 +85,13 @@ def _stream(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         yield chunk
 
 
+def _hang(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    _released.wait(60)
+    return _text(start_response, b"unstuck")
+
+
 ROUTES = {
+    "/hang": _hang,
     "/hold-close": _hold_close,
     "/release": _release,
     "/odd": _odd,

@@ -236,3 +236,29 @@ def test_body_without_length_past_the_budget_is_streamed_whole() -> None:
         for sid in sids:
             assert client.response(sid) == (200, b"700000")
         assert client.response(client.request("/")) == (200, b"hello")
+
+
+def test_a_stuck_stream_does_not_cut_the_others_short() -> None:
+    # A stream running past `timeout` retires the worker; the other stream of the same
+    # connection (a body the client sends slowly, then ends once the GOAWAY came) must
+    # still be served within graceful_timeout.
+    with server("--timeout", "3") as srv, Client(srv.port) as client:
+        client.request("/hang")
+        fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"localhost")]
+        sid = client.conn.get_next_available_stream_id()
+        client.conn.send_headers(sid, [*fields, (b":path", b"/read"), (b"content-length", b"40")])
+        client.data[sid] = bytearray()
+        sent = 0
+        client.sock.settimeout(0.5)
+        while client.goaway is None and sent < 39:
+            client.conn.send_data(sid, b"x")
+            client.flush()
+            sent += 1
+            with contextlib.suppress(TimeoutError):
+                client.pump()
+        assert client.goaway is not None, "the stuck stream did not retire the worker"
+        client.sock.settimeout(15)
+        client.conn.send_data(sid, b"x" * (40 - sent), end_stream=True)
+        client.flush()
+        assert client.response(sid) == (200, b"40")
+        srv.wait_log("has run for")

@@ -166,7 +166,12 @@ class ThreadWorker(H2Serving, Worker):
 
     def drained(self) -> bool:
         self.after_events()
-        return super().drained()
+        # An HTTP/2 connection is done with once every stream it still has is stuck: one
+        # stuck stream must not cut the others of its connection short.
+        return all(
+            conn.stuck if conn.h2 is None else self.h2_stuck_only(conn)
+            for conn in self.conns.values()
+        )
 
     def finish(self) -> None:
         # Past this point nothing is in flight, or graceful_timeout has run out: threads still

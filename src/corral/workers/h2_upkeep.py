@@ -163,6 +163,11 @@ class H2Upkeep:
         conn.thread, conn.started = stream.thread, stream.started
         self.report_stuck(conn, now)
 
+    def h2_stuck_only(self, conn: Connection) -> bool:
+        """Stopping: whether all that keeps this connection is streams stuck past `timeout`."""
+        streams = conn.h2.streams
+        return bool(streams) and all(stream.stuck for stream in streams.values())
+
     def h2_stop(self) -> None:
         """Graceful stop: GOAWAY on every HTTP/2 connection; idle ones close now."""
         now = time.monotonic()
