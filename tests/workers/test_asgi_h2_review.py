@@ -241,3 +241,26 @@ def unexpected_tracebacks(log: str) -> list[str]:
     """The tracebacks in `log` other than the application's own failure after its head."""
     blocks = [part.split("\n[", 1)[0] for part in log.split("Traceback (most recent")[1:]]
     return [block for block in blocks if "boom after the head" not in block]
+
+
+def test_answers_of_the_worker_end_their_stream_on_a_closed_window() -> None:
+    """A client that opens no window for response bodies (SETTINGS_INITIAL_WINDOW_SIZE 0, as
+    a client that grants window per stream does): the worker's own answers (the 500 of an
+    application that failed before its head, the health path) sent a head and no END_STREAM,
+    and nothing more ever went out on the stream, even when the client opened its window."""
+    settings = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}
+    with (
+        Server(APP, *H2C, "--health-path", "/healthz") as srv,
+        H2Client(srv.port, settings=settings) as client,
+    ):
+        client.wait(lambda: client.remote_settings_seen)
+        for path in ("/boom-before", "/healthz", "/no-response"):
+            stream_id = client.request(path)
+            client.wait(lambda s=stream_id: client.streams[s].headers, timeout=10)
+            if not client.done(stream_id):
+                client.conn.increment_flow_control_window(65535, stream_id)
+                client.flush()
+            client.wait(lambda s=stream_id: client.done(s), timeout=10)
+            stream = client.streams[stream_id]
+            assert stream.ended and stream.reset is None, (path, stream.data)
+            assert stream.status == (200 if path == "/healthz" else 500)

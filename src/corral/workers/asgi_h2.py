@@ -38,7 +38,7 @@ from corral.http.h2 import (
     WindowOpened,
 )
 from corral.http.parser import Request
-from corral.workers.asgi_h2_stream import H2Stream
+from corral.workers.asgi_h2_stream import H2Stream, answer_error
 from corral.workers.asgi_request import connection_scope, record
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class Http2Connection:
 
     def answer(self, stream_id: int, status: int, ended: bool) -> None:
         """Answered by the worker itself (a refusal, or the health path): a short text body."""
-        self.session.answer_error(stream_id, status)
+        answer_error(self.session, stream_id, status)
         if not ended:
             self.session.reset(stream_id, ErrorCodes.NO_ERROR)  # RFC 9113 §8.1: stop the body
         self.session.finished(stream_id)

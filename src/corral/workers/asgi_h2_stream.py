@@ -29,9 +29,10 @@ from corral import SERVER_SOFTWARE
 from corral.adapters.asgi import ClientGone, Message
 from corral.adapters.asgi_extensions import HEADER_BLOCK, HEADER_LINE, field_lines, trailer_fields
 from corral.http.parser import Request
-from corral.http.writer import HOP_BY_HOP, NO_BODY_STATUSES, date_header
+from corral.http.writer import HOP_BY_HOP, NO_BODY_STATUSES, REASONS, date_header
 
 if TYPE_CHECKING:
+    from corral.http.h2 import H2Session
     from corral.workers.asgi_h2 import Http2Connection
 
 log = logging.getLogger("corral.error")
@@ -70,6 +71,17 @@ def response_fields(headers: Any) -> tuple[list[tuple[bytes, bytes]], int | None
         bad = next((line for line in lines if HEADER_LINE.match(line) is None), ":")
         raise RuntimeError(f"invalid response header {bad.partition(':')[0]!r}")
     return fields, content_length, headers
+
+
+def answer_error(session: H2Session, stream_id: int, status: int) -> None:
+    """A whole error response made by the worker: `H2Session.answer_error`'s head and short
+    text body, or the head alone (Content-Length 0) when the client's window has no room for
+    the body: the stream would otherwise never end, since nothing sends the rest later."""
+    size = len(f"{status} {REASONS.get(status, 'Error')}\n")
+    if session.window(stream_id) >= size:
+        session.answer_error(stream_id, status)
+    else:
+        session.respond(stream_id, status, [(b"content-length", b"0")], True)
 
 
 class H2Stream:
@@ -362,7 +374,7 @@ class H2Stream:
         self.status = status
         self.headers = ()
         self.sent = 0
-        self.session.answer_error(self.stream_id, status)
+        answer_error(self.session, self.stream_id, status)
         self.set_over()
         self.conn.flush_soon()
 

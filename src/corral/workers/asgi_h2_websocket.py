@@ -29,7 +29,7 @@ from corral.errors import ProtocolError
 from corral.http.h2 import StreamOpened
 from corral.http.parser import Request
 from corral.http.websocket_handshake import Handshake, _extensions, _subprotocols
-from corral.workers.asgi_h2_stream import H2Stream, response_fields
+from corral.workers.asgi_h2_stream import H2Stream, answer_error, response_fields
 from corral.workers.asgi_request import connection_scope
 from corral.workers.asgi_websocket import CLOSE_TIMEOUT, WebSocketSession, websocket_scope
 
@@ -162,7 +162,7 @@ class H2WebSocketSession(WebSocketSession):
 
     def refuse(self, status: int) -> None:
         stream = self.stream
-        stream.session.answer_error(stream.stream_id, status)
+        answer_error(stream.session, stream.stream_id, status)
         stream.status = status
         stream.transport.finished()  # the answer ended the stream
         stream.conn.flush_soon()
