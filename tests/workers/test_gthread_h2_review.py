@@ -49,8 +49,8 @@ def test_reset_stream_close_does_not_block_the_loop() -> None:
 
 _EXPECTED = {
     "/": b"hello",
-    "/stream?n=8": b"s" * 16384 * 8,
-    "/write?n=8": b"w" * 16384 * 8,
+    "/stream?n=24": b"s" * 16384 * 24,  # past PULL_BUDGET: pulled in several goes
+    "/write?n=24": b"w" * 16384 * 24,  # past PUSH_LIMIT: write() waits
 }
 _UPLOAD = b"u" * 100000
 LOST_GOAWAYS: list[int] = []

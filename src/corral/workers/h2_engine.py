@@ -234,7 +234,10 @@ class H2Serving(H2Upkeep, H2Output):
         # outgrows the budget (h2_data), as a chunked one is on HTTP/1.1: handing it to a
         # thread at once would let a few HEADERS frames hold every thread for `timeout`.
         stream.open_ended = size is None and not self.inline
-        stream.reserved = 0 if size is None else size
+        if size is not None:
+            stream.reserved = size
+        elif self.inline:  # received whole whatever its size: counts as the whole budget
+            stream.reserved = budget
         link.collected += stream.reserved
         stream.buffer = BodyBuffer(_Frames(), memory, 1 << 62)  # type: ignore[arg-type]
         return True
