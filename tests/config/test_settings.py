@@ -521,7 +521,7 @@ BAD: list[tuple[Callable[[Any], object], object]] = [
     (conv.umask, "0o1000"),
     (conv.umask, True),
     (conv.worker_class, "eventlet"),
-    (conv.worker_class, "gevent"),
+    (conv.worker_class, "eventlet"),
     (conv.worker_class, "SYNC"),
     (conv.worker_class, 3),
     (conv.log_level, "warn"),

@@ -54,7 +54,7 @@ def check_refused(result: subprocess.CompletedProcess[str], name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["mypkg.MyWorker", "gevent", "eventlet", "gunicorn.workers.ggevent.GeventWorker"]
+    "name", ["mypkg.MyWorker", "eventlet", "tornado", "gunicorn.workers.geventlet.EventletWorker"]
 )
 def test_other_worker_classes_are_a_one_line_startup_error(name: str) -> None:
     args = ["--pythonpath", str(TESTS), "--bind", "127.0.0.1:0", "-k", name, "support.apps:echo"]
