@@ -90,7 +90,13 @@ def _hang(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _text(start_response, b"unstuck")
 
 
+def _nap(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    time.sleep(int(_query(environ).get("ms", "100")) / 1000)
+    return _text(start_response, b"rested")
+
+
 ROUTES = {
+    "/nap": _nap,
     "/hang": _hang,
     "/hold-close": _hold_close,
     "/release": _release,

@@ -274,3 +274,16 @@ def test_a_stuck_stream_does_not_cut_the_others_short() -> None:
         client.flush()
         assert client.response(sid) == (200, b"40")
         srv.wait_log("has run for")
+
+
+def test_a_stream_waiting_for_a_thread_is_not_reported_stuck() -> None:
+    # Ten 1-second requests on two threads: the last ones wait for a thread longer than
+    # `timeout` (3 s) but none runs for so long; none may be reported stuck (which retires
+    # the worker). The time a request runs is counted from when a thread takes it up.
+    with server("--timeout", "3", threads=2) as srv, Client(srv.port) as client:
+        sids = [client.request("/nap?ms=1000") for _ in range(10)]
+        for sid in sids:
+            assert client.response(sid) == (200, b"rested")
+        assert client.response(client.request("/")) == (200, b"hello")
+        assert "has run for" not in srv.log()
+        assert client.goaway is None

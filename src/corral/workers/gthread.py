@@ -103,6 +103,8 @@ class ThreadWorker(H2Serving, Worker):
 
     def pull_stream(self, stream: H2Stream) -> None:
         stream.thread = threading.get_ident()
+        # From now on the pull counts against `timeout` (not while it waited for a thread).
+        stream.started = time.monotonic()
         try:
             items, done = stream.context.run(stream.pull)
         except BaseException:

@@ -98,7 +98,7 @@ class H2Output:
                 continue
             stream.stalled = 0.0
             stream.pulls += 1
-            stream.started = now
+            stream.started = 0.0  # set by the thread that takes it up
             stream.running = True
             self.submit_stream(stream)
         data = session.output()

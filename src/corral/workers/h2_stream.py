@@ -152,7 +152,7 @@ class H2Stream:
         self.deadline = 0.0  # request_body_timeout, then response_write_timeout (0: none)
         self.progress = time.monotonic()
         self.pulls = 0  # pulls started: the first one runs whatever the window
-        self.started = 0.0  # when the current pull was handed to a thread
+        self.started = 0.0  # when a thread took up the current pull (0: still queued)
         self.thread = 0
         self.stuck = False
 
