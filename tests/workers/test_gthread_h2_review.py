@@ -7,14 +7,17 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import socket
 import ssl
 import threading
 from pathlib import Path
 
 import h2.errors
 import pytest
+from hyperframe.frame import GoAwayFrame
 
 from support.gthread_h2_client import Client
+from support.h2_client import PREFACE, FrameReader, frame, settings
 from support.pki import make_pki, tls_args
 from support.server import Server
 
@@ -287,3 +290,24 @@ def test_a_stream_waiting_for_a_thread_is_not_reported_stuck() -> None:
         assert client.response(client.request("/")) == (200, b"hello")
         assert "has run for" not in srv.log()
         assert client.goaway is None
+
+
+def test_goaway_survives_what_the_client_sent_after_it() -> None:
+    # A connection error, followed by a megabyte the server will never read: the GOAWAY must
+    # still reach the client, not be destroyed by the reset a close with unread input sends.
+    with server() as srv:
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=15)
+        # DATA on stream 0 is a connection error (RFC 9113 §6.1): PROTOCOL_ERROR.
+        bad = frame(0x0, 0, 0, b"x")
+        junk = frame(0x6, 0, 0, b"12345678") * 60000
+        sock.sendall(PREFACE + settings() + bad)
+        with contextlib.suppress(OSError):
+            sock.sendall(junk)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+        reader, frames = FrameReader(), []
+        with contextlib.suppress(OSError):
+            while data := sock.recv(65536):
+                frames += reader.feed(data)
+        sock.close()
+        assert any(isinstance(f, GoAwayFrame) for f in frames), frames
