@@ -264,3 +264,32 @@ def test_answers_of_the_worker_end_their_stream_on_a_closed_window() -> None:
             stream = client.streams[stream_id]
             assert stream.ended and stream.reset is None, (path, stream.data)
             assert stream.status == (200 if path == "/healthz" else 500)
+
+
+def test_a_body_held_back_by_the_connection_window_is_not_taken_for_a_stall() -> None:
+    """Sixteen streams whose application reads nothing fill the connection's 1 MiB window: a
+    seventeenth stream's body cannot come, through no fault of the client. It is not answered
+    408 after `timeout` (as a body the client stopped sending is): it waits for the window."""
+    with Server(APP, *H2C, "--timeout", "2") as srv, H2Client(srv.port) as client:
+        client.wait(lambda: client.conn.outbound_flow_control_window >= 1 << 20)
+        held = []
+        for _ in range(16):
+            stream_id = client.request("/hold", method="POST", body=b"", end=False)
+            assert client.send_data(stream_id, b"h" * 65535, True) == 65535
+            held.append(stream_id)
+        waiting = client.request("/echo", method="POST", body=b"", end=False)
+        body = b"w" * 100
+        sent = client.send_data(waiting, body, False)
+        assert sent < len(body)  # the connection's window is full
+        deadline = time.monotonic() + 6  # three times `timeout`
+        while time.monotonic() < deadline:
+            client.read_once(0.2)
+        assert not client.done(waiting), client.streams[waiting].headers
+        client.request("/release")
+        while sent < len(body):  # as soon as the window opens
+            client.read_once(0.05)
+            sent += client.send_data(waiting, body[sent:], True)
+        client.wait(lambda: client.done(waiting))
+        client.wait(lambda: all(client.done(s) for s in held), timeout=20)
+        assert client.streams[waiting].status == 200
+        assert client.streams[waiting].data == body

@@ -358,6 +358,11 @@ class Http2Connection:
                 self.stop_lingering(stream_id, reset=True)
         for stream in list(self.streams.values()):
             if stream.body_wait_since and now - stream.body_wait_since > timeout:
+                if not self.peer_may_send(stream.stream_id):
+                    # Held back by windows the other streams' unread bodies fill: the
+                    # application side is slow, not the client (HTTP/1.1 makes the same call).
+                    stream.body_wait_since = now
+                    continue
                 # As HTTP/1.1 answers a body that stops coming: 408, the stream stopped.
                 log.info(
                     "Ending stream %d from %s: no request body for %s seconds",
@@ -377,6 +382,16 @@ class Http2Connection:
                 )
                 stream.reset(ErrorCodes.CANCEL)
                 self.cancel_after_grace(stream)
+
+    def peer_may_send(self, stream_id: int) -> bool:
+        """Whether the client has window to send body bytes on the stream now."""
+        conn = self.session.conn
+        stream = conn.streams.get(stream_id)
+        return (
+            conn.inbound_flow_control_window > 0
+            and stream is not None
+            and stream.inbound_flow_control_window > 0
+        )
 
     def wind_down(self) -> None:
         """The worker is stopping: GOAWAY with the last stream served; the open ones finish
