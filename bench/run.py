@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import gevent_io
 import peers
 import report
 import session
@@ -42,7 +43,10 @@ SLOW_CLIENTS_SERVERS = (
     *("corral-sync", "corral-gthread-1", "corral-gthread-4"),
     *("gunicorn-sync", "gunicorn-gthread-1", "gunicorn-gthread-4", "granian"),
 )
-CHECKS = (STARVATION, SLOW_CLIENTS)
+# corral's gevent worker beside Gunicorn's (bench/gevent_io.py: its own upstream, servers
+# and tables, written to gevent-io.md beside results.md).
+GEVENT = "gevent"
+CHECKS = (STARVATION, SLOW_CLIENTS, GEVENT)
 
 
 def log(message: str) -> None:
@@ -363,6 +367,9 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or HERE / "results" / meta["date"]
     doc = report.document(meta, rounds.runs, rounds.checks, rounds.slow_checks)
     write(out, doc, toolbox.python)
+    if GEVENT in args.scenarios:
+        log("gevent: corral's gevent worker beside Gunicorn's (bench/gevent_io.py)")
+        sys.stdout.write("\n" + gevent_io.measure(args.rounds, args.duration, out))
 
 
 def write(out: Path, doc: dict[str, Any], python: Path, with_json: bool = True) -> None:
