@@ -15,9 +15,11 @@ from pathlib import Path
 import h2.errors
 import h2.exceptions
 import h2.settings
+from hyperframe.frame import GoAwayFrame
 
 from support.asgi_h2_client import H2Client
 from support.client import connect, read_response
+from support.h2_client import H2Client as RawH2Client
 from support.server import Server
 
 APP = "support.asgi_h2_apps:app"
@@ -294,3 +296,27 @@ def test_a_body_held_back_by_the_connection_window_is_not_taken_for_a_stall() ->
         client.wait(lambda: all(client.done(s) for s in held), timeout=20)
         assert client.streams[waiting].status == 200
         assert client.streams[waiting].data == body
+
+
+def test_streams_of_one_read_are_all_served_when_the_first_ends_the_connection() -> None:
+    """With --max-requests 1, two requests in one read: the first is the worker's last, and
+    the GOAWAY names the highest stream read (3). With eager tasks (Python 3.12+, run with
+    CORRAL_TEST_PYTHON) the first stream ended inside the read, closed the connection at once,
+    and stream 3, promised by that GOAWAY, was started on a closed connection and never
+    answered. (A raw client: h2's own takes nothing after a GOAWAY.)"""
+    with Server(APP, *H2C, "--max-requests", "1") as srv:
+        client = RawH2Client(srv.port)
+        try:
+            client.read_until(lambda: client.server_settings)
+            client.send(client.headers(1, path="/one") + client.headers(3, path="/two"))
+            client.read_until(lambda: client.closed, timeout=20)
+        finally:
+            client.sock.close()
+        goaways = [f for f in client.frames if isinstance(f, GoAwayFrame)]
+        assert goaways
+        last = min(f.last_stream_id for f in goaways)
+        for stream_id in (1, 3):
+            if stream_id <= last:  # promised: it must be answered
+                stream = client.streams.get(stream_id)
+                assert stream is not None and stream.ended, (stream_id, client.frames)
+                assert stream.status == 200

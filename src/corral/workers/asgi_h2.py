@@ -272,9 +272,15 @@ class Http2Connection:
         if self.streams or self.lingering:
             return
         if self.retiring or self.session.draining or not self.worker.alive:
-            self.close()
+            # Not at once: a task started eagerly (Python 3.12+) may end inside data_received,
+            # before the read's later streams, which the GOAWAY promised, have been opened.
+            self.conn.loop.call_soon(self.close_when_done)
         else:
             self.arm_idle()
+
+    def close_when_done(self) -> None:
+        if not self.streams and not self.lingering:
+            self.close()
 
     def cancel_after_grace(self, stream: H2Stream | H2WebSocket) -> None:
         """The peer reset the stream: its task hears http.disconnect, and is cancelled
