@@ -172,6 +172,14 @@ class Connection:
         with contextlib.suppress(OSError):
             self.sock.send(data)
 
+    def shutdown_write(self) -> bool:
+        """Send FIN but keep reading (a lingering close); False when the socket has failed."""
+        try:
+            self.sock.shutdown(_socket.SHUT_WR)
+        except OSError:
+            return False
+        return True
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()

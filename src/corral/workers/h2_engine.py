@@ -140,6 +140,9 @@ class H2Serving(H2Upkeep, H2Output):
 
     def on_h2(self, conn: Connection, mask: int, now: float) -> None:
         link: H2Link = conn.h2
+        if link.linger:
+            self.h2_discard(conn, now)
+            return
         if mask & _INPUT and len(link.out) < OUT_LIMIT:
             if self.h2_tls:
                 data: bytes | None = conn.advance()  # type: ignore[attr-defined]

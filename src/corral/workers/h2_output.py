@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral.adapters.response import FileRange
 from corral.adapters.response_h2 import END, RESET, H2Head
-from corral.workers.connection import Connection
+from corral.workers.connection import RECV_SIZE, Connection
 from corral.workers.h2_stream import H2Stream
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ log = logging.getLogger("corral.error")
 READ = select.EPOLLIN | select.EPOLLRDHUP
 WRITE = select.EPOLLOUT
 OUT_LIMIT = 262144
+LINGER_SECONDS = 2.0
 FILE_CHUNK = 262144
 _INTERNAL_ERROR = 0x2
 
@@ -45,6 +46,7 @@ class H2Link:
         "conn",
         "idle_since",
         "level",
+        "linger",
         "out",
         "session",
         "streams",
@@ -60,6 +62,7 @@ class H2Link:
         self.blocked = 0.0  # since when output waits and the socket takes none of it
         self.collected = 0  # body bytes its streams may have collected by the loop (declared)
         self.closed = False
+        self.linger = 0.0  # lingering close: until when input is read and dropped (0: not)
 
 
 class H2Output:
@@ -73,6 +76,7 @@ class H2Output:
         def close(self, conn: Connection) -> None: ...
         def submit_stream(self, stream: H2Stream) -> None: ...
         def h2_finish(self, conn: Connection, stream: H2Stream, now: float) -> None: ...
+        def h2_closing(self, conn: Connection) -> None: ...
 
     def h2_service(self, conn: Connection, now: float) -> None:
         """Move streams' output into the session, start pulls where windows are open, write,
@@ -110,9 +114,37 @@ class H2Output:
         if session.ended and not out and conn.flushed:
             if session.error:  # the peer's doing (a protocol error, a flood, its GOAWAY)
                 log.debug("HTTP/2 connection from %s ended: %s", conn.remote_addr, session.error)
+            self.h2_linger(conn, now)
+            return
+        self.h2_arm(conn)
+
+    def h2_linger(self, conn: Connection, now: float) -> None:
+        """The connection is over: its streams end, FIN goes out, and what the peer still
+        sends is read and dropped for up to LINGER_SECONDS before the close. Closing with
+        input unread makes the kernel send a reset, and a reset can destroy what the peer has
+        not read yet: the GOAWAY, the last responses."""
+        link: H2Link = conn.h2
+        self.h2_closing(conn)
+        link.linger = now + LINGER_SECONDS
+        if not conn.shutdown_write():
             self.close(conn)
             return
         self.h2_arm(conn)
+
+    def h2_discard(self, conn: Connection, now: float) -> None:
+        """Lingering: drop what arrives; close at its end, or once the time is up."""
+        for _ in range(16):
+            try:
+                data = conn.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                break
+            except OSError:
+                data = b""
+            if not data:
+                self.close(conn)
+                return
+        if now > conn.h2.linger:
+            self.close(conn)
 
     def h2_feed(self, link: H2Link, stream: H2Stream, now: float) -> None:
         """Move what the window allows of the stream's pending output into the session."""
@@ -233,7 +265,7 @@ class H2Output:
         """Level-triggered (no EPOLLONESHOT: no thread ever has this connection): read while
         the output is small, and wait for the socket to drain while there is output."""
         link: H2Link = conn.h2
-        events = READ if len(link.out) < OUT_LIMIT else 0
+        events = READ if len(link.out) < OUT_LIMIT or link.linger else 0
         if link.out or not conn.flushed:
             events |= WRITE
         if events == conn.events and link.level:

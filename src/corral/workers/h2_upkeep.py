@@ -52,6 +52,7 @@ class H2Upkeep:
         def h2_close_exchange(self, stream: H2Stream) -> None: ...
         def h2_abort(self, conn: Connection, stream: H2Stream, now: float) -> None: ...
         def h2_refuse(self, stream: H2Stream, status: int) -> None: ...
+        def h2_discard(self, conn: Connection, now: float) -> None: ...
 
     # ---- notes from threads ---------------------------------------------------------------------
 
@@ -125,6 +126,9 @@ class H2Upkeep:
 
     def h2_deadlines(self, conn: Connection, now: float) -> None:
         link: H2Link = conn.h2
+        if link.linger:
+            self.h2_discard(conn, now)
+            return
         session = link.session
         timeout = self.timeout
         if link.blocked and now - link.blocked > timeout:
@@ -165,6 +169,8 @@ class H2Upkeep:
 
     def h2_stuck_only(self, conn: Connection) -> bool:
         """Stopping: whether all that keeps this connection is streams stuck past `timeout`."""
+        if conn.h2.linger:
+            return True
         streams = conn.h2.streams
         return bool(streams) and all(stream.stuck for stream in streams.values())
 

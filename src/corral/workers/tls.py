@@ -329,6 +329,13 @@ class TLSConnection(Connection):
             self._tls.write(data)
         self._flush_nowait()
 
+    def shutdown_write(self) -> bool:
+        """close_notify, then FIN; reading goes on (the caller discards what comes)."""
+        if not self.handshaking:
+            with contextlib.suppress(ssl.SSLError):
+                self._tls.unwrap()
+        return self._flush_nowait() and super().shutdown_write()
+
     def close(self) -> None:
         """Send close_notify when a session exists (best effort, never waiting), then close."""
         if not self.handshaking:
