@@ -400,12 +400,17 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
         conn.send_nowait(error_response(exc.status))
         self.close(conn)
 
-    def close_exchange(self, conn: Connection) -> None:
-        """End a response early: the application's iterable is closed, the request logged."""
+    def close_exchange(self, conn: Connection, entered: bool = False) -> None:
+        """End a response early: the application's iterable is closed, the request logged.
+        In the request's own context; `entered` when the caller already runs in it (the
+        executor's pump: a context cannot be entered twice)."""
         exchange, conn.exchange = conn.exchange, None
         if exchange is not None:
             try:
-                conn.context.run(exchange.close)
+                if entered:
+                    exchange.close()
+                else:
+                    conn.context.run(exchange.close)
             except Exception:
                 log.exception("Error closing the response to %s", conn.remote_addr)
 

@@ -95,7 +95,6 @@ class GeventWorker(Worker):
         self.owners: dict[Connection, Any] = {}
         self.waiting: dict[Connection, Any] = {}
         self.closing: set[Connection] = set()  # closed by the sweep; their owner closes them
-        self.pumping: set[Connection] = set()  # running the engine's pump (in their context)
         self.flush_scheduled = False
         # The handlers first: they only set flags, and importing gevent and patching take a
         # while, during which the master's TERM would otherwise reach its own inherited handler.
@@ -275,30 +274,6 @@ class GeventWorker(Worker):
         thread's does in gthread, for the stuck-request report."""
         conn.started = time.monotonic()
         super().execute(conn)
-
-    def pump(self, conn: Connection) -> int:
-        """The engine's pump, remembering that it runs inside the request's context."""
-        self.pumping.add(conn)
-        try:
-            return super().pump(conn)
-        finally:
-            self.pumping.discard(conn)
-
-    def close_exchange(self, conn: Connection) -> None:
-        """As the engine's, except when the pump itself ends the response (the client left
-        mid-response): it already runs in the request's context, which cannot be entered
-        twice, so the response is closed right there (the engine's version logs a
-        RuntimeError and leaves the application's iterable unclosed and the request unlogged).
-        """
-        if conn not in self.pumping:
-            super().close_exchange(conn)
-            return
-        exchange, conn.exchange = conn.exchange, None
-        if exchange is not None:
-            try:
-                exchange.close()
-            except Exception:
-                log.exception("Error closing the response to %s", conn.remote_addr)
 
     def close(self, conn: Connection) -> None:
         if self.conns.get(conn.fd) is conn:

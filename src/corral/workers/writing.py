@@ -60,7 +60,7 @@ class ResponseWriting:
         def wait_for(self, conn: Connection, events: int) -> None: ...
         def close(self, conn: Connection) -> None: ...
         def abandon(self, conn: Connection) -> None: ...
-        def close_exchange(self, conn: Connection) -> None: ...
+        def close_exchange(self, conn: Connection, entered: bool = False) -> None: ...
         def process(self, conn: Connection, buf: bytes, now: float) -> None: ...
 
     def dispatch(
@@ -124,11 +124,11 @@ class ResponseWriting:
                 elif not self.write_out(conn, out):
                     return PARKED
         except OSError:
-            self.close_exchange(conn)
+            self.close_exchange(conn, entered=True)
             return CLOSE
         except Exception:
             log.exception("Unexpected error serving %s", conn.remote_addr)
-            self.close_exchange(conn)
+            self.close_exchange(conn, entered=True)
             return CLOSE
         conn.exchange = None
         rest = conn.leftover
