@@ -302,3 +302,9 @@ def test_cleartext_with_tls_is_a_warning(tmp_path: Path) -> None:
 def test_alpn_follows_http_protocols(tmp_path: Path, protocols: str, alpn: list[str]) -> None:
     settings, _ = load(tmp_path, *SERVES_H2, "--http-protocols", protocols)
     assert h2_conv.alpn_protocols(settings) == alpn
+
+
+@pytest.mark.parametrize("worker", ["gevent", "gevent_pywsgi"])
+def test_h2_on_the_gevent_worker_is_refused(tmp_path: Path, worker: str) -> None:
+    message = refused(tmp_path, "-k", worker, "--http-protocols", "h2,h1", "--certfile", "x")
+    assert "gevent worker" in message and "-k gthread or -k asgi" in message

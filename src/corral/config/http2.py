@@ -177,6 +177,11 @@ def check_http2(settings: Settings) -> list[str]:
             "HTTP/2 (http_protocols includes h2) cannot run on the sync worker, which serves "
             "one request at a time and cannot multiplex streams: use -k gthread or -k asgi"
         )
+    if settings.effective_worker_class == "gevent":
+        raise ConfigError(
+            "HTTP/2 (http_protocols includes h2) is not served by the gevent worker: "
+            "use -k gthread or -k asgi"
+        )
     require_h2_library()
     if not tls and cleartext == "off":
         return [

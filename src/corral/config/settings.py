@@ -340,16 +340,19 @@ it replaces the default.""",
         section=_WORKERS,
         convert=conv.worker_class,
         meta="STRING",
-        type_doc="'sync' | 'gthread' | 'asgi'",
+        type_doc="'sync' | 'gthread' | 'gevent' | 'asgi'",
         help="""
-The kind of worker process: `sync` or `gthread` for WSGI applications, `asgi` for ASGI ones.
+The kind of worker process: `sync`, `gthread` or `gevent` for WSGI applications, `asgi` for
+ASGI ones.
 
 A `sync` worker handles one connection at a time. A `gthread` worker runs a pool of `threads`
-threads and also keeps idle keep-alive connections open. An `asgi` worker runs an asyncio event
-loop. Gunicorn's spellings (`gunicorn.workers.sync.SyncWorker`,
-`gunicorn.workers.gthread.ThreadWorker`, `gunicorn.workers.gasgi.ASGIWorker`) are accepted as
-well, and uvicorn's worker classes (`uvicorn.workers.UvicornWorker`,
-`uvicorn_worker.UvicornWorker`) select `asgi`; the master logs which worker serves such a name.
+threads and also keeps idle keep-alive connections open. A `gevent` worker (the `corral[gevent]`
+extra) serves each connection in a greenlet, with the standard library patched. An `asgi` worker
+runs an asyncio event loop. Gunicorn's spellings (`gunicorn.workers.sync.SyncWorker`,
+`gunicorn.workers.gthread.ThreadWorker`, `gunicorn.workers.ggevent.GeventWorker`,
+`gunicorn.workers.gasgi.ASGIWorker`, `gevent_wsgi`, `gevent_pywsgi`) are accepted as well,
+and uvicorn's worker classes (`uvicorn.workers.UvicornWorker`, `uvicorn_worker.UvicornWorker`)
+select `asgi`; the master logs which worker serves such a name.
 Any other name is refused at startup: corral does not load worker classes from modules. As with
 Gunicorn, choosing `sync` together with more than one thread runs the `gthread` worker.""",
     )
