@@ -479,6 +479,9 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
                 self.h2_sweep(conn, now)
 
     def overdue(self, conn: Connection, now: float) -> bool:
+        # timeout = 0 turns the worker timeout off (as in Gunicorn), for threads too.
+        if self.settings.timeout <= 0:
+            return False
         return not conn.stuck and now - conn.started > self.timeout
 
     def report_stuck(self, conn: Connection, now: float) -> None:
