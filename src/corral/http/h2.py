@@ -409,6 +409,11 @@ class H2Session:
     def answer_error(self, stream_id: int, status: int) -> None:
         """A bad request on an otherwise sound connection: its status, on its stream."""
         body = f"{status} {REASONS.get(status, 'Error')}\n".encode()
+        if self.window(stream_id) < len(body):
+            # No room for the text (a client that opened with a zero window): the status
+            # alone, so that the stream still ends.
+            self.respond(stream_id, status, [(b"content-length", b"0")], end=True)
+            return
         headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))]
         if self.respond(stream_id, status, headers, end=False):
             self.send_body(stream_id, body, end=True)

@@ -89,7 +89,33 @@ def upgrade_settings(req: Request) -> bytes | None:
     if _SETTINGS_VALUE.match(settings) is None:
         return None
     try:
-        base64.urlsafe_b64decode(settings + "=" * (-len(settings) % 4))
+        payload = base64.urlsafe_b64decode(settings + "=" * (-len(settings) % 4))
     except (binascii.Error, ValueError):
         return None
+    if not settings_payload_valid(payload):
+        return None
     return settings.encode("ascii")
+
+
+# RFC 9113 §6.5.2: the values a SETTINGS parameter may take, where it is limited.
+_SETTING_RANGES = {
+    0x2: (0, 1),  # ENABLE_PUSH
+    0x4: (0, 2**31 - 1),  # INITIAL_WINDOW_SIZE
+    0x5: (2**14, 2**24 - 1),  # MAX_FRAME_SIZE
+    0x8: (0, 1),  # ENABLE_CONNECT_PROTOCOL (RFC 8441)
+}
+
+
+def settings_payload_valid(payload: bytes) -> bool:
+    """Whether a decoded HTTP2-Settings value is a SETTINGS payload the session will take:
+    whole 6-byte parameters, each within its range. A bad one is refused before the 101
+    (after it, it could only end the connection)."""
+    if len(payload) % 6:
+        return False
+    for offset in range(0, len(payload), 6):
+        code = int.from_bytes(payload[offset : offset + 2], "big")
+        value = int.from_bytes(payload[offset + 2 : offset + 6], "big")
+        low, high = _SETTING_RANGES.get(code, (0, 2**32 - 1))
+        if not low <= value <= high:
+            return False
+    return True

@@ -157,7 +157,12 @@ class H2Upkeep:
                 session.reset(stream.stream_id, _CANCEL)
                 stream.reset_sent = True
                 self.h2_abort(conn, stream, now)
-            elif stream.running and not stream.stuck and 0 < stream.started < now - timeout:
+            elif (
+                stream.running
+                and not stream.stuck
+                and self.settings.timeout > 0
+                and (0 < stream.started < now - timeout)
+            ):
                 self.h2_report_stuck(conn, stream, now)
         self.h2_service(conn, now)
 
