@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from reliability.test_nginx import NGINX, answers, free_port, stop_nginx
+from reliability.test_nginx import NGINX, started_nginx
 from support.server import ROOT, Server, wait_for
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
@@ -98,28 +98,8 @@ def nginx_config(tmp: Path, port: int, corral_port: int, sock: Path) -> str:
 
 @contextlib.contextmanager
 def running_nginx(tmp: Path, corral_port: int, sock: Path) -> Iterator[int]:
-    assert NGINX is not None
-    for _ in range(5):
-        port = free_port()
-        conf = tmp / "nginx.conf"
-        conf.write_text(nginx_config(tmp, port, corral_port, sock))
-        proc = subprocess.Popen(
-            [NGINX, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            wait_for(lambda p=proc, n=port: p.poll() is not None or answers(n), 10, "nginx")
-            if proc.poll() is None:
-                yield port
-                return
-            log = (tmp / "error.log").read_text(errors="replace")
-            if "Address already in use" not in log:
-                raise AssertionError(f"nginx did not start:\n{log}")
-        finally:
-            stop_nginx(proc)
-    raise AssertionError("no free port for nginx after 5 tries")
+    with started_nginx(tmp, lambda port: nginx_config(tmp, port, corral_port, sock)) as port:
+        yield port
 
 
 APPS = {

@@ -21,7 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -138,10 +138,18 @@ def answers(port: int) -> bool:
 
 @contextlib.contextmanager
 def running_nginx(tmp: Path, corral_port: int, corral_sock: Path) -> Iterator[int]:
+    with started_nginx(tmp, lambda port: nginx_config(tmp, port, corral_port, corral_sock)) as port:
+        yield port
+
+
+@contextlib.contextmanager
+def started_nginx(tmp: Path, render: Callable[[int], str]) -> Iterator[int]:
+    """nginx running in `tmp` with the configuration `render` writes for its port: the port.
+    A port taken meanwhile by someone else is retried with another."""
     for _ in range(5):
         port = free_port()
         conf = tmp / "nginx.conf"
-        conf.write_text(nginx_config(tmp, port, corral_port, corral_sock))
+        conf.write_text(render(port))
         assert NGINX is not None
         proc = subprocess.Popen(
             [NGINX, "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")],
