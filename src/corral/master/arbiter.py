@@ -423,9 +423,8 @@ class Arbiter:
         s = self.settings
         if s.metrics_bind or s.statsd_host:
             worker.stats = WorkerStats(threaded=worker.multithread_for(s))
-        elif self.control is not None and not issubclass(self.worker_class, AsgiWorker):
-            # What `show workers` lists, at no cost per request. Not for asgi yet: its request
-            # path times every request when it has any stats block (see docs/control.md).
+        elif self.control is not None:
+            # What `show workers` lists, at no cost per request.
             worker.stats = ConnectionGauges()
         if worker.stats is not None:
             self.stats.add(worker.stats)
