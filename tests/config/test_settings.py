@@ -219,6 +219,12 @@ def test_help_lists_sections() -> None:
     assert "--worker-class" in text and "[sync]" in text
 
 
+def test_help_names_the_ctl_subcommand() -> None:
+    text = build_parser().format_help()
+    assert "\n       corral ctl [-s SOCKET] [-c COMMAND] [-j]\n" in text
+    assert "`corral ctl --help`" in text
+
+
 def test_help_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         load(tmp_path, "--help")

@@ -53,7 +53,11 @@ Action = Literal["serve", "check_config", "print_config", "version"]
 ENV_ARGS_VARIABLES = ("CORRAL_CMD_ARGS", "GUNICORN_CMD_ARGS")
 DEFAULT_CONFIG_FILES = ("corral.conf.py", "gunicorn.conf.py")
 CONFIG_MODULE_NAME = "__config__"
-USAGE = "%(prog)s [OPTIONS] [APP_MODULE]"
+USAGE = "%(prog)s [OPTIONS] [APP_MODULE]\n       %(prog)s ctl [-s SOCKET] [-c COMMAND] [-j]"
+EPILOG = (
+    "`%(prog)s ctl` talks to a running server through its control socket (Gunicorn's "
+    "gunicornc); `%(prog)s ctl --help` lists its options, docs/control.md its commands."
+)
 
 # Gunicorn 27 settings that corral does not implement: named in a config file, they get a
 # clearer warning than "unknown setting".
@@ -139,7 +143,8 @@ def build_parser(prog: str = "corral", source: str | None = None) -> SettingsPar
         source=source,
         prog=prog,
         usage=USAGE,
-        description="corral: a pre-fork WSGI server, compatible with Gunicorn.",
+        description="corral: a pre-fork WSGI and ASGI server, compatible with Gunicorn.",
+        epilog=EPILOG if source is None else None,
         argument_default=argparse.SUPPRESS,
         add_help=source is None,
     )
