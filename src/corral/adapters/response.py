@@ -1,7 +1,9 @@
 """The response side of one WSGI call: start_response, write(), and the framing decision.
 
 Framing follows RFC 9112 §6: Content-Length when the length is known, chunked for HTTP/1.1
-when it is not, and close-delimited for HTTP/1.0. HEAD, 1xx, 204 and 304 never carry a body.
+when it is not, and close-delimited for HTTP/1.0 or a request marked `close_delimited` (uwsgi:
+the proxy reads the response until the connection closes, whatever the client's version).
+HEAD, 1xx, 204 and 304 never carry a body.
 The head is joined into one buffer and leaves with the first body chunk in one send.
 This module produces bytes; the engine sends them (only PEP 3333 `write()` sends itself).
 What this module must never do: emit an application header without validating it.
@@ -116,6 +118,7 @@ class Response:
     __slots__ = (
         "block",
         "chunked",
+        "close_delimited",
         "code",
         "content_length",
         "head_sent",
@@ -133,6 +136,7 @@ class Response:
     def __init__(self, send: Callable[[bytes], None], req: Request, keep_alive: bool) -> None:
         self.send = send
         self.version = req.version
+        self.close_delimited = req.close_delimited
         self.is_head = req.method == "HEAD"
         self.keep_alive = keep_alive and req.keep_alive
         self.status: str | None = None
@@ -186,7 +190,7 @@ class Response:
             framing = b"Content-Length: %d\r\n" % self.content_length
         elif self.is_head:
             pass
-        elif self.version == "HTTP/1.1":
+        elif self.version == "HTTP/1.1" and not self.close_delimited:
             self.chunked = True
             framing = b"Transfer-Encoding: chunked\r\n"
         else:

@@ -122,7 +122,9 @@ class Request:
     target: str  # as sent (RAW_URI)
     path: str  # still percent-encoded
     query: str
-    version: str  # "HTTP/1.0" or "HTTP/1.1": what we process it as (HTTP/1.2 is 1.1)
+    # "HTTP/1.0" or "HTTP/1.1": what we process it as (HTTP/1.2 is 1.1); "HTTP/2" on a stream;
+    # under uwsgi the client's version as the proxy saw it (close_delimited frames the response)
+    version: str
     headers: list[tuple[str, str]]  # wire order; names upper case, values without OWS
     content_length: int | None
     chunked: bool
@@ -133,6 +135,10 @@ class Request:
     # and checked, and kept in headers); for CONNECT, the target itself (§3.2.3). None for
     # origin-form and asterisk-form: then Host says where.
     authority: str | None = None
+    # The response ends where the connection does: never chunked, no interim (1xx) responses,
+    # nothing after it. Set for a uwsgi packet (http/uwsgi.py), whose version is the client's
+    # (the proxy's) and says nothing about the connection to us.
+    close_delimited: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
