@@ -127,6 +127,7 @@ class Exchange:
         "body_done",
         "chunked",
         "client_gone",
+        "close_delimited",
         "content_length",
         "ended",
         "gone",
@@ -152,6 +153,7 @@ class Exchange:
     def __init__(self, transport: AsgiTransport, req: Request, keep_alive: bool) -> None:
         self.transport = transport
         self.version = req.version
+        self.close_delimited = req.close_delimited  # uwsgi: never chunked, no 1xx
         self.is_head = req.method == "HEAD"
         self.keep_alive = keep_alive and req.keep_alive
         self.body_done = not (req.chunked or req.content_length)
@@ -274,9 +276,10 @@ class Exchange:
 
     async def send_early_hint(self, message: Message) -> None:
         """`http.response.early_hint`: a 103 before the response (RFC 8297); HTTP/1.0
-        clients get no interim responses (RFC 9110 §15.2), and once the response has started
-        a hint has no use: both are dropped."""
-        if self.started or self.version != "HTTP/1.1":
+        clients get no interim responses (RFC 9110 §15.2), nor does nginx over uwsgi (it takes
+        a 103 for the response), and once the response has started a hint has no use: all
+        are dropped."""
+        if self.started or self.version != "HTTP/1.1" or self.close_delimited:
             return
         self.transport.write(early_hints(message.get("links", ())))
         await self.transport.drain()
@@ -369,13 +372,13 @@ class Exchange:
             self.content_length = None
         elif self.content_length is not None:
             framing = f"Content-Length: {self.content_length}\r\n"
-        elif self.trailers and self.trailers_allowed and not self.is_head:
+        elif self.trailers and self.trailers_allowed and not (self.is_head or self.close_delimited):
             self.chunked = True  # trailers travel only after a chunked body
             framing = "Transfer-Encoding: chunked\r\n"
         elif not more:
             self.content_length = len(body)
             framing = f"Content-Length: {len(body)}\r\n"
-        elif self.version == "HTTP/1.1":
+        elif self.version == "HTTP/1.1" and not self.close_delimited:
             self.chunked = True
             framing = "Transfer-Encoding: chunked\r\n"
         else:
