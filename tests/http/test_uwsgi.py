@@ -97,8 +97,9 @@ def test_nginx_packet_in_every_split(split: str, splits: Splits) -> None:
         ("CONTENT-TYPE", "application/x-www-form-urlencoded"),
     ]
     assert req.content_length == 3 and not req.chunked
-    # One request per connection, its response close-delimited: processed as HTTP/1.0.
-    assert (req.version, req.keep_alive, req.expect_continue) == ("HTTP/1.0", False, False)
+    # The client's version; one request per connection, its response close-delimited.
+    assert (req.version, req.keep_alive, req.expect_continue) == ("HTTP/1.1", False, False)
+    assert req.close_delimited
     assert (body, leftover) == (b"a=1", b"extra")
     assert (result.remote_addr, result.remote_port) == ("203.0.113.7", "51234")
     assert (result.server_name, result.server_port, result.https) == ("example.org", "8080", True)
@@ -110,11 +111,45 @@ def test_incomplete_packets_need_more() -> None:
         assert parse_packet(raw[:size]) is None
 
 
+@pytest.mark.parametrize(
+    ("sent", "version"),
+    [
+        ("HTTP/1.0", "HTTP/1.0"),
+        ("HTTP/1.1", "HTTP/1.1"),
+        # nginx's $server_protocol spelling; corral's own HTTP/2 requests say HTTP/2.
+        ("HTTP/2.0", "HTTP/2"),
+        ("HTTP/2", "HTTP/2"),
+        ("HTTP/3.0", "HTTP/3"),
+        ("HTTP/3", "HTTP/3"),
+        # Anything else is HTTP/1.0: absent, empty, HTTP/0.9, another case, junk.
+        (None, "HTTP/1.0"),
+        ("", "HTTP/1.0"),
+        ("HTTP/0.9", "HTTP/1.0"),
+        ("http/1.1", "HTTP/1.0"),
+        ("HTTP/1.1 ", "HTTP/1.0"),
+        ("HTTP/1.2", "HTTP/1.0"),
+        ("HTTP/4.0", "HTTP/1.0"),
+        ("HTTP/1.1\r\nX: y", "HTTP/1.0"),
+        ("SPDY/3", "HTTP/1.0"),
+    ],
+)
+def test_server_protocol_is_the_version(sent: str | None, version: str) -> None:
+    env = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/"}
+    if sent is not None:
+        env["SERVER_PROTOCOL"] = sent
+    result, _ = parse_packet(packet(env))  # type: ignore[misc]
+    req = result.request
+    assert req.version == version
+    # Whatever the version, the response is framed by the close, one request per connection.
+    assert req.close_delimited and not req.keep_alive and not req.chunked
+
+
 def test_minimal_packet_defaults() -> None:
     result, used = parse_packet(packet({}))  # type: ignore[misc]
     assert used == 4
     req = result.request
     assert (req.method, req.target, req.path, req.query) == ("GET", "/", "/", "")
+    assert (req.version, req.close_delimited) == ("HTTP/1.0", True)
     assert req.headers == [] and req.content_length is None
     assert result == Packet(req, None, None, None, None, None)
 

@@ -9,10 +9,16 @@ bytes the packet used, or raises `ProtocolError` (the worker then closes the con
 The vars are the CGI variables of nginx's `uwsgi_params` file. They become corral's `Request`
 (so the rest of the server serves it as any other request): REQUEST_METHOD, REQUEST_URI (the
 target as the client sent it), PATH_INFO (nginx's decoded `$document_uri`, re-escaped so that
-the adapters' decoding gives it back unchanged), QUERY_STRING, CONTENT_LENGTH, CONTENT_TYPE and
-every HTTP_* variable as a header. What only the proxy can know (REMOTE_ADDR, REMOTE_PORT,
-SERVER_NAME, SERVER_PORT, HTTPS, REQUEST_SCHEME) is returned beside the request, for the worker
-to apply when the peer is trusted; this module never decides trust.
+the adapters' decoding gives it back unchanged), QUERY_STRING, CONTENT_LENGTH, CONTENT_TYPE,
+SERVER_PROTOCOL (the client's version, see _VERSIONS) and every HTTP_* variable as a header.
+What only the proxy can know (REMOTE_ADDR, REMOTE_PORT, SERVER_NAME, SERVER_PORT, HTTPS,
+REQUEST_SCHEME) is returned beside the request, for the worker to apply when the peer is
+trusted; this module never decides trust.
+
+The request is marked `close_delimited` whatever its version: nginx reads the response raw
+until the connection closes (one packet, one connection) and passes a chunked body or a 1xx
+head on to the client as if it were the response, so the response is never chunked, has no
+interim responses and ends with the connection.
 
 Sizes are bounded: the vars block is at most 65535 bytes by the format, there are at most
 `MAX_VARS` variables, and the headers obey the same `Limits` as HTTP/1.1 heads (count: 431,
@@ -56,6 +62,18 @@ _SKIPPED_HEADERS = frozenset(
 # RFC 3986 §3.3: what a path segment may hold unescaped (pchar), and "/".
 _PCHARS = "/:@!$&'()*+,;=-._~"
 _ON = frozenset({"on", "1", "true", "yes"})
+# SERVER_PROTOCOL (nginx's $server_protocol: the client's version) as Request.version, in the
+# spelling corral gives its own HTTP/2 requests, so that an application sees the same value
+# whoever terminated the client's connection. Anything else (absent, HTTP/0.9, junk) is
+# HTTP/1.0: the version that promises the application the least.
+_VERSIONS = {
+    "HTTP/1.0": "HTTP/1.0",
+    "HTTP/1.1": "HTTP/1.1",
+    "HTTP/2.0": "HTTP/2",
+    "HTTP/2": "HTTP/2",
+    "HTTP/3.0": "HTTP/3",
+    "HTTP/3": "HTTP/3",
+}
 
 
 @dataclass(slots=True)
@@ -145,14 +163,15 @@ def packet_from_vars(env: dict[str, str], limits: Limits = DEFAULT_LIMITS) -> Pa
         target=target,
         path=path,
         query=query,
-        # Processed as HTTP/1.0: nginx reads the response body until the connection closes
-        # (no chunked framing on a uwsgi connection), and one packet is one connection.
-        version="HTTP/1.0",
+        version=_VERSIONS.get(env.get("SERVER_PROTOCOL", ""), "HTTP/1.0"),
         headers=headers,
         content_length=content_length,
         chunked=False,
         keep_alive=False,
         expect_continue=False,  # nginx answers 100-continue itself
+        # nginx reads the response until the connection closes, one packet per connection,
+        # and passes a chunked body or a 1xx head on as if they were the response itself.
+        close_delimited=True,
     )
     return Packet(
         request,
