@@ -2,7 +2,8 @@
 Gunicorn's `gunicornc`).
 
 Everything here is non-blocking and bounded: the master calls `handle_ready` on every turn of
-its loop, which accepts, reads, answers and drops what is due, and returns. A client must send
+its loop, which accepts, reads, answers and drops what is due, and returns (that machinery is
+master/loop_server.py's; this module holds the protocol and the socket's path). A client must send
 its first command within `FIRST_COMMAND_TIMEOUT` seconds and finish any frame it starts as
 fast; between commands it may stay `IDLE_TIMEOUT` seconds (an interactive session). A broken
 or oversized frame closes that client only. The socket is created with its mode (umask held
@@ -19,7 +20,6 @@ import contextlib
 import errno
 import logging
 import os
-import selectors
 import shlex
 import socket
 import stat
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.control.protocol import FrameError, FrameReader, encode, error, ok
+from corral.master.loop_server import Client, LoopServer
 
 log = logging.getLogger("corral.error")
 
@@ -37,7 +38,6 @@ FIRST_COMMAND_TIMEOUT = 5.0
 IDLE_TIMEOUT = 300.0  # Gunicorn's idle limit for a connected client
 MAX_CLIENTS = 16
 MAX_OUTBOX = 64 << 20  # answers waiting for a client that does not read
-_ACCEPTS_PER_CALL = 16
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -54,12 +54,11 @@ class SocketInUse(Exception):
 
 
 @dataclass
-class _Client:
-    sock: socket.socket
+class _Peer:
+    """What the control protocol keeps per client."""
+
     uid: int
-    deadline: float
     reader: FrameReader = field(default_factory=FrameReader)
-    outbox: bytearray = field(default_factory=bytearray)
 
 
 class ControlServer:
@@ -76,34 +75,29 @@ class ControlServer:
         """Bind `path`; SocketInUse when a live server answers there, OSError otherwise."""
         self.path = os.path.abspath(path)
         self.dispatch = dispatch
-        self.clock = clock
         self.first_command_timeout = first_command_timeout
         self.idle_timeout = idle_timeout
         self.owner = os.geteuid()
         self.sock = _bind(self.path, mode)
         st = os.stat(self.path)
         self._identity = (st.st_dev, st.st_ino)
-        self._selector = selectors.EpollSelector()
-        self._selector.register(self.sock, selectors.EVENT_READ)
-        self._clients: dict[int, _Client] = {}
+        self._server = LoopServer(
+            self.sock,
+            name="Control socket",
+            open_session=lambda conn: _Peer(_peer_uid(conn)),
+            received=self._received,
+            first_timeout=first_command_timeout,
+            max_clients=MAX_CLIENTS,
+            max_outbox=MAX_OUTBOX,
+            clock=clock,
+        )
 
     def fileno(self) -> int:
         """Readable whenever there is something for `handle_ready` to do."""
-        return self._selector.fileno()
+        return self._server.fileno()
 
     def handle_ready(self) -> None:
-        now = self.clock()
-        for key, events in self._selector.select(0):
-            if key.fileobj is self.sock:
-                self._accept(now)
-            elif (client := self._clients.get(key.fd)) is not None:
-                if events & selectors.EVENT_WRITE:
-                    self._write(client, now)
-                elif events & selectors.EVENT_READ:
-                    self._read(client, now)
-        for client in list(self._clients.values()):
-            if client.deadline <= now:
-                self._drop(client)
+        self._server.handle_ready()
 
     def close(self) -> None:
         """Close everything, and remove the path if it is still the socket we bound."""
@@ -116,82 +110,23 @@ class ControlServer:
     def close_in_child(self) -> None:
         """A forked worker's copies of the descriptors: closed so that a client the master
         drops sees its connection end. The path and the master's side are left alone."""
-        for client in self._clients.values():
-            client.sock.close()
-        self._clients.clear()
-        self._selector.close()
-        self.sock.close()
+        self._server.close()
 
-    # ---- connections ------------------------------------------------------------------------
-
-    def _accept(self, now: float) -> None:
-        for _ in range(_ACCEPTS_PER_CALL):
-            try:
-                conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # EMFILE and the like: the next wake-up tries again
-                log.debug("Control socket: accept failed: %s", exc)
-                return
-            if len(self._clients) >= MAX_CLIENTS:
-                self._drop(min(self._clients.values(), key=lambda c: c.deadline))
-            conn.setblocking(False)
-            client = _Client(conn, _peer_uid(conn), now + self.first_command_timeout)
-            self._clients[conn.fileno()] = client
-            self._selector.register(conn, selectors.EVENT_READ)
-
-    def _read(self, client: _Client, now: float) -> None:
+    def _received(self, client: Client[_Peer], data: bytes, now: float) -> bool:
+        reader = client.session.reader
         try:
-            data = client.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._drop(client)
-            return
-        if not data:
-            self._drop(client)
-            return
-        try:
-            messages = client.reader.feed(data)
+            messages = reader.feed(data)
         except FrameError as exc:
             log.info("Control socket: closing a client that sent a bad frame: %s", exc)
-            self._drop(client)
-            return
+            return False
         for message in messages:
-            client.outbox += encode(self._answer(message, client.uid))
-        if messages or not client.reader.pending:
+            client.reply(encode(self._answer(message, client.session.uid)))
+        if messages or not reader.pending:
             client.deadline = now + self.idle_timeout
-        if client.reader.pending:
+        if reader.pending:
             # A frame begun must be finished promptly, whatever the idle allowance.
             client.deadline = min(client.deadline, now + self.first_command_timeout)
-        if client.outbox:
-            self._write(client, now)
-
-    def _write(self, client: _Client, now: float) -> None:
-        try:
-            sent = client.sock.send(client.outbox)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self._drop(client)
-            return
-        del client.outbox[:sent]
-        if len(client.outbox) > MAX_OUTBOX:
-            self._drop(client)
-            return
-        # While answers wait, read nothing more: a client that does not read cannot make the
-        # master hold an ever longer queue of them.
-        wanted = selectors.EVENT_WRITE if client.outbox else selectors.EVENT_READ
-        if self._selector.get_key(client.sock).events != wanted:
-            self._selector.modify(client.sock, wanted)
-        if client.outbox:
-            client.deadline = min(client.deadline, now + self.idle_timeout)
-
-    def _drop(self, client: _Client) -> None:
-        self._clients.pop(client.sock.fileno(), None)
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(client.sock)
-        client.sock.close()
+        return True
 
     # ---- commands ---------------------------------------------------------------------------
 

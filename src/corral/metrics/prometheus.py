@@ -7,25 +7,24 @@
                  GET or HEAD /metrics gets the page, other paths 404, other methods 405.
 
 The server is built for scrapers, not users, and lives inside the master, so it must never
-block: every socket is non-blocking and `handle_ready` only does what is ready now. A client
-that has not finished its request by its deadline is dropped, and only a few clients are held
-at once. It must never use the worker engine or the HTTP parser (a scrape needs one line of
-one request), never run the application, and never raise into the master's loop.
+block: every socket is non-blocking and `handle_ready` only does what is ready now (the
+accepting, reading, writing and dropping are master/loop_server.py's). A client that has not
+finished its exchange by its deadline is dropped, and only a few clients are held at once. It
+must never use the worker engine or the HTTP parser (a scrape needs one line of one request),
+never run the application, and never raise into the master's loop.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import selectors
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from corral.addresses import split_host_port
 from corral.errors import HaltServer
 from corral.master.listeners import listener_url
+from corral.master.loop_server import Client, LoopServer
 from corral.metrics.stats import StatsAggregator, Totals, listen_queue_info
 
 log = logging.getLogger("corral.error")
@@ -35,7 +34,6 @@ METRICS_PATH = b"/metrics"
 MAX_REQUEST_HEAD = 8192
 REQUEST_TIMEOUT = 2.0  # seconds from accept to the end of the exchange
 MAX_CLIENTS = 8
-_ACCEPTS_PER_CALL = 16
 _REASONS = {
     200: "OK",
     400: "Bad Request",
@@ -166,15 +164,6 @@ def render(aggregator: StatsAggregator, listeners: Iterable[socket.socket]) -> s
 # --- the endpoint ---------------------------------------------------------------------------
 
 
-@dataclass
-class _Client:
-    sock: socket.socket
-    deadline: float
-    inbox: bytearray = field(default_factory=bytearray)
-    outbox: memoryview | None = None
-    answered: bool = False  # the response is out; reading on only to see the client close
-
-
 def _response(status: int, body: bytes, head_only: bool = False, extra: str = "") -> bytes:
     content_type = CONTENT_TYPE if status == 200 else "text/plain; charset=utf-8"
     head = (
@@ -231,12 +220,17 @@ class MetricsServer:
         self.page = page
         self.request_timeout = request_timeout
         self.max_clients = max_clients
-        self.clock = clock
         self.sock = _bind(address)
-        # One epoll set for the listener and the clients: the master selects on its single fd.
-        self._selector = selectors.EpollSelector()
-        self._selector.register(self.sock, selectors.EVENT_READ)
-        self._clients: dict[int, _Client] = {}
+        self._server = LoopServer(
+            self.sock,
+            name="Metrics endpoint",
+            open_session=lambda conn: bytearray(),  # the request head as it arrives
+            received=self._received,
+            first_timeout=request_timeout,
+            max_clients=max_clients,
+            recv_size=4096,
+            clock=clock,
+        )
 
     @property
     def address(self) -> tuple[str, int]:
@@ -245,69 +239,26 @@ class MetricsServer:
 
     def fileno(self) -> int:
         """Readable whenever there is something for `handle_ready` to do."""
-        return self._selector.fileno()
+        return self._server.fileno()
 
     def handle_ready(self) -> None:
         """Accept, read and answer what is ready now; drop clients past their deadline."""
-        now = self.clock()
-        for key, events in self._selector.select(0):
-            if key.fileobj is self.sock:
-                self._accept(now)
-            elif (client := self._clients.get(key.fd)) is not None:
-                if events & selectors.EVENT_WRITE:
-                    self._write(client)
-                elif events & selectors.EVENT_READ:
-                    self._read(client)
-        for client in list(self._clients.values()):
-            if client.deadline <= now:
-                self._drop(client)
+        self._server.handle_ready()
 
     def close(self) -> None:
         """Close the listener and every client. In a forked child this leaves the parent's
         endpoint working (nothing is unregistered from the shared epoll set)."""
-        for client in list(self._clients.values()):
-            client.sock.close()
-        self._clients.clear()
-        self._selector.close()
-        self.sock.close()
+        self._server.close()
 
-    # ---- connections ------------------------------------------------------------------------
-
-    def _accept(self, now: float) -> None:
-        for _ in range(_ACCEPTS_PER_CALL):
-            try:
-                conn, _addr = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # ECONNABORTED, EMFILE...: try again on the next wake-up
-                log.debug("Metrics endpoint: accept failed: %s", exc)
-                return
-            if len(self._clients) >= self.max_clients:
-                self._drop(min(self._clients.values(), key=lambda c: c.deadline))
-            conn.setblocking(False)
-            client = _Client(conn, now + self.request_timeout)
-            self._clients[conn.fileno()] = client
-            self._selector.register(conn, selectors.EVENT_READ)
-
-    def _read(self, client: _Client) -> None:
-        try:
-            data = client.sock.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._drop(client)
-            return
-        if not data:
-            self._drop(client)
-            return
-        if client.answered:
-            return  # whatever the client still sends (a body we ignore) is discarded
-        client.inbox += data
-        end = client.inbox.find(b"\r\n\r\n")
+    def _received(self, client: Client[bytearray], data: bytes, now: float) -> bool:
+        inbox = client.session
+        inbox += data
+        end = inbox.find(b"\r\n\r\n")
         if end >= 0:
-            self._answer(client, self._respond(bytes(client.inbox[:end])))
-        elif len(client.inbox) > MAX_REQUEST_HEAD:
-            self._answer(client, _response(431, b"Request head too large\n"))
+            client.reply(self._respond(bytes(inbox[:end])), last=True)
+        elif len(inbox) > MAX_REQUEST_HEAD:
+            client.reply(_response(431, b"Request head too large\n"), last=True)
+        return True
 
     def _respond(self, head: bytes) -> bytes:
         parts = head.split(b"\r\n", 1)[0].split(b" ")
@@ -324,40 +275,3 @@ class MetricsServer:
             log.exception("Error rendering the metrics page")
             return _response(500, b"Internal error\n")
         return _response(200, body, head_only=method == b"HEAD")
-
-    def _answer(self, client: _Client, response: bytes) -> None:
-        client.answered = True
-        client.outbox = memoryview(response)
-        self._write(client)
-
-    def _write(self, client: _Client) -> None:
-        outbox = client.outbox
-        if outbox is None:
-            return
-        try:
-            sent = client.sock.send(outbox)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self._drop(client)
-            return
-        if sent < len(outbox):
-            client.outbox = outbox[sent:]
-            self._selector.modify(client.sock, selectors.EVENT_WRITE)
-            return
-        client.outbox = None
-        # All sent: half-close and wait (to the deadline) for the client to close, so that a
-        # close with unread request bytes does not reset the connection under the response.
-        try:
-            client.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            self._drop(client)
-            return
-        self._selector.modify(client.sock, selectors.EVENT_READ)
-
-    def _drop(self, client: _Client) -> None:
-        fd = client.sock.fileno()
-        self._clients.pop(fd, None)
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(client.sock)
-        client.sock.close()
