@@ -98,6 +98,8 @@ def show_stats(data: dict[str, Any]) -> str:
 
 
 def show_connections(data: dict[str, Any]) -> str:
+    """The counts by state per worker, then each worker's connections one by one (when the
+    server lists them: older answers and Gunicorn's only count)."""
     workers = data.get("workers", [])
     states = list(data.get("total") or {})
     rows = [
@@ -106,7 +108,49 @@ def show_connections(data: dict[str, Any]) -> str:
     ]
     total = data.get("total") or {}
     rows.append(("all", *[total.get(s) for s in states], data.get("count")))
-    return table(("PID", *[s.upper() for s in states], "TOTAL"), rows)
+    parts = [table(("PID", *[s.upper() for s in states], "TOTAL"), rows)]
+    parts += [connection_list(w) for w in workers if "list" in w]
+    return "\n\n".join(parts)
+
+
+def connection_list(worker: dict[str, Any]) -> str:
+    listed = worker.get("list")
+    title = f"Worker {dash(worker.get('pid'))}"
+    if listed is None:
+        return f"{title}: connections not available"
+    reported = worker.get("reported")
+    if reported is not None:
+        title += f" (as of {seconds(reported)} ago)"
+    if not listed:
+        return f"{title}: no open connections"
+    headers = ["PEER", "PROTOCOL", "STATE", "AGE", "REQUESTS"]
+    rows: list[list[object]] = [
+        [
+            peer(c.get("address"), c.get("port")),
+            c.get("protocol") + ("+tls" if c.get("tls") else "") if c.get("protocol") else None,
+            c.get("state"),
+            seconds(c.get("age")),
+            c.get("requests"),
+        ]
+        for c in listed
+    ]
+    if any(c.get("streams") is not None for c in listed):  # HTTP/2 connections among them
+        headers.append("STREAMS")
+        for row, c in zip(rows, listed, strict=True):
+            row.append(c.get("streams"))
+    text = f"{title}\n" + table(headers, rows)
+    unlisted = worker.get("unlisted")
+    if unlisted:
+        text += f"\n... and {unlisted} more not listed"
+    return text
+
+
+def peer(address: object, port: object) -> str:
+    """host:port, [v6]:port, or the address alone (a unix socket)."""
+    host = dash(address)
+    if port is None:
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def show_listeners(data: dict[str, Any]) -> str:
@@ -144,7 +188,9 @@ FORMATS: dict[str, Callable[[dict[str, Any]], str]] = {
 
 def render(command: str, data: dict[str, Any]) -> str:
     """`data` as text: the command's table, or JSON."""
-    formatter = FORMATS.get(" ".join(command.lower().split()))
+    words = command.lower().split()
+    # A command with arguments (`show connections PID`) takes its command's table.
+    formatter = FORMATS.get(" ".join(words)) or FORMATS.get(" ".join(words[:2]))
     if formatter is not None:
         try:
             return formatter(data)

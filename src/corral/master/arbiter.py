@@ -40,6 +40,7 @@ from corral.master.listeners import (
     listener_url,
     refuse_new_connections,
 )
+from corral.metrics.connections import ConnectionTable
 from corral.metrics.prometheus import MetricsServer, render
 from corral.metrics.stats import ConnectionGauges, StatsAggregator, WorkerStats, listen_queue
 from corral.metrics.statsd import StatsdClient
@@ -428,6 +429,8 @@ class Arbiter:
             worker.stats = ConnectionGauges()
         if worker.stats is not None:
             self.stats.add(worker.stats)
+        if self.control is not None:
+            worker.connection_table = ConnectionTable()  # the rows of `show connections`
         self.call_hook("pre_fork", self, worker)
         pid = os.fork()
         if pid:
@@ -502,6 +505,8 @@ class Arbiter:
                 if worker.stats is not None:
                     self.stats.retire(worker.stats)
                     worker.stats.close()
+                if worker.connection_table is not None:
+                    worker.connection_table.close()
 
     def replace_leaving_workers(self) -> None:
         """A worker that told it is leaving for a reason that warrants it (a request stuck past

@@ -24,6 +24,7 @@ from corral.metrics.stats import listen_queue_info
 
 if TYPE_CHECKING:
     from corral.master.arbiter import Arbiter
+    from corral.metrics.connections import ConnectionTable
     from corral.workers.engine import Worker
 
 Handler = Callable[["Arbiter", list[str]], dict[str, Any]]
@@ -32,7 +33,7 @@ HELP = {
     "show all": "Show the master and its workers",
     "show workers": "List the workers: pid, age, state, requests, in flight, RSS, heartbeat",
     "show stats": "Show server statistics (what the Prometheus endpoint aggregates)",
-    "show connections": "Open connections of each worker by state",
+    "show connections [PID]": "Each worker's open connections: peer, state, age, requests",
     "show config": "Show the current settings",
     "show listeners": "Show the listening sockets",
     "worker add [N]": "Run N more workers (default 1)",
@@ -171,17 +172,54 @@ def show_stats(arbiter: Arbiter, args: list[str]) -> dict[str, Any]:
 
 
 def show_connections(arbiter: Arbiter, args: list[str]) -> dict[str, Any]:
+    """Per worker: the counts by state (its gauges) and its connections one by one (its
+    connection table), oldest first; `show connections PID` for one worker."""
+    workers = sorted(arbiter.workers.items(), key=lambda item: item[1].age)
+    if args:
+        pid = pid_arg(args[0])
+        workers = [(p, w) for p, w in workers if p == pid]
+        if not workers:
+            raise CommandError(f"Worker {pid} not found")
     rows: list[dict[str, Any]] = []
     total: dict[str, int] = {}
-    for pid, worker in sorted(arbiter.workers.items(), key=lambda item: item[1].age):
-        if worker.stats is None:
-            rows.append({"pid": pid, "connections": None, "total": None})
-            continue
-        states = worker.stats.worker_counts().connections
-        for state, n in states.items():
-            total[state] = total.get(state, 0) + n
-        rows.append({"pid": pid, "connections": states, "total": sum(states.values())})
+    now = time.monotonic()
+    for pid, worker in workers:
+        row: dict[str, Any] = {"pid": pid, "connections": None, "total": None}
+        if worker.stats is not None:
+            states = worker.stats.worker_counts().connections
+            for state, n in states.items():
+                total[state] = total.get(state, 0) + n
+            row.update(connections=states, total=sum(states.values()))
+        row.update(connection_list(worker.connection_table, now))
+        rows.append(row)
     return {"workers": rows, "total": total, "count": sum(total.values())}
+
+
+def connection_list(table: ConnectionTable | None, now: float) -> dict[str, Any]:
+    """A worker's rows: `list` (None when it has no table or no consistent copy could be
+    taken), `unlisted` (open but beyond the table's rows), `reported` (seconds since the
+    worker wrote them)."""
+    listing = table.read() if table is not None and not table.closed else None
+    if listing is None:
+        return {"list": None, "unlisted": None, "reported": None}
+    rows = sorted(listing.rows, key=lambda row: row.accepted)
+    return {
+        "list": [
+            {
+                "address": row.address,
+                "port": row.port,
+                "state": row.state,
+                "protocol": row.protocol,
+                "tls": row.tls,
+                "age": round(max(0.0, now - row.accepted), 2),
+                "requests": row.requests,
+                "streams": row.streams,
+            }
+            for row in rows
+        ],
+        "unlisted": listing.unlisted,
+        "reported": round(max(0.0, now - listing.published), 2) if listing.published else None,
+    }
 
 
 def show_listeners(arbiter: Arbiter, args: list[str]) -> dict[str, Any]:
@@ -246,6 +284,13 @@ def count_arg(args: list[str]) -> int:
         raise CommandError(f"Invalid argument: not a number: {args[0]!r}") from None
 
 
+def pid_arg(word: str) -> int:
+    try:
+        return int(word)
+    except ValueError:
+        raise CommandError(f"Invalid argument: not a pid: {word!r}") from None
+
+
 def worker_add(arbiter: Arbiter, args: list[str]) -> dict[str, Any]:
     count = count_arg(args)
     previous = arbiter.num_workers
@@ -263,10 +308,7 @@ def worker_remove(arbiter: Arbiter, args: list[str]) -> dict[str, Any]:
 def worker_kill(arbiter: Arbiter, args: list[str]) -> dict[str, Any]:
     if not args:
         raise CommandError("Missing PID for worker kill")
-    try:
-        pid = int(args[0])
-    except ValueError:
-        raise CommandError(f"Invalid argument: not a pid: {args[0]!r}") from None
+    pid = pid_arg(args[0])
     if pid not in arbiter.workers:
         return {"success": False, "error": f"Worker {pid} not found"}
     arbiter.kill_worker(pid, signal.SIGTERM)

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, cast
 from corral.adapters.asgi import ASGIApp
 from corral.adapters.asgi_extensions import TlsFacts
 from corral.errors import EXIT_WORKER_BOOT_ERROR
-from corral.metrics.stats import CONNECTION_STATES
 from corral.workers.asgi_accept import Acceptor
 from corral.workers.asgi_http import HttpProtocol
 from corral.workers.asgi_lifespan import Lifespan, LifespanFailed
+from corral.workers.connection_report import report_asgi_connections
 from corral.workers.engine import Worker
 from corral.workers.h2_setup import h2_enabled, h2_limits
 from corral.workers.heartbeat import REASON_MAX_REQUESTS
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from corral.http.h2 import H2Limits
 
 log = logging.getLogger("corral.error")
-
-_STATE_INDEX = {state: i for i, state in enumerate(CONNECTION_STATES)}
 
 
 class AsgiWorker(Worker):
@@ -156,14 +154,12 @@ class AsgiWorker(Worker):
 
     def report_metrics(self) -> None:
         """Once a loop interval: StatsD lines that wait for a fuller packet, and the
-        connections by state for Prometheus (a WebSocket counts as serving)."""
+        connections by state for Prometheus and the control socket (a WebSocket counts as
+        serving), with one row per connection for `show connections`."""
         if self.statsd is not None:
             self.statsd.flush_if_due()
-        if self.stats is not None:
-            counts = [0] * len(CONNECTION_STATES)
-            for protocol in self.protocols:
-                counts[_STATE_INDEX[protocol.state]] += 1
-            self.stats.set_connections(counts)
+        if self.stats is not None or self.connection_table is not None:
+            report_asgi_connections(self, time.monotonic())
 
     def sweep_connections(self) -> None:
         """Idle and body deadlines of every connection, checked a few times a second."""

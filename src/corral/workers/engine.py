@@ -38,7 +38,8 @@ from corral.errors import ProtocolError
 from corral.http.parser import Limits, Request
 from corral.http.writer import error_response
 from corral.logs.logger import Logger
-from corral.metrics.stats import CONNECTION_STATES, WorkerStats
+from corral.metrics.connections import ConnectionTable
+from corral.metrics.stats import WorkerStats
 from corral.metrics.statsd import StatsdClient
 from corral.trust import is_trusted
 from corral.workers.connection import (
@@ -52,6 +53,7 @@ from corral.workers.connection import (
     WRITING,
     Connection,
 )
+from corral.workers.connection_report import report_engine_connections
 from corral.workers.heartbeat import REASON_ORPHANED, REASON_STUCK_REQUEST
 from corral.workers.lifecycle import WorkerLifecycle
 from corral.workers.reading import RequestReading
@@ -79,6 +81,8 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
     # With EPOLLONESHOT (thread pools) each event disarms the connection, so one that is
     # with a thread stays silent; the loop re-arms it when it waits on it again.
     oneshot = False
+    # Set by the master while the control socket is on: the rows of `show connections`.
+    connection_table: ConnectionTable | None = None
 
     def __init__(
         self,
@@ -446,15 +450,8 @@ class Worker(ResponseWriting, RequestReading, WorkerLifecycle):
             self.statsd.flush_if_due()
         keepalive = float(self.settings.keepalive)
         timeout = self.timeout
-        if self.stats is not None:
-            by_state = [0] * len(CONNECTION_STATES)
-            for conn in self.conns.values():
-                state = conn.state
-                if state == H2:  # serving while it has streams, else idle
-                    state = SERVING if conn.h2.streams else IDLE
-                if state < len(by_state):
-                    by_state[state] += 1
-            self.stats.set_connections(by_state)
+        if self.stats is not None or self.connection_table is not None:
+            report_engine_connections(self, now)
         for conn in list(self.conns.values()):
             state = conn.state
             if state == HEAD:
