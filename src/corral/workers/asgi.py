@@ -20,6 +20,7 @@ from corral.adapters.asgi import ASGIApp
 from corral.adapters.asgi_extensions import TlsFacts
 from corral.errors import EXIT_WORKER_BOOT_ERROR
 from corral.workers.asgi_accept import Acceptor
+from corral.workers.asgi_hooks import request_hooks
 from corral.workers.asgi_http import HttpProtocol
 from corral.workers.asgi_lifespan import Lifespan, LifespanFailed
 from corral.workers.connection_report import report_asgi_connections
@@ -52,6 +53,14 @@ class AsgiWorker(Worker):
         self.tls_facts = TlsFacts(self.tls, s.certfile) if self.tls is not None else None
         # HTTP/2 streams may be extended CONNECTs (RFC 8441): WebSockets over HTTP/2.
         self.h2_limits = h2_limits(s, self.limits, connect_protocol=True) if h2_enabled(s) else None
+        # What each request does besides being served, decided once (asgi_request.observe): a
+        # gauge-only block (the control socket without metrics) costs nothing per request.
+        stats = self.stats
+        self.request_stats = stats if stats is not None and stats.counting else None
+        self.timed = (
+            self.access is not None or self.request_stats is not None or self.statsd is not None
+        )
+        self.request_hooks = request_hooks(self)
 
     def serve(self) -> None:
         loop = new_event_loop(self.settings.asgi_loop)
