@@ -39,7 +39,7 @@ from corral.http.h2 import (
 )
 from corral.http.parser import Request
 from corral.workers.asgi_h2_stream import H2Stream, answer_error
-from corral.workers.asgi_request import connection_scope, record
+from corral.workers.asgi_request import connection_scope, observe
 
 if TYPE_CHECKING:
     from corral.workers.asgi_h2_websocket import H2WebSocket
@@ -212,17 +212,14 @@ class Http2Connection:
 
     async def run(self, stream: H2Stream, scope: dict[str, Any]) -> None:
         worker = self.worker
-        req = stream.req
-        timed = worker.access is not None or worker.stats is not None or worker.statsd is not None
-        started = time.monotonic() if timed else 0.0
-        if worker.stats is not None:
-            worker.stats.begin()
         try:
-            await self.run_app(stream, scope)
+            if worker.timed or worker.request_hooks is not None:
+                serving = self.run_app(stream, scope)
+                await observe(self.conn, stream.req, scope, stream, serving)
+            else:
+                await self.run_app(stream, scope)
         finally:
             self.stream_done(stream)
-            if timed:
-                record(self.conn, req, stream, time.monotonic() - started)
 
     async def run_app(self, stream: H2Stream, scope: dict[str, Any]) -> None:
         req = stream.req

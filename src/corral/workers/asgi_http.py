@@ -28,7 +28,7 @@ from corral.http.websocket_handshake import check_upgrade, is_websocket_upgrade,
 from corral.http.writer import error_response, health_response
 from corral.trust import is_trusted
 from corral.workers.asgi_h2_switch import negotiate, sniff_preface, upgrade
-from corral.workers.asgi_request import connection_scope, record
+from corral.workers.asgi_request import connection_scope, observe
 from corral.workers.asgi_transport import AsgiConnection
 from corral.workers.asgi_uwsgi import apply_scheme, parse_request
 from corral.workers.asgi_websocket import WebSocketSession, websocket_scope
@@ -401,15 +401,10 @@ class HttpProtocol(AsgiConnection):
 
     async def run(self, req: Request, scope: dict[str, Any], exchange: Exchange) -> None:
         worker = self.worker
-        timed = worker.access is not None or worker.stats is not None or worker.statsd is not None
-        started = time.monotonic() if timed else 0.0
-        if worker.stats is not None:
-            worker.stats.begin()
-        try:
+        if worker.timed or worker.request_hooks is not None:
+            await observe(self, req, scope, exchange, self.run_app(req, scope, exchange))
+        else:
             await self.run_app(req, scope, exchange)
-        finally:
-            if timed:
-                record(self, req, exchange, time.monotonic() - started)
 
     async def run_app(self, req: Request, scope: dict[str, Any], exchange: Exchange) -> None:
         try:

@@ -1,12 +1,17 @@
 """What the `asgi` worker makes of one request besides serving it: its scope (the scheme, from
-TLS or a trusted proxy's headers; the extensions; the lifespan state), and its record (access
-log, Prometheus and StatsD). What this module must never do: trust a forwarded header from a
-peer outside forwarded_allow_ips, or let a failure to record reach the connection.
+TLS or a trusted proxy's headers; the extensions; the lifespan state), its record (access
+log, Prometheus and StatsD) and its request hooks, which `observe` wraps around it. A worker
+that needs none of these (no access log, no counting metrics, no hooks: the control socket's
+gauges are set by the loop, not per request) never enters `observe`.
+What this module must never do: trust a forwarded header from a peer outside
+forwarded_allow_ips, or let a failure to record reach the connection.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from corral.adapters.asgi import Exchange, build_scope
@@ -63,6 +68,32 @@ def connection_scope(
     )
 
 
+async def observe(
+    conn: HttpProtocol,
+    req: Request,
+    scope: dict[str, Any],
+    exchange: Exchange | H2Stream,
+    serving: Awaitable[None],
+) -> None:
+    """Await `serving` (the application's call and the end of its response) between
+    pre_request and the request's record, then post_request."""
+    worker = conn.worker
+    timed = worker.timed
+    hooks = worker.request_hooks
+    started = time.monotonic() if timed else 0.0
+    if worker.request_stats is not None:
+        worker.request_stats.begin()
+    view = hooks.before(req) if hooks is not None else None
+    try:
+        await serving
+    finally:
+        if timed:
+            record(conn, req, exchange, time.monotonic() - started)
+        if view is not None:
+            assert hooks is not None
+            hooks.after(view, scope, exchange)
+
+
 def record(conn: HttpProtocol, req: Request, exchange: Exchange | H2Stream, seconds: float) -> None:
     """Access log and metrics for one finished request; a failure here is logged and
     never reaches the connection or the worker."""
@@ -70,10 +101,11 @@ def record(conn: HttpProtocol, req: Request, exchange: Exchange | H2Stream, seco
     status = exchange.status if exchange.head_sent else 0
     try:
         # The in-flight gauge first: nothing below may leave it counting a request.
-        if worker.stats is not None:
-            worker.stats.end()
+        stats = worker.request_stats
+        if stats is not None:
+            stats.end()
             if status:
-                worker.stats.record(req.method, status, seconds)
+                stats.record(req.method, status, seconds)
         if worker.statsd is not None and status:
             worker.statsd.request(status, seconds)
         if worker.access is not None:
