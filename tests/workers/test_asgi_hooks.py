@@ -181,3 +181,36 @@ def test_websocket_sessions_get_no_request_hooks(tmp_path: Path) -> None:
         ("pre", "/plain"),
         ("post", "/plain"),
     ]
+
+
+def uwsgi_packet(env: dict[str, str]) -> bytes:
+    block = b"".join(
+        len(k).to_bytes(2, "little") + k.encode() + len(v).to_bytes(2, "little") + v.encode()
+        for k, v in env.items()
+    )
+    return b"\x00" + len(block).to_bytes(2, "little") + b"\x00" + block
+
+
+def test_uwsgi_protocol_requests(tmp_path: Path) -> None:
+    srv, records = hooked_server(tmp_path, "--protocol", "uwsgi")
+    env = {
+        "REQUEST_METHOD": "GET",
+        "REQUEST_URI": "/u?x=1",
+        "PATH_INFO": "/u",
+        "QUERY_STRING": "x=1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "example.com",
+    }
+    with srv:
+        sock = connect(srv.port)
+        sock.sendall(uwsgi_packet(env))
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+        sock.close()
+        assert out.startswith(b"HTTP/1.1 200 ")
+        wait_for(lambda: posts(records), what="the uwsgi request's post_request")
+    pre, post = read_records(records)
+    assert pre["hook"] == "pre" and pre["uri"] == "/u?x=1" and pre["query"] == "x=1"
+    assert post["mark"] == pre["mark"] and post["status"] == "200 OK"
+    assert post["environ"]["HTTP_HOST"] == "example.com"
