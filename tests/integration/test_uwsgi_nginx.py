@@ -1,8 +1,11 @@
 """--protocol uwsgi behind the real nginx (`uwsgi_pass` with `include uwsgi_params;`, the
 directives of examples/nginx-uwsgi.conf), over TCP and over a unix socket, with a Flask app on
 gthread and a FastAPI app on asgi: a GET with a query and headers, a POST with a body, a
-streamed response, REMOTE_PORT from nginx's variable, and HTTPS believed from a trusted peer
-only. Skipped when nginx is not installed (.ci/run installs it).
+streamed response, REMOTE_PORT from nginx's variable, HTTPS believed from a trusted peer only;
+the client's HTTP version (curl over HTTP/1.0, HTTP/1.1 and HTTP/2) as the application's
+SERVER_PROTOCOL / http_version while the response to nginx stays close-delimited (streamed,
+HEAD, 204, an early hint). Without nginx, raw packets to sync, gthread and asgi show that
+framing on the wire (gevent too). Skipped when nginx is not installed (.ci/run installs it).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from reliability.test_nginx import NGINX, started_nginx
+from reliability.test_nginx import NGINX, free_port, started_nginx
 from support.server import ROOT, Server, wait_for
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
@@ -62,13 +65,14 @@ http {{
     client_max_body_size 10m;
     server {{
         listen 127.0.0.1:{port};
+        listen 127.0.0.1:{h2_port} http2;
 {locations}
     }}
 }}
 """
 
 
-def nginx_config(tmp: Path, port: int, corral_port: int, sock: Path) -> str:
+def nginx_config(tmp: Path, port: int, h2_port: int, corral_port: int, sock: Path) -> str:
     upstreams = {"tcp": f"127.0.0.1:{corral_port}", "unix": f"unix:{sock}"}
     shipped = example_directives()
 
@@ -92,31 +96,48 @@ def nginx_config(tmp: Path, port: int, corral_port: int, sock: Path) -> str:
         user="user root;" if os.geteuid() == 0 else "",  # workers must reach tmp's socket
         tmp=tmp,
         port=port,
+        h2_port=h2_port,
         locations=locations,
     )
 
 
 @contextlib.contextmanager
-def running_nginx(tmp: Path, corral_port: int, sock: Path) -> Iterator[int]:
-    with started_nginx(tmp, lambda port: nginx_config(tmp, port, corral_port, sock)) as port:
-        yield port
+def running_nginx(tmp: Path, corral_port: int, sock: Path) -> Iterator[tuple[int, int]]:
+    """nginx's ports: HTTP/1.x, and HTTP/2 (cleartext, prior knowledge)."""
+    h2_ports: list[int] = []
+
+    def render(port: int) -> str:
+        h2_ports.append(free_port())  # a fresh one on each of started_nginx's tries
+        return nginx_config(tmp, port, h2_ports[-1], corral_port, sock)
+
+    with started_nginx(tmp, render) as port:  # nginx listens on both before it answers
+        yield port, h2_ports[-1]
 
 
+# The framing apps are the uwsgi apps plus the routes of the version and framing checks.
 APPS = {
-    "flask-gthread": ("apps.uwsgi_flask_app:app", ["-k", "gthread", "--threads", "4"]),
-    "fastapi-asgi": ("apps.uwsgi_fastapi_app:app", ["-k", "asgi"]),
+    "flask-gthread": ("apps.uwsgi_flask_framing_app:app", ["-k", "gthread", "--threads", "4"]),
+    "fastapi-asgi": ("apps.uwsgi_fastapi_framing_app:app", ["-k", "asgi"]),
 }
 
 
 @contextlib.contextmanager
-def stack(tmp: Path, app: str, trusted: bool) -> Iterator[int]:
-    """corral with --protocol uwsgi on TCP and a unix socket, behind nginx: nginx's port."""
+def stack_ports(tmp: Path, app: str, trusted: bool) -> Iterator[tuple[int, int]]:
+    """corral with --protocol uwsgi on TCP and a unix socket, behind nginx: nginx's HTTP/1.x
+    and HTTP/2 ports."""
     module, args = APPS[app]
     sock = tmp / "corral.sock"
     allow = "127.0.0.1" if trusted else "192.0.2.1"  # unix peers are trusted either way
     extra = ["--protocol", "uwsgi", "-b", f"unix:{sock}", "--forwarded-allow-ips", allow]
-    with Server(module, *args, *extra) as srv, running_nginx(tmp, srv.port, sock) as port:
+    with Server(module, *args, *extra) as srv, running_nginx(tmp, srv.port, sock) as ports:
         wait_for(sock.exists, 10, "corral's unix socket")
+        yield ports
+
+
+@contextlib.contextmanager
+def stack(tmp: Path, app: str, trusted: bool) -> Iterator[int]:
+    """`stack_ports`, nginx's HTTP/1.x port only."""
+    with stack_ports(tmp, app, trusted) as (port, _):
         yield port
 
 
@@ -289,3 +310,114 @@ def test_example_config_is_valid_nginx(tmp_path: Path) -> None:
         timeout=30,
     )
     assert done.returncode == 0, done.stderr
+
+
+# --- the client's version, and the response's framing --------------------------------------
+
+# curl's option for each client version, and what the application is given for it.
+CLIENTS = {"1.0": ["--http1.0"], "1.1": ["--http1.1"], "2": ["--http2-prior-knowledge"]}
+SERVER_PROTOCOL = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1", "2": "HTTP/2"}
+
+
+def drip_body(count: int) -> bytes:
+    return b"".join(b"line %06d\n" % i for i in range(count))
+
+
+def curl(port: int, path: str, *options: str) -> tuple[int, str, bytes]:
+    """(status, the response head as curl received it, body) through nginx."""
+    done = subprocess.run(
+        ["curl", "-sS", "--max-time", "30", "-D", "-", *options, f"http://127.0.0.1:{port}{path}"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    head, _, body = done.stdout.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, head.decode("latin-1").lower(), body
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_client_version_reaches_the_app_and_framing_holds(app: str, tmp_path: Path) -> None:
+    count = 20_000  # about 240 KB in 20000 body chunks: many writes, nginx buffers filled
+    with stack_ports(tmp_path, app, trusted=True) as (port, h2_port):
+        for client, options in CLIENTS.items():
+            to = h2_port if client == "2" else port
+            for kind in ("tcp", "unix"):
+                status, head, body = curl(to, f"/{kind}/version", *options)
+                assert status == 200
+                want = SERVER_PROTOCOL[client] if app.startswith("flask") else client
+                assert body.decode() == want
+                # Streamed without Content-Length: whole and in order, framed by nginx.
+                status, head, body = curl(to, f"/{kind}/drip?count={count}", *options)
+                assert status == 200 and body == drip_body(count)
+                assert "content-length" not in head
+                if client == "1.1":
+                    assert "transfer-encoding: chunked" in head
+                # HEAD of that: answered, and in time (curl fails on its --max-time).
+                status, head, _ = curl(to, f"/{kind}/drip?count=5", "--head", *options)
+                assert status == 200
+                status, head, body = curl(to, f"/{kind}/empty", *options)
+                assert (status, body) == (204, b"")
+                status, head, body = curl(to, f"/{kind}/empty", "-d", "x=1", *options)
+                assert (status, body) == (204, b"")
+            if app.startswith("fastapi"):
+                # The early hint is dropped: nginx would take a 103 for the response.
+                status, head, body = curl(to, "/tcp/hint/", *options)
+                assert (status, body) == (200, b"hinted")
+
+
+RAW_APPS = {
+    "flask-sync": ("apps.uwsgi_flask_framing_app:app", ["-k", "sync"]),
+    "flask-gevent": ("apps.uwsgi_flask_framing_app:app", ["-k", "gevent"]),
+    **APPS,
+}
+
+
+def raw_response(out: bytes) -> tuple[str, dict[str, str], bytes]:
+    """(status line, headers with lower-case names, body) of the one response in `out`."""
+    head, _, body = out.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        assert name.lower() not in headers, out
+        headers[name.lower()] = value.strip()
+    return status, headers, body
+
+
+@pytest.mark.parametrize("app", RAW_APPS)
+def test_raw_packet_with_http11_is_answered_close_delimited(app: str) -> None:
+    """A packet that says SERVER_PROTOCOL HTTP/1.1, no nginx: the application sees HTTP/1.1,
+    and the response is never chunked and ends with the connection (`exchange` reads to the
+    close and fails on its timeout if the server keeps the connection open)."""
+    module, args = RAW_APPS[app]
+
+    def send(method: str, path: str) -> tuple[str, dict[str, str], bytes]:
+        env = {"REQUEST_METHOD": method, "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "x"}
+        env.update(PATH_INFO=path.partition("?")[0], REQUEST_URI=path)
+        env["QUERY_STRING"] = path.partition("?")[2]
+        return raw_response(exchange(srv.port, uwsgi_packet(env)))
+
+    with Server(module, *args, "--protocol", "uwsgi") as srv:
+        status, headers, body = send("GET", "/version")
+        assert status.startswith("HTTP/1.1 200 ")
+        assert body == (b"HTTP/1.1" if app.startswith("flask") else b"1.1")
+
+        status, headers, body = send("GET", "/drip?count=3000")
+        assert status.startswith("HTTP/1.1 200 ")
+        assert "transfer-encoding" not in headers and "content-length" not in headers
+        assert headers["connection"] == "close"
+        assert body == drip_body(3000)  # raw bytes, no chunk sizes between them
+
+        status, headers, body = send("HEAD", "/drip?count=3")
+        assert status.startswith("HTTP/1.1 200 ") and body == b""
+        assert "transfer-encoding" not in headers and headers["connection"] == "close"
+
+        status, headers, body = send("GET", "/empty")
+        assert status.startswith("HTTP/1.1 204 ") and body == b""
+        assert "transfer-encoding" not in headers and "content-length" not in headers
+
+        if app.startswith("fastapi"):  # the early hint is dropped, the response alone sent
+            status, headers, body = send("GET", "/hint/")
+            assert status.startswith("HTTP/1.1 200 ") and body == b"hinted"
+        assert "Traceback" not in srv.log()
