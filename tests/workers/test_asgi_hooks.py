@@ -47,6 +47,7 @@ def post_request(worker, req, environ, resp):
     strings = {{k: v for k, v in environ.items() if isinstance(v, str)}}
     note({{"hook": "post", "mark": getattr(req, "mark", None), "pid": worker.pid,
           "uri": req.uri, "status": resp.status, "code": resp.status_code, "sent": resp.sent,
+          "chunked": resp.chunked,
           "headers": resp.headers, "environ": strings,
           "scope_path": environ["asgi.scope"]["path"]}})
     if req.path == "/post-raises":
@@ -81,6 +82,7 @@ def test_http11_keep_alive_requests_in_order(tmp_path: Path) -> None:
         sock = connect(srv.port)
         resp, rest = exchange(sock, "/a%20b?x=1", "X-Id: 7\r\n")
         assert resp.status == 200 and not rest
+        chunked = resp.header("transfer-encoding") == "chunked"
         resp, rest = exchange(sock, "/boom-before")  # the application fails: 500
         assert resp.status == 500
         sock.close()
@@ -99,6 +101,7 @@ def test_http11_keep_alive_requests_in_order(tmp_path: Path) -> None:
     assert ["HOST", "example.com"] in pre["headers"] and ["X-ID", "7"] in pre["headers"]
     assert post["status"] == "200 OK" and post["code"] == 200
     assert post["sent"] > 0 and ["content-type", "application/json"] in post["headers"]
+    assert post["chunked"] is chunked
     environ = post["environ"]
     assert environ["REQUEST_METHOD"] == "GET" and environ["RAW_URI"] == "/a%20b?x=1"
     assert environ["SCRIPT_NAME"] == "" and environ["PATH_INFO"] == "/a b"
@@ -129,6 +132,7 @@ def test_h2c_streams(tmp_path: Path) -> None:
     assert pre["method"] == "GET" and pre["uri"] == "/s%2Fone?q=2" and pre["version"] == [2, 0]
     assert pre["path"] == "/s%2Fone" and ["X-ID", "9"] in pre["headers"]
     assert post["status"] == "200 OK" and post["sent"] == len(stream.data)
+    assert post["chunked"] is False
     assert post["environ"]["PATH_INFO"] == "/s/one"
     assert post["environ"]["SERVER_PROTOCOL"].startswith("HTTP/2")
     assert seen[3]["status"] == "500 Internal Server Error"

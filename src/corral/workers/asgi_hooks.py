@@ -87,9 +87,9 @@ class RequestHooks:
 class SentResponse:
     """What the client got: the status of the head sent (500 when the application failed or
     returned before starting a response, as the access log counts it), the application's
-    headers and the body bytes sent."""
+    headers, the body bytes sent and whether the body was chunked (never on HTTP/2)."""
 
-    __slots__ = ("code", "headers", "sent", "status")
+    __slots__ = ("chunked", "code", "headers", "sent", "status")
 
     def __init__(self, exchange: Answered) -> None:
         code = exchange.status if exchange.head_sent else 500
@@ -97,6 +97,7 @@ class SentResponse:
         self.status = f"{code} {REASONS.get(code, '')}".rstrip()
         self.headers = response_headers(exchange.headers)
         self.sent = exchange.sent
+        self.chunked: bool = getattr(exchange, "chunked", False)
 
 
 def hook_environ(req: Request, scope: dict[str, Any]) -> dict[str, Any]:
