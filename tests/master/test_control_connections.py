@@ -24,6 +24,7 @@ import pytest
 
 from corral.control.client import CommandFailed, ControlClient
 from corral.control.tables import render
+from corral.metrics import connections as layout
 from corral.metrics.connections import (
     H2,
     HTTP,
@@ -99,7 +100,7 @@ def test_more_connections_than_rows_are_counted() -> None:
 def test_addresses_unix_ports_protocols() -> None:
     table = ConnectionTable(capacity=4)
     try:
-        long = "unix:/" + "é" * 80
+        long = "unix:/" + "é" * 80  # 165 bytes in UTF-8: cut
         table.publish(
             [
                 (1, long, NO_PORT, 3, WS, True, 1.0, UNKNOWN, UNKNOWN),
@@ -128,10 +129,10 @@ def test_garbage_never_raises_and_never_shows() -> None:
     try:
         table.publish([entry(i, 3000 + i) for i in range(16)], 5.0)
         generation = 1
-        base = 64 + (generation & 1) * (32 + 16 * 96)
-        good = bytearray(
-            table._mem[base : base + 32 + 16 * 96]
-        )  # the buffer as the master copies it
+        # The published buffer, as the master copies it.
+        size = layout._HEADER_SIZE + 16 * layout._ROW.size
+        base = layout._FIRST_BUFFER + (generation & 1) * size
+        good = bytearray(table._mem[base : base + size])
     finally:
         table.close()
     assert decode(bytes(good), generation, 16) is not None
@@ -141,7 +142,7 @@ def test_garbage_never_raises_and_never_shows() -> None:
     for _ in range(300):
         raw = bytearray(good)
         for _ in range(rng.randint(1, 60)):
-            raw[rng.randrange(32, len(raw))] = rng.randrange(256)
+            raw[rng.randrange(layout._HEADER_SIZE, len(raw))] = rng.randrange(256)
         listing = decode(bytes(raw), generation, 16)
         assert listing is not None and listing.total >= len(listing.rows)
         for row in listing.rows:
@@ -166,7 +167,7 @@ def test_reads_while_another_process_writes_are_whole_or_none() -> None:
         finally:
             os._exit(0)
     try:
-        wait_for(lambda: table.read().total == rows, what="the first publication")  # type: ignore[union-attr]
+        wait_for(lambda: getattr(table.read(), "total", 0) == rows, what="a first publication")
         whole = torn = 0
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline or whole < 50:
@@ -414,3 +415,33 @@ def test_answers_without_a_list_still_render() -> None:
     assert text.splitlines()[0].split() == ["PID", "IDLE", "TOTAL"] and "Worker" not in text
     missing = dict(older, workers=[dict(older["workers"][0], list=None)])  # type: ignore[arg-type]
     assert "connections not available" in render("show connections", missing)
+
+
+@pytest.mark.parametrize("kind", ["gthread", "asgi"])
+def test_unix_socket_peers_name_the_socket(kind: str, tmp_path: Path) -> None:
+    path = tmp_path / "c.ctl"
+    listener = tmp_path / "http.sock"
+    app, args, _ = KINDS[kind]
+    bind = ("--bind", f"unix:{listener}", "--control-socket", str(path))
+    with Server(app, *args, *COMMON, *bind, workers=1, bind=False) as srv, ExitStack() as stack:
+        srv.wait_log("Control socket listening at")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stack.callback(sock.close)
+        sock.connect(str(listener))
+        sock.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n")
+
+        def row() -> dict[str, Any] | None:
+            worker, _ = worker_rows(path)
+            return next(iter(worker["list"] or []), None)
+
+        found = wait_for(row, what="the unix connection in show connections")
+        assert found == {
+            "address": f"unix:{listener}",
+            "port": None,
+            "state": "head",
+            "protocol": "http",
+            "tls": False,
+            "age": found["age"],  # type: ignore[index]
+            "requests": None if kind == "asgi" else 0,
+            "streams": None,
+        }

@@ -13,11 +13,12 @@ connections, so an answer can say how many were left out.
 
 Torn reads. The worker writes without a lock, so the table holds two buffers and a generation
 number: the worker fills the buffer the readers are not using, then publishes it by bumping the
-generation. The master copies the current buffer and looks at the generation again: if the
-worker has since started a second write (it would be writing into the very buffer being
-copied), the copy is thrown away and taken once more. Each row is checked as it is decoded, so
-even a copy taken while the other process was mid-store gives rows that are whole or left out,
-never garbage and never an exception. This module must never log, block or raise from
+generation, so a reader never waits for a write to end. The master copies the current buffer
+and looks at the generation again: if the worker has published since, its next write may
+already be going into the very buffer being copied, so the copy is thrown away and taken once
+more (writes come once a second: a second miss in a row means a stalled master). Each row is
+also checked as it is decoded, so whatever the copy holds gives rows that are whole or left
+out, never garbage and never an exception. This module must never log, block or raise from
 `publish`, and must never import from workers/ (the master reads it).
 """
 
@@ -43,10 +44,9 @@ UNKNOWN = -1  # requests not counted (asgi), streams of a connection not in HTTP
 # remembers when it first saw each key, for connections whose accept time nobody recorded.
 Entry = tuple[object, str, int, int, int, bool, float, int, int]
 
-_GENERATION = struct.Struct("=Q")
 _HEADER = struct.Struct("=QQQd")  # generation written, total, rows, published at (monotonic)
 _HEADER_SIZE = 32
-_ADDRESS_SIZE = 68
+_ADDRESS_SIZE = 116  # "unix:" and the longest path a unix socket can have
 # accepted (monotonic), requests, streams, port, state, protocol, tls, address length, address
 _ROW = struct.Struct(f"=dqiiBBBB{_ADDRESS_SIZE}s")
 _FIRST_BUFFER = 64  # the generation alone on the first cache line
@@ -87,6 +87,9 @@ class ConnectionTable:
         # fileno -1: anonymous memory; MAP_SHARED (the default) keeps it shared across fork.
         # Pages are only backed once written, so a worker with few connections costs little.
         self._mem = mmap.mmap(-1, _FIRST_BUFFER + 2 * self._buffer_size)
+        # A native, aligned 8-byte slot: one store and one load each time (struct's "=Q"
+        # goes byte by byte, and a reader could see half of a new generation).
+        self._generation = memoryview(self._mem)[:8].cast("Q")
         self._seen: dict[object, float] = {}  # the writer's: key -> accepted (estimate)
 
     # ---- the worker's side --------------------------------------------------------------------
@@ -95,7 +98,7 @@ class ConnectionTable:
         """Write every connection's row (up to capacity) into the idle buffer, then make it
         the current one. Once a second, from the worker's loop only."""
         mem = self._mem
-        generation = _GENERATION.unpack_from(mem, 0)[0] + 1
+        generation = self._generation[0] + 1
         base = self._offset(generation)
         seen = self._seen
         fresh: dict[object, float] = {}
@@ -117,23 +120,26 @@ class ConnectionTable:
         self._seen = fresh  # connections gone since the last write are forgotten
         rows = (offset - base - _HEADER_SIZE) // _ROW.size
         _HEADER.pack_into(mem, base, generation, total, rows, now)
-        _GENERATION.pack_into(mem, 0, generation)
+        self._generation[0] = generation
 
     # ---- the master's side --------------------------------------------------------------------
 
     def read(self) -> Listing | None:
-        """The last published rows; an empty listing before the first write, None when two
-        copies in a row were overwritten while being taken (the worker writes once a second,
-        so this means a stalled master, not a busy worker)."""
+        """The last published rows; an empty listing before the first write, None when the
+        worker published during each of two copies in a row."""
         mem = self._mem
         for _ in range(2):
-            generation = _GENERATION.unpack_from(mem, 0)[0]
+            generation = self._generation[0]
             if generation == 0:
                 return Listing(0, [], 0.0)
             base = self._offset(generation)
-            raw = mem[base : base + self._buffer_size]
-            # One more write went to the other buffer: ours is intact. Two or more: not.
-            if _GENERATION.unpack_from(mem, 0)[0] - generation < 2:
+            # The rows written only: pages past them are never touched (so never backed).
+            count = min(_HEADER.unpack_from(mem, base)[2], self.capacity)
+            raw = mem[base : base + _HEADER_SIZE + count * _ROW.size]
+            # Still the current buffer: the worker has not started writing into it again (a
+            # write of the next generation goes to the other buffer, and the one after that,
+            # into this one, begins only once the next is published).
+            if self._generation[0] == generation:
                 return decode(raw, generation, self.capacity)
         return None
 
@@ -147,6 +153,7 @@ class ConnectionTable:
     def close(self) -> None:
         """Unmap the table; safe to call more than once."""
         if not self._mem.closed:
+            self._generation.release()
             self._mem.close()
 
 
