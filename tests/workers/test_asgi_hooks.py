@@ -6,10 +6,15 @@ WebSocket sessions get no request hooks."""
 from __future__ import annotations
 
 import base64
+import glob
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from support.asgi_h2_client import H2Client
 from support.client import connect, read_response
@@ -218,3 +223,49 @@ def test_uwsgi_protocol_requests(tmp_path: Path) -> None:
     assert pre["hook"] == "pre" and pre["uri"] == "/u?x=1" and pre["query"] == "x=1"
     assert post["mark"] == pre["mark"] and post["status"] == "200 OK"
     assert post["environ"]["HTTP_HOST"] == "example.com"
+
+
+def newer_python() -> str | None:
+    """A Python 3.12+ (whose request tasks start eagerly), if one is installed."""
+    candidates = [shutil.which(f"python3.{minor}") for minor in (14, 13, 12)]
+    candidates += sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.1[2-9]*/bin/python3")))
+    probe = "import sys; print(sys.version_info >= (3, 12))"
+    for path in filter(None, candidates):
+        try:
+            done = subprocess.run([path, "-c", probe], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue  # a pyenv shim without its version selected, or worse
+        if done.stdout.strip() == "True":
+            return path
+    return None
+
+
+@pytest.mark.parametrize("interpreter", ["this", "3.12+"])
+def test_a_request_pipelined_behind_a_slow_one_is_hooked_and_logged_after_it(
+    tmp_path: Path, interpreter: str
+) -> None:
+    """On Python 3.12+ the second request can run to its end inside the first one's task: its
+    hooks and its access log line must still come after the first's."""
+    python = None
+    if interpreter != "this":
+        python = newer_python()
+        if python is None:
+            pytest.skip("no Python 3.12+ installed")
+    srv, records = hooked_server(tmp_path, "--access-logfile", "-")
+    srv.python = python or srv.python
+    with srv:
+        sock = connect(srv.port)
+        sock.sendall(b"GET /sleep?0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        srv.wait_log("sleeping in")
+        sock.sendall(b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n")  # while the first runs
+        first, rest = read_response(sock)
+        second, _ = read_response(sock, rest)
+        assert first.body == b"slept" and second.status == 200
+        sock.close()
+        wait_for(lambda: len(posts(records)) == 2, what="two post_request lines")
+        srv.wait_log('"GET /second HTTP/1.1" 200')
+        lines = [line for line in srv.log().splitlines() if '"GET /' in line]
+    assert [(r["hook"], r["uri"]) for r in read_records(records)] == [
+        ("pre", "/sleep?0.3"), ("post", "/sleep?0.3"), ("pre", "/second"), ("post", "/second"),
+    ]  # fmt: skip
+    assert ["/sleep" in lines[0], "/second" in lines[1]] == [True, True]

@@ -402,11 +402,21 @@ class HttpProtocol(AsgiConnection):
     async def run(self, req: Request, scope: dict[str, Any], exchange: Exchange) -> None:
         worker = self.worker
         if worker.timed or worker.request_hooks is not None:
-            await observe(self, req, scope, exchange, self.run_app(req, scope, exchange))
+            # Recorded (and post_request called) before the next request starts: on Python
+            # 3.12+ that one may run to its end inside go_on, and its line must come after.
+            kept = await observe(self, req, scope, exchange, self.run_app(req, scope, exchange))
         else:
-            await self.run_app(req, scope, exchange)
+            kept = await self.run_app(req, scope, exchange)
+        if kept:
+            try:
+                self.go_on()
+            except Exception:  # the connection's state is unknown: it goes, nothing else does
+                log.exception("Error starting the next request after %s %s", req.method, req.target)
+                self.abort()
 
-    async def run_app(self, req: Request, scope: dict[str, Any], exchange: Exchange) -> None:
+    async def run_app(self, req: Request, scope: dict[str, Any], exchange: Exchange) -> bool:
+        """The application's call and the end of its response; True when the connection is
+        kept for a next request."""
         try:
             await self.worker.asgi_app(scope, exchange.receive, exchange.send)
         except ClientGone:
@@ -432,18 +442,20 @@ class HttpProtocol(AsgiConnection):
                 if answer:
                     self.write(answer)
         try:
-            self.finished(exchange)
+            return self.finished(exchange)
         except Exception:  # the connection's state is unknown: it goes, nothing else does
             log.exception("Error ending a request %s %s", req.method, req.target)
             self.abort()
+            return False
 
-    def finished(self, exchange: Exchange) -> None:
+    def finished(self, exchange: Exchange) -> bool:
+        """The response is over: close, or make ready for the next request (True)."""
         transport = self.transport
         if transport is None or transport.is_closing():
-            return
+            return False
         if exchange.client_gone:
             transport.close()  # gone, or given up on after a half-close
-            return
+            return False
         if exchange.awaiting_trailers:
             self.write(exchange.finish_trailers())  # announced, never sent: an empty section
         if not exchange.ended:
@@ -459,11 +471,15 @@ class HttpProtocol(AsgiConnection):
         # with Connection: close (the stop bounds how long the connection may wait for it).
         if not exchange.keep_alive or self.decoder is not None or (self.eof and not self.buf):
             transport.close()
-            return
+            return False
         self.exchange = None
         self.task = None
         self.write_blocked_at = 0.0
         self.resume_reading()
+        return True
+
+    def go_on(self) -> None:
+        """The connection is kept: its next request starts if its bytes are here."""
         if self.buf:
             if self.starting:
                 self.next_pending = True  # start_request goes on with it: no recursion

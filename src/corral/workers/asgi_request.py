@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from corral.adapters.asgi import Exchange, build_scope
 from corral.adapters.asgi_extensions import accepts_trailers, access_environ, response_headers
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from corral.workers.asgi_http import HttpProtocol
 
 log = logging.getLogger("corral.error")
+
+_T = TypeVar("_T")
 
 
 def connection_scope(
@@ -73,25 +75,24 @@ async def observe(
     req: Request,
     scope: dict[str, Any],
     exchange: Exchange | H2Stream,
-    serving: Awaitable[None],
-) -> None:
+    serving: Awaitable[_T],
+) -> _T:
     """Await `serving` (the application's call and the end of its response) between
-    pre_request and the request's record, then post_request."""
+    pre_request and the request's record, then post_request; return what it returned."""
     worker = conn.worker
     timed = worker.timed
     hooks = worker.request_hooks
     started = time.monotonic() if timed else 0.0
     if worker.request_stats is not None:
         worker.request_stats.begin()
-    view = hooks.before(req) if hooks is not None else None
+    view = None if hooks is None else hooks.before(req)
     try:
-        await serving
+        return await serving
     finally:
         if timed:
             record(conn, req, exchange, time.monotonic() - started)
-        if view is not None:
-            assert hooks is not None
-            hooks.after(view, scope, exchange)
+        if hooks is not None and view is not None:
+            hooks.after(view, scope, exchange)  # after the access log line, as in Gunicorn
 
 
 def record(conn: HttpProtocol, req: Request, exchange: Exchange | H2Stream, seconds: float) -> None:
