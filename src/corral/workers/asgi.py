@@ -53,7 +53,7 @@ class AsgiWorker(Worker):
         self.tls_facts = TlsFacts(self.tls, s.certfile) if self.tls is not None else None
         # HTTP/2 streams may be extended CONNECTs (RFC 8441): WebSockets over HTTP/2.
         self.h2_limits = h2_limits(s, self.limits, connect_protocol=True) if h2_enabled(s) else None
-        # What each request does besides being served, decided once (asgi_request.observe): a
+        # What each request does besides being served, decided once (asgi_request.py): a
         # gauge-only block (the control socket without metrics) costs nothing per request.
         stats = self.stats
         self.request_stats = stats if stats is not None and stats.counting else None
