@@ -384,8 +384,10 @@ def test_corral_ctl_prints_the_rows_and_filters_by_pid(tmp_path: Path) -> None:
 
         def all_listed() -> dict[str, Any] | None:
             data = json.loads(ctl("-s", str(path), "-j", "-c", "show connections"))
-            ports = {row["port"] for w in data["workers"] for row in w["list"] or []}
-            return data if set(want) <= ports else None
+            rows = [row for w in data["workers"] for row in w["list"] or []]
+            seen = {row["port"]: (row["state"], row["protocol"]) for row in rows}
+            # Their states held still from then on: the text shows them too.
+            return data if all(seen.get(port) == want[port] for port in want) else None
 
         data = wait_for(all_listed, what="the connections in corral ctl -j")
         assert isinstance(data, dict)
