@@ -11,6 +11,7 @@ import json
 import os
 import random
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ from corral.metrics.connections import (
     Entry,
     decode,
 )
+from support.pki import make_pki, tls_args
 from support.server import ROOT, Server, wait_for
 
 HAS_GEVENT = (
@@ -408,14 +410,14 @@ def test_corral_ctl_prints_the_rows_and_filters_by_pid(tmp_path: Path) -> None:
 
 def test_answers_without_a_list_still_render() -> None:
     """An older corral's (or Gunicorn's) answer has counts only: the table is the counts."""
-    older = {
+    older: dict[str, Any] = {
         "workers": [{"pid": 7, "connections": {"idle": 1}, "total": 1}],
         "total": {"idle": 1},
         "count": 1,
     }
     text = render("show connections", older)
     assert text.splitlines()[0].split() == ["PID", "IDLE", "TOTAL"] and "Worker" not in text
-    missing = dict(older, workers=[dict(older["workers"][0], list=None)])  # type: ignore[arg-type]
+    missing = dict(older, workers=[dict(older["workers"][0], list=None)])
     assert "connections not available" in render("show connections", missing)
 
 
@@ -443,7 +445,46 @@ def test_unix_socket_peers_name_the_socket(kind: str, tmp_path: Path) -> None:
             "state": "head",
             "protocol": "http",
             "tls": False,
-            "age": found["age"],  # type: ignore[index]
+            "age": found["age"] if isinstance(found, dict) else None,
             "requests": None if kind == "asgi" else 0,
             "streams": None,
         }
+
+
+@pytest.mark.parametrize("kind", ["gthread", "asgi"])
+def test_tls_connections_say_so(kind: str, tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    make_pki(pki)
+    path = tmp_path / "c.ctl"
+    with (
+        server(kind, path, "--http-protocols", "h2,h1", *tls_args(pki)) as srv,
+        ExitStack() as stack,
+    ):
+        srv.wait_log("Control socket listening at")
+        want: dict[int, tuple[str, str]] = {}
+        for alpn, protocol in (("http/1.1", "http"), ("h2", "h2")):
+            context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+            context.set_alpn_protocols([alpn])
+            raw = connect(srv.port, stack)
+            sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+            stack.callback(sock.close)
+            assert sock.selected_alpn_protocol() == alpn
+            if alpn == "h2":
+                client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+                client.initiate_connection()
+                sock.sendall(client.data_to_send())
+            else:
+                sock.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_response(sock).startswith(b"HTTP/1.1 200")
+            want[local_port(sock)] = ("idle", protocol)
+        rows = wait_for(lambda: listed(path, want), what=f"{want} in show connections")
+        assert isinstance(rows, dict) and all(rows[port]["tls"] is True for port in want)
+        text = render("show connections", worker_answer(path))
+        assert "h2+tls" in text and "http+tls" in text
+
+
+def worker_answer(path: Path) -> dict[str, Any]:
+    with ControlClient(str(path)) as client:
+        answer: dict[str, Any] = client.send("show connections")
+    return answer
