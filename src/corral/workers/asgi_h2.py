@@ -39,7 +39,7 @@ from corral.http.h2 import (
 )
 from corral.http.parser import Request
 from corral.workers.asgi_h2_stream import H2Stream, answer_error
-from corral.workers.asgi_request import connection_scope, observe
+from corral.workers.asgi_request import connection_scope, request_began, request_ended
 
 if TYPE_CHECKING:
     from corral.workers.asgi_h2_websocket import H2WebSocket
@@ -212,14 +212,18 @@ class Http2Connection:
 
     async def run(self, stream: H2Stream, scope: dict[str, Any]) -> None:
         worker = self.worker
-        try:
-            if worker.timed or worker.request_hooks is not None:
-                serving = self.run_app(stream, scope)
-                await observe(self.conn, stream.req, scope, stream, serving)
-            else:
+        if not worker.timed and worker.request_hooks is None:
+            try:
                 await self.run_app(stream, scope)
+            finally:
+                self.stream_done(stream)
+            return
+        began = request_began(self.conn, stream.req)
+        try:
+            await self.run_app(stream, scope)
         finally:
             self.stream_done(stream)
+            request_ended(self.conn, stream.req, scope, stream, began)
 
     async def run_app(self, stream: H2Stream, scope: dict[str, Any]) -> None:
         req = stream.req

@@ -28,7 +28,7 @@ from corral.http.websocket_handshake import check_upgrade, is_websocket_upgrade,
 from corral.http.writer import error_response, health_response
 from corral.trust import is_trusted
 from corral.workers.asgi_h2_switch import negotiate, sniff_preface, upgrade
-from corral.workers.asgi_request import connection_scope, observe
+from corral.workers.asgi_request import connection_scope, request_began, request_ended
 from corral.workers.asgi_transport import AsgiConnection
 from corral.workers.asgi_uwsgi import apply_scheme, parse_request
 from corral.workers.asgi_websocket import WebSocketSession, websocket_scope
@@ -402,9 +402,13 @@ class HttpProtocol(AsgiConnection):
     async def run(self, req: Request, scope: dict[str, Any], exchange: Exchange) -> None:
         worker = self.worker
         if worker.timed or worker.request_hooks is not None:
-            # Recorded (and post_request called) before the next request starts: on Python
-            # 3.12+ that one may run to its end inside go_on, and its line must come after.
-            kept = await observe(self, req, scope, exchange, self.run_app(req, scope, exchange))
+            began = request_began(self, req)
+            try:
+                kept = await self.run_app(req, scope, exchange)
+            finally:
+                # Before the next request starts: on Python 3.12+ that one may run to its
+                # end inside go_on, and its record and hooks must come after these.
+                request_ended(self, req, scope, exchange, began)
         else:
             kept = await self.run_app(req, scope, exchange)
         if kept:

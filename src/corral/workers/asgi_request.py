@@ -1,8 +1,8 @@
 """What the `asgi` worker makes of one request besides serving it: its scope (the scheme, from
 TLS or a trusted proxy's headers; the extensions; the lifespan state), its record (access
-log, Prometheus and StatsD) and its request hooks, which `observe` wraps around it. A worker
-that needs none of these (no access log, no counting metrics, no hooks: the control socket's
-gauges are set by the loop, not per request) never enters `observe`.
+log, Prometheus and StatsD) and its request hooks, between `request_began` and
+`request_ended`. A worker that needs none of these (no access log, no counting metrics, no
+hooks: the control socket's gauges are set by the loop, not per request) calls neither.
 What this module must never do: trust a forwarded header from a peer outside
 forwarded_allow_ips, or let a failure to record reach the connection.
 """
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from corral.adapters.asgi import Exchange, build_scope
 from corral.adapters.asgi_extensions import accepts_trailers, access_environ, response_headers
@@ -21,12 +20,11 @@ from corral.http.writer import REASONS
 from corral.trust import stated_scheme
 
 if TYPE_CHECKING:
+    from corral.hooks import HookRequest
     from corral.workers.asgi_h2_stream import H2Stream
     from corral.workers.asgi_http import HttpProtocol
 
 log = logging.getLogger("corral.error")
-
-_T = TypeVar("_T")
 
 
 def connection_scope(
@@ -70,29 +68,32 @@ def connection_scope(
     )
 
 
-async def observe(
+def request_began(conn: HttpProtocol, req: Request) -> tuple[float, HookRequest | None]:
+    """A request is about to go to the application: its start time (when something records
+    it), the in-flight gauge, and pre_request (with the `req` post_request will get)."""
+    worker = conn.worker
+    started = time.monotonic() if worker.timed else 0.0
+    if worker.request_stats is not None:
+        worker.request_stats.begin()
+    hooks = worker.request_hooks
+    return started, None if hooks is None else hooks.before(req)
+
+
+def request_ended(
     conn: HttpProtocol,
     req: Request,
     scope: dict[str, Any],
     exchange: Exchange | H2Stream,
-    serving: Awaitable[_T],
-) -> _T:
-    """Await `serving` (the application's call and the end of its response) between
-    pre_request and the request's record, then post_request; return what it returned."""
+    began: tuple[float, HookRequest | None],
+) -> None:
+    """Its response is over: the record, then post_request (after the access log line, as
+    in Gunicorn)."""
     worker = conn.worker
-    timed = worker.timed
-    hooks = worker.request_hooks
-    started = time.monotonic() if timed else 0.0
-    if worker.request_stats is not None:
-        worker.request_stats.begin()
-    view = None if hooks is None else hooks.before(req)
-    try:
-        return await serving
-    finally:
-        if timed:
-            record(conn, req, exchange, time.monotonic() - started)
-        if hooks is not None and view is not None:
-            hooks.after(view, scope, exchange)  # after the access log line, as in Gunicorn
+    started, view = began
+    if worker.timed:
+        record(conn, req, exchange, time.monotonic() - started)
+    if view is not None and worker.request_hooks is not None:
+        worker.request_hooks.after(view, scope, exchange)
 
 
 def record(conn: HttpProtocol, req: Request, exchange: Exchange | H2Stream, seconds: float) -> None:
