@@ -52,6 +52,7 @@ class Connection:
     scheme = "http"  # wsgi.url_scheme; TLS connections say https
 
     __slots__ = (
+        "accepted",
         "body",
         "buf",
         "context",
@@ -96,6 +97,7 @@ class Connection:
         self.trusted = trusted
         self.timeout = timeout
         self.state = HEAD
+        self.accepted = now  # for the control socket's `show connections` age
         self.buf: bytes | bytearray = b""  # an incomplete head (or PROXY header)
         self.since = now  # when the current wait began (head, idle) or the request started
         self.progress = now  # last time bytes moved while reading a body or writing

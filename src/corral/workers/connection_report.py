@@ -51,10 +51,6 @@ def report_engine_connections(worker: Worker, now: float) -> None:
 
 def _engine_entry(conn: Connection, state: int, plain: int) -> Entry:
     h2 = conn.h2 if conn.state == H2 else None
-    # The connection keeps no accept time; these three all start at it, and each moves on
-    # only with the connection's own progress: the earliest is the accept time as long as one
-    # has not moved yet, and never earlier than it. The table keeps what it first saw.
-    since = min(conn.since, conn.started, conn.progress)
     return (
         conn,
         conn.remote_addr or f"unix:{conn.server_name}",
@@ -62,7 +58,7 @@ def _engine_entry(conn: Connection, state: int, plain: int) -> Entry:
         state,
         plain if h2 is None else H2_PROTOCOL,
         conn.scheme == "https",
-        since,
+        conn.accepted,
         conn.requests if h2 is None else UNKNOWN,
         UNKNOWN if h2 is None else len(h2.streams),
     )
