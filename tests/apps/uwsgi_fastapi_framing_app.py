@@ -23,14 +23,16 @@ async def version(request: Request) -> PlainTextResponse:
 
 
 @app.api_route("/drip", methods=["GET", "HEAD"])
-async def drip(count: int = 3) -> StreamingResponse:
-    """`count` numbered lines, each its own body message, no Content-Length."""
+async def drip(count: int = 3, te: str | None = None) -> StreamingResponse:
+    """`count` numbered lines, each its own body message, no Content-Length; with `te`, the
+    application claims `Transfer-Encoding: chunked` itself (the server drops it)."""
 
     async def generate() -> AsyncIterator[bytes]:
         for i in range(count):
             yield b"line %06d\n" % i
 
-    return StreamingResponse(generate(), media_type="text/plain")
+    headers = {"Transfer-Encoding": "chunked"} if te is not None else None
+    return StreamingResponse(generate(), media_type="text/plain", headers=headers)
 
 
 @app.api_route("/empty", methods=["GET", "POST"])

@@ -20,14 +20,19 @@ def version() -> Response:
 
 @app.route("/drip", methods=["GET", "HEAD"])
 def drip() -> Response:
-    """`count` numbered lines, each its own body chunk, no Content-Length."""
+    """`count` numbered lines, each its own body chunk, no Content-Length; with `te`, the
+    application claims `Transfer-Encoding: chunked` itself (a hop-by-hop field it may not set:
+    the server drops it)."""
     count = int(request.args.get("count", "3"))
 
     def generate() -> Iterator[bytes]:
         for i in range(count):
             yield b"line %06d\n" % i
 
-    return Response(generate(), mimetype="text/plain")
+    response = Response(generate(), mimetype="text/plain")
+    if "te" in request.args:
+        response.headers["Transfer-Encoding"] = "chunked"
+    return response
 
 
 @app.route("/empty", methods=["GET", "POST"])

@@ -353,6 +353,8 @@ def test_client_version_reaches_the_app_and_framing_holds(app: str, tmp_path: Pa
                 assert "content-length" not in head
                 if client == "1.1":
                     assert "transfer-encoding: chunked" in head
+                status, head, body = curl(to, f"/{kind}/drip?count=500&te=1", *options)
+                assert status == 200 and body == drip_body(500)
                 # HEAD of that: answered, and in time (curl fails on its --max-time).
                 status, head, _ = curl(to, f"/{kind}/drip?count=5", "--head", *options)
                 assert status == 200
@@ -408,6 +410,11 @@ def test_raw_packet_with_http11_is_answered_close_delimited(app: str) -> None:
         assert "transfer-encoding" not in headers and "content-length" not in headers
         assert headers["connection"] == "close"
         assert body == drip_body(3000)  # raw bytes, no chunk sizes between them
+
+        # The application's own Transfer-Encoding is dropped (the server owns the framing).
+        status, headers, body = send("GET", "/drip?count=50&te=1")
+        assert status.startswith("HTTP/1.1 200 ") and "transfer-encoding" not in headers
+        assert body == drip_body(50)
 
         status, headers, body = send("HEAD", "/drip?count=3")
         assert status.startswith("HTTP/1.1 200 ") and body == b""
