@@ -64,6 +64,7 @@ class HttpProtocol(AsgiConnection):
         # Deadlines (time.monotonic(), 0.0 = none), checked by the worker's sweep: cheaper
         # than a loop timer armed and cancelled for every request.
         self.idle_deadline = 0.0
+        self.accepted = time.monotonic()  # for the control socket's `show connections` age
         self.websocket: WebSocketSession | None = None
         self.body_deadline = 0.0
         self.trusted = False  # the peer is in forwarded_allow_ips

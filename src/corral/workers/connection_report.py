@@ -74,14 +74,14 @@ def report_asgi_connections(worker: AsgiWorker, now: float) -> None:
         state = _STATE_INDEX[protocol.state]
         counts[state] += 1
         if table is not None:
-            entries.append(_asgi_entry(protocol, state, plain, now))
+            entries.append(_asgi_entry(protocol, state, plain))
     if worker.stats is not None:
         worker.stats.set_connections(counts)
     if table is not None:
         table.publish(entries, now)
 
 
-def _asgi_entry(protocol: HttpProtocol, state: int, plain: int, now: float) -> Entry:
+def _asgi_entry(protocol: HttpProtocol, state: int, plain: int) -> Entry:
     client = protocol.client
     if client is not None:
         address, port = client[0], client[1]
@@ -91,8 +91,6 @@ def _asgi_entry(protocol: HttpProtocol, state: int, plain: int, now: float) -> E
         address, port = f"unix:{name or ''}", NO_PORT
     h2 = protocol.h2
     kind = H2_PROTOCOL if h2 is not None else WS if protocol.websocket is not None else plain
-    # No accept time is kept per protocol: `now` at the first report that sees it, which the
-    # table remembers (at most one report interval late).
     return (
         protocol,
         address,
@@ -100,7 +98,7 @@ def _asgi_entry(protocol: HttpProtocol, state: int, plain: int, now: float) -> E
         state,
         kind,
         protocol.ssl_object is not None,
-        now,
+        protocol.accepted,
         UNKNOWN,
         len(h2.streams) if h2 is not None else UNKNOWN,
     )
