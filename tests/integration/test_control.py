@@ -4,7 +4,6 @@ owner-only commands (SO_PEERCRED), and clients that misbehave."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -21,6 +20,7 @@ import pytest
 
 from corral.control.client import ClientError, CommandFailed, ControlClient
 from corral.control.protocol import encode
+from support.client import get_status
 from support.server import ROOT, Server, alive, read_pid, wait_for
 
 PEERS = ROOT / "bench" / ".peers" / "bin"
@@ -65,14 +65,7 @@ def ctl(*args: str, env: dict[str, str] | None = None, user: int | None = None) 
 
 
 def get(port: int, target: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", target)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
+    return get_status(port, target)
 
 
 def served(path: Path) -> int:

@@ -13,18 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from support.client import get_status
 from support.server import Server, wait_for
 
 
 def get(port: int, path: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path, headers={"User-Agent": "tester"})
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
+    return get_status(port, path, headers={"User-Agent": "tester"})
 
 
 def opened(pid: int) -> set[str]:

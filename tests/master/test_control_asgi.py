@@ -12,21 +12,14 @@ from typing import Any
 import pytest
 
 from corral.control.client import ControlClient
-from support.client import connect, read_response
+from support.client import connect, get_status, read_response
 from support.server import Server, wait_for
 
 APP = "support.asgi_h2_apps:app"
 
 
 def get(port: int, target: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", target)
-        resp = conn.getresponse()
-        resp.read()
-        return resp.status
-    finally:
-        conn.close()
+    return get_status(port, target)
 
 
 def worker_row(path: Path) -> dict[str, Any]:

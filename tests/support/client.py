@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import socket
 
 
@@ -88,3 +89,15 @@ def read_response(
                 return resp, buf
     resp.body = buf + recv_all(sock)
     return resp, b""
+
+
+def get_status(port: int, target: str, headers: dict[str, str] | None = None) -> int:
+    """GET `target` with the standard library's client on a fresh connection; its status."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", target, headers=headers or {})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
