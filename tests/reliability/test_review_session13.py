@@ -539,3 +539,36 @@ def test_control_socket_answers_through_worker_churn(kind: str, tmp_path: Path) 
         assert "Traceback" not in log, log[-4000:]
         assert churn.answers["show connections"] > 0
     print(f"{kind}: {dict(churn.answers)}")
+
+
+# ---- the Prometheus endpoint's clients are the master's alone --------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sync", "asgi"])
+def test_a_metrics_client_the_master_drops_sees_its_connection_end(
+    kind: str, tmp_path: Path
+) -> None:
+    """A worker forked while a scrape is open must not keep a copy of that client's socket:
+    when the master drops the client (its 2 s deadline), the client sees the end of the
+    connection rather than waiting for as long as the worker lives."""
+    path = str(tmp_path / "c.ctl")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    app = APP if kind == "asgi" else "support.apps:echo"
+    args = ["-k", kind, "--control-socket", path, "--metrics-bind", f"127.0.0.1:{metrics_port}"]
+    with Server(app, *args, workers=1) as srv:
+        srv.wait_log("Control socket listening at")
+        scrape = socket.create_connection(("127.0.0.1", metrics_port), timeout=10)
+        try:
+            scrape.sendall(b"GET /metr")  # half a head: the master holds it until its deadline
+            with ControlClient(path) as client:
+                client.send("worker add")  # forked while the client is open
+                wait_for(lambda: len(client.send("show workers")["workers"]) == 2, 10, "2")
+            srv.wait_booted(2)
+            try:
+                assert scrape.recv(100) == b"", "dropped by the master"
+            except TimeoutError:
+                pytest.fail("the master dropped the client but a worker keeps it open")
+        finally:
+            scrape.close()

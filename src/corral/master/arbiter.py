@@ -446,6 +446,10 @@ class Arbiter:
             os.close(self.wake_w)
             if self.control is not None:
                 self.control.close_in_child()
+            if self.metrics is not None:
+                # The child's copies only: a scrape the master drops must see its end, not
+                # stay open for as long as this worker lives.
+                self.metrics.close()
             worker.pid = os.getpid()
             log.info("Booting worker with pid: %s", worker.pid)
             self.call_hook("post_fork", self, worker)
