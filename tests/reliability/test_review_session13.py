@@ -72,16 +72,16 @@ def has_uvloop() -> bool:
     return True
 
 
-def newer_python() -> str | None:
-    """A Python 3.12+ (whose request tasks start eagerly), if one is installed."""
-    candidates = [shutil.which(f"python3.{minor}") for minor in (14, 13, 12)]
-    candidates += sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.1[2-9]*/bin/python3")))
-    probe = "import sys; print(sys.version_info >= (3, 12))"
+def newer_python(minor: int) -> str | None:
+    """A Python 3.`minor` (3.12+ start request tasks eagerly), if one is installed."""
+    candidates = [shutil.which(f"python3.{minor}")]
+    candidates += sorted(glob.glob(str(Path.home() / f".pyenv/versions/3.{minor}.*/bin/python3")))
+    probe = f"import sys; print(sys.version_info[:2] == (3, {minor}))"
     for path in filter(None, candidates):
         try:
             done = subprocess.run([path, "-c", probe], capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
-            continue
+            continue  # a pyenv shim without its version selected, or worse
         if done.stdout.strip() == "True":
             return path
     return None
@@ -98,7 +98,7 @@ class Plan:
         self.kind = kind
         if kind == "big":
             self.size = rng.choice([70000, 300000, 1000000])
-            self.uri = f"/big?{self.size}"
+            self.uri = f"/big/{tag}?{self.size}"
             self.raw = f"GET {self.uri} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
             return
         body = (tag.encode() + b"." * rng.choice([0, 1, 100, 5000, 70000]))[
@@ -188,7 +188,7 @@ def run_connection(port: int, seed: int, tally: Tally) -> None:
         else:  # leave mid-response, with requests pipelined behind it or not
             first = Plan(rng, f"{seed}-0", big=True)
             first.size = 4000000
-            first.uri = f"/big?{first.size}"
+            first.uri = f"/big/{seed}-0?{first.size}"
             first.raw = f"GET {first.uri} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
             behind = [Plan(rng, f"{seed}-{i}") for i in range(rng.randint(0, 3))]
             sock.sendall(first.raw + b"".join(p.raw for p in behind))
@@ -215,13 +215,32 @@ def hook_lines(records: Path) -> tuple[Counter[str], Counter[str]]:
     return pre, post
 
 
+def hook_order_errors(records: Path) -> list[str]:
+    """Each connection's hook lines in the order written: pre and post of its first request,
+    then of its second, ... (a request's hooks never interleave with the next one's)."""
+    by_connection: dict[str, list[tuple[str, str]]] = {}
+    for line in records.read_text().splitlines():
+        kind, uri, *_ = line.split(" ")
+        tag = uri.split("/")[2].split("?")[0]  # /r/<seed>-<i>, /echo/..., /big/...?<size>
+        by_connection.setdefault(tag.rsplit("-", 1)[0], []).append((kind, uri))
+    errors = []
+    for seed, lines in by_connection.items():
+        uris = [uri for kind, uri in lines[::2]]
+        expected = [(kind, uri) for uri in uris for kind in ("pre", "post")]
+        order = [int(uri.split("/")[2].split("?")[0].rsplit("-", 1)[1]) for uri in uris]
+        if lines != expected or order != sorted(order):
+            errors.append(f"connection {seed}: {lines}")
+    return errors
+
+
 VARIANTS = {
     "hooks-asyncio": (True, "asyncio", None),
     "plain-asyncio": (False, "asyncio", None),
     "hooks-uvloop": (True, "uvloop", None),
     "plain-uvloop": (False, "uvloop", None),
-    "hooks-3.12+": (True, "asyncio", "3.12+"),
-    "plain-3.12+": (False, "asyncio", "3.12+"),
+    "hooks-3.12": (True, "asyncio", 12),
+    "plain-3.12": (False, "asyncio", 12),
+    "hooks-3.13": (True, "asyncio", 13),
 }
 
 
@@ -234,9 +253,9 @@ def test_pipelined_and_kept_alive_requests_all_answered_and_hooked(
         pytest.skip("uvloop is not installed")
     python = None
     if interpreter is not None:
-        python = newer_python()
+        python = newer_python(interpreter)
         if python is None:
-            pytest.skip("no Python 3.12+ installed")
+            pytest.skip(f"no Python 3.{interpreter} installed")
     records = tmp_path / "hooks.log"
     access = tmp_path / "access.log"
     args = ["-k", "asgi", "--asgi-loop", loop, "--keep-alive", "30"]
@@ -266,6 +285,8 @@ def test_pipelined_and_kept_alive_requests_all_answered_and_hooked(
             pre, _ = hook_lines(records)
             extra = pre - tally.sure
             assert not extra - tally.maybe, f"hooked but never sent: {extra - tally.maybe}"
+            disorder = hook_order_errors(records)
+            assert not disorder, f"{len(disorder)} out of order, first: {disorder[0]}"
         assert sorted(srv.worker_pids()) == pids, "a worker died"
         log = srv.log()
         assert "Traceback" not in log and "Error" not in log, log[-3000:]
