@@ -165,8 +165,13 @@ def run_connection(port: int, seed: int, tally: Tally) -> None:
                 for i in range(n)
             ]
             data = b"".join(p.raw for p in plans)
+            half_close = False
             if rng.random() < 0.5:
                 sock.sendall(data)  # all in one send
+                # Some half-close at once (RFC 9112 section 9.6): all are still answered.
+                half_close = rng.random() < 0.3
+                if half_close:
+                    sock.shutdown(socket.SHUT_WR)
             else:  # the first whole, the rest (cut anywhere) arriving mid-response
                 cut = rng.randrange(len(plans[0].raw), len(data))
                 sock.sendall(data[:cut])
@@ -184,6 +189,8 @@ def run_connection(port: int, seed: int, tally: Tally) -> None:
                 resp, rest = read_response(sock, rest)
                 plan.check(resp)
             assert rest == b""
+            if half_close:
+                assert sock.recv(1) == b"", "the server closes after the last answer"
             tally.add([p.uri for p in plans], [], n)
         else:  # leave mid-response, with requests pipelined behind it or not
             first = Plan(rng, f"{seed}-0", big=True)
