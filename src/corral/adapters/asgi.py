@@ -1,9 +1,11 @@
 """ASGI (3.0, HTTP spec 2.5): a parsed request becomes a scope; the application's messages
 become a framed response.
 
-`Exchange` holds one HTTP request's ASGI state: the `receive` and `send` callables handed to
-the application, with the order of messages checked (a body before its start, or anything after
-the response ended, raises RuntimeError). It never touches a socket: it talks to the connection
+`Exchange` holds one HTTP/1.1 request's ASGI state: the `receive` and `send` callables handed
+to the application, with the order of messages checked (a body before its start, or anything
+after the response ended, raises RuntimeError) by the `BaseExchange` it shares with HTTP/2
+(adapters/asgi_exchange.py); what is HTTP/1.1's own is here: reading the body, 100-continue,
+the framing of the response. It never touches a socket: it talks to the connection
 through the small `AsgiTransport` protocol the worker implements (write, drain, pause and resume
 reading). What this module must never do: send a header the application did not have validated,
 or keep a connection alive whose framing it is no longer sure of.
@@ -15,15 +17,13 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 from urllib.parse import unquote_to_bytes
 
-from corral.adapters.asgi_extensions import (
-    HEADER_BLOCK,
-    HEADER_LINE,
-    early_hints,
-    trailer_section,
-)
+from corral.adapters.asgi_exchange import BaseExchange, field_block
+from corral.adapters.asgi_exchange import ClientGone as ClientGone  # for the workers
+from corral.adapters.asgi_exchange import Message as Message
+from corral.adapters.asgi_extensions import early_hints, trailer_section
 from corral.http.parser import Request
 from corral.http.writer import (
     CONTINUE,
@@ -39,7 +39,6 @@ from corral.http.writer import (
 
 log = logging.getLogger("corral.error")
 
-Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
@@ -55,10 +54,6 @@ _STATUS_LINES = {
 
 # Headers the server writes itself: framing and connection management.
 _SERVER_OWNED = HOP_BY_HOP | {"content-length"}
-
-
-class ClientGone(OSError):
-    """`send` after the client has gone (ASGI HTTP 2.5: an OSError subclass)."""
 
 
 class AsgiTransport(Protocol):
@@ -118,33 +113,22 @@ def build_scope(
     return scope
 
 
-class Exchange:
-    """One request's receive/send pair and the framing of its response."""
+class Exchange(BaseExchange):
+    """One HTTP/1.1 request's receive/send pair and the framing of its response."""
 
     __slots__ = (
-        "awaiting_trailers",
         "body",
-        "body_done",
         "chunked",
-        "client_gone",
         "close_delimited",
         "content_length",
-        "ended",
-        "gone",
         "head_lines",
-        "head_sent",
         "headers",
         "is_head",
         "keep_alive",
         "no_body",
-        "over",
-        "request_sent",
         "send_continue",
         "sent",
-        "started",
         "status",
-        "trailer_fields",
-        "trailers",
         "trailers_allowed",
         "transport",
         "version",
@@ -183,18 +167,7 @@ class Exchange:
 
     # --- receive ----------------------------------------------------------------------------
 
-    async def receive(self) -> Message:
-        if self.body_done:
-            if not self.request_sent:
-                self.request_sent = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            # Nothing more comes for this request: wait until the client leaves or the
-            # response has ended, then say the request is over.
-            if not self.over:
-                if self.gone is None:
-                    self.gone = asyncio.Event()
-                await self.gone.wait()
-            return {"type": "http.disconnect"}
+    async def receive_body(self) -> Message:
         if self.send_continue is not None:
             # RFC 9110 §10.1.1: the client waits for this before sending the body.
             if not self.head_sent:
@@ -231,46 +204,13 @@ class Exchange:
 
     # --- send ------------------------------------------------------------------------------
 
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if self.client_gone:
-            raise ClientGone("the client has gone")
-        if kind == "http.response.start":
-            if self.started:
-                raise RuntimeError("http.response.start sent twice")
-            self.start(message)
-        elif kind == "http.response.body":
-            if not self.started:
-                raise RuntimeError("http.response.body before http.response.start")
-            if self.ended:
-                raise RuntimeError("http.response.body after the response ended")
-            if self.awaiting_trailers:
-                raise RuntimeError("http.response.body after the last body message")
-            body = message.get("body", b"")
-            more = bool(message.get("more_body", False))
-            transport = self.transport
-            transport.write(self.frame(bytes(body), more))
-            if not more:
-                self.end_body()
-            if transport.must_drain:  # above its high-water mark, or gone: wait (or raise)
-                await transport.drain()
-        else:
-            extension = _EXTENSIONS.get(kind)
-            if extension is None:
-                raise RuntimeError(f"unexpected ASGI message type {kind!r} for http")
-            await extension(self, message)
-
-    def set_over(self) -> None:
-        self.over = True
-        if self.gone is not None:
-            self.gone.set()
-
-    def end_body(self) -> None:
-        if self.trailers:
-            self.awaiting_trailers = True  # the end comes with http.response.trailers
-        else:
-            self.ended = True
-            self.set_over()
+    def send_body(self, body: bytes, more: bool) -> Awaitable[None] | None:
+        transport = self.transport
+        transport.write(self.frame(body, more))
+        if not more:
+            self.end_body()
+        # Above its high-water mark, or gone: `send` waits (or raises); else nothing to await.
+        return transport.drain() if transport.must_drain else None
 
     # --- extensions ------------------------------------------------------------------------
 
@@ -288,12 +228,7 @@ class Exchange:
         """`http.response.trailers`, after the last body message of a response whose start
         announced them. They are sent when the body is chunked and the client accepts
         trailers; otherwise the message only ends the response."""
-        if not self.trailers or self.ended:
-            raise RuntimeError("http.response.trailers without trailers announced")
-        if not self.awaiting_trailers:
-            raise RuntimeError("http.response.trailers before the last body message")
-        self.trailer_fields.extend(message.get("headers", ()))
-        if message.get("more_trailers", False):
+        if not self.take_trailers(message):
             return
         self.transport.write(self.finish_trailers())
         await self.transport.drain()
@@ -311,12 +246,7 @@ class Exchange:
     async def send_pathsend(self, message: Message) -> None:
         """`http.response.pathsend`: the whole body is the file at `path`, sent with
         sendfile() where the transport allows it."""
-        if not self.started or self.head_sent or self.ended:
-            raise RuntimeError("http.response.pathsend must follow http.response.start alone")
-        path = message["path"]
-        if not os.path.isabs(path):
-            raise RuntimeError(f"http.response.pathsend needs an absolute path, not {path!r}")
-        with open(path, "rb") as file:
+        with open(self.pathsend_path(message), "rb") as file:
             size = os.fstat(file.fileno()).st_size
             if self.content_length is None:
                 self.content_length = size
@@ -332,31 +262,13 @@ class Exchange:
         self.set_over()
         await self.transport.drain()
 
-    def start(self, message: Message) -> None:
-        status = message["status"]
-        if type(status) is not int or not 100 <= status <= 999:
-            raise RuntimeError(f"invalid status {status!r}")
+    def start(self, status: int, message: Message) -> None:
         headers = message.get("headers", ())
-        lines = []
-        for name, value in headers:
-            key = bytes(name).decode("latin-1")
-            text = bytes(value).decode("latin-1")
-            lower = key.lower()
-            if lower in _SERVER_OWNED:
-                if lower == "content-length":
-                    if not text.isdigit():
-                        raise RuntimeError(f"invalid Content-Length {text!r}")
-                    self.content_length = int(text)
-                elif lower == "connection" and "close" in text.lower():
-                    self.keep_alive = False
-                continue
-            lines.append(f"{key}: {text}\r\n")
-        head_lines = "".join(lines)
-        # One match over the whole block (only a bad block is searched for its line); as many
-        # CRLFs as lines, so a value cannot carry a line of its own.
-        if HEADER_BLOCK.fullmatch(head_lines) is None or head_lines.count("\r\n") != len(lines):
-            bad = next((line for line in lines if HEADER_LINE.match(line) is None), ":")
-            raise RuntimeError(f"invalid response header {bad.partition(':')[0]!r}")
+        head_lines, content_length, close = field_block(headers, _SERVER_OWNED, None)
+        if content_length is not None:
+            self.content_length = content_length
+        if close:
+            self.keep_alive = False
         self.status = status
         self.started = True
         self.head_lines = head_lines
@@ -434,10 +346,8 @@ class Exchange:
         self.sent = 0
         return error_response(status)
 
-
-# The extensions' messages (ASGI HTTP spec 2.5, "Extensions"), each advertised in the scope.
-_EXTENSIONS: dict[str, Callable[[Exchange, Message], Awaitable[None]]] = {
-    "http.response.early_hint": Exchange.send_early_hint,
-    "http.response.trailers": Exchange.send_trailers,
-    "http.response.pathsend": Exchange.send_pathsend,
-}
+    extensions: ClassVar[dict[str, Callable[[Any, Message], Awaitable[None]]]] = {
+        "http.response.early_hint": send_early_hint,
+        "http.response.trailers": send_trailers,
+        "http.response.pathsend": send_pathsend,
+    }

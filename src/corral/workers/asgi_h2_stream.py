@@ -1,14 +1,16 @@
 """One HTTP/2 request stream of the `asgi` worker: the ASGI receive/send pair over `H2Session`.
 
-The request body comes from a per-stream queue filled by the connection (workers/asgi_h2.py);
-each chunk is credited back to the peer (`H2Session.consumed`) only when the application takes
-it, so a slow application holds at most one stream window of body. The response head goes out
-through `H2Session.respond` after the same checks HTTP/1.1 applies to an application's headers
-(adapters/asgi.py): names and values in the field grammar, connection-specific fields dropped,
-Content-Length kept to its word. The body goes out as the peer's windows allow: while a window
-is closed the task waits for the connection to say it opened, holding nothing beyond what was
-sent. A response that fails after its head is reset (RST_STREAM INTERNAL_ERROR), never ended as
-if it were complete.
+The order of the ASGI messages is the one HTTP/1.1 keeps (`BaseExchange`,
+adapters/asgi_exchange.py); what is HTTP/2's own is here. The request body comes from a
+per-stream queue filled by the connection (workers/asgi_h2.py); each chunk is credited back to
+the peer (`H2Session.consumed`) only when the application takes it, so a slow application holds
+at most one stream window of body. The response head goes out through `H2Session.respond` after
+the same checks HTTP/1.1 applies to an application's headers (`field_block`): names and values
+in the field grammar, connection-specific fields dropped, Content-Length kept to its word. The
+body goes out as the peer's windows allow: while a window is closed the task waits for the
+connection to say it opened (`WindowWait`, which the WebSocket streams share), holding nothing
+beyond what was sent. A response that fails after its head is reset (RST_STREAM
+INTERNAL_ERROR), never ended as if it were complete.
 
 What this module must never do: write to the socket itself (the connection flushes the
 session's output), buffer response bytes the peer has not made room for, or end a stream with
@@ -21,13 +23,14 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from h2.errors import ErrorCodes
 
 from corral import SERVER_SOFTWARE
-from corral.adapters.asgi import ClientGone, Message
-from corral.adapters.asgi_extensions import HEADER_BLOCK, HEADER_LINE, field_lines, trailer_fields
+from corral.adapters.asgi_exchange import BaseExchange, ClientGone, Message, field_block
+from corral.adapters.asgi_extensions import field_lines, trailer_fields
 from corral.http.parser import Request
 from corral.http.writer import HOP_BY_HOP, NO_BODY_STATUSES, REASONS, date_header
 
@@ -49,27 +52,10 @@ _FILE_CHUNK_MAX = 1 << 20
 
 def response_fields(headers: Any) -> tuple[list[tuple[bytes, bytes]], int | None, Any]:
     """The application's response headers as HTTP/2 fields (lower-case names), the
-    Content-Length it announced, checked as HTTP/1.1 checks them; RuntimeError when bad."""
-    lines = []
+    Content-Length it announced, checked as HTTP/1.1 checks them; RuntimeError when bad. (A
+    Connection field is dropped like the other connection-specific ones: no close to ask for.)"""
     fields = [(b"server", _SERVER), (b"date", date_header.line()[6:-2])]
-    content_length = None
-    for name, value in headers:
-        key = bytes(name).decode("latin-1")
-        text = bytes(value).decode("latin-1")
-        lower = key.lower()
-        if lower in _SERVER_OWNED:
-            if lower == "content-length":
-                if not text.isdigit():
-                    raise RuntimeError(f"invalid Content-Length {text!r}")
-                content_length = int(text)
-            continue
-        lines.append(f"{key}: {text}\r\n")
-        fields.append((lower.encode("latin-1"), text.encode("latin-1")))
-    block = "".join(lines)
-    # One match over the whole block, as for HTTP/1.1: a value cannot carry a line of its own.
-    if HEADER_BLOCK.fullmatch(block) is None or block.count("\r\n") != len(lines):
-        bad = next((line for line in lines if HEADER_LINE.match(line) is None), ":")
-        raise RuntimeError(f"invalid response header {bad.partition(':')[0]!r}")
+    _, content_length, _ = field_block(headers, _SERVER_OWNED, fields)
     return fields, content_length, headers
 
 
@@ -84,7 +70,41 @@ def answer_error(session: H2Session, stream_id: int, status: int) -> None:
         session.respond(stream_id, status, [(b"content-length", b"0")], True)
 
 
-class H2Stream:
+class WindowWait:
+    """Waiting for the peer to open a flow-control window, for a request stream's response and
+    a WebSocket's frames alike: the connection calls `window_opened` on a WINDOW_UPDATE (or
+    when the stream ends), and its sweep sees `blocked_since` (the send timeout). Whether there
+    is anything to wait for is each stream's own question, asked between `window_event` and
+    `blocked`."""
+
+    conn: Http2Connection
+    window_open: asyncio.Event | None
+    blocked_since: float  # when the wait began (0: not waiting)
+
+    def window_opened(self) -> None:
+        if self.window_open is not None:
+            self.window_open.set()
+
+    def window_event(self) -> asyncio.Event:
+        """The event to wait on, cleared before the stream looks at its window: an opening
+        after that look is not missed."""
+        event = self.window_open
+        if event is None:
+            event = self.window_open = asyncio.Event()
+        event.clear()
+        return event
+
+    async def blocked(self, event: asyncio.Event) -> None:
+        """Send what is queued, then wait for `event` with the wait's start marked."""
+        self.conn.flush()
+        self.blocked_since = time.monotonic()
+        try:
+            await event.wait()
+        finally:
+            self.blocked_since = 0.0
+
+
+class H2Stream(WindowWait, BaseExchange):
     """One request stream: the application's receive/send and its response's framing."""
 
     def __init__(self, conn: Http2Connection, stream_id: int, req: Request, ended: bool) -> None:
@@ -179,22 +199,9 @@ class H2Stream:
     def going_away(self) -> None:
         """The worker is stopping: a request stream simply finishes."""
 
-    def window_opened(self) -> None:
-        if self.window_open is not None:
-            self.window_open.set()
-
     # --- receive --------------------------------------------------------------------------
 
-    async def receive(self) -> Message:
-        if self.body_done:
-            if not self.request_sent:
-                self.request_sent = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            if not self.over:
-                if self.gone is None:
-                    self.gone = asyncio.Event()
-                await self.gone.wait()
-            return {"type": "http.disconnect"}
+    async def receive_body(self) -> Message:
         if self.continue_due:
             # RFC 9110 §10.1.1: the client may wait for this before sending the body.
             self.continue_due = False
@@ -234,33 +241,12 @@ class H2Stream:
 
     # --- send ------------------------------------------------------------------------------
 
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if self.client_gone:
-            raise ClientGone("the client has gone")
-        if kind == "http.response.start":
-            if self.started:
-                raise RuntimeError("http.response.start sent twice")
-            status = message["status"]
-            if type(status) is not int or not 100 <= status <= 999:
-                raise RuntimeError(f"invalid status {status!r}")
-            fields, self.content_length, self.headers = response_fields(message.get("headers", ()))
-            self.fields = fields
-            self.status = status
-            self.started = True
-            self.trailers = bool(message.get("trailers", False))
-        elif kind == "http.response.body":
-            if not self.started:
-                raise RuntimeError("http.response.body before http.response.start")
-            if self.ended or self.awaiting_trailers:
-                raise RuntimeError("http.response.body after the last body message")
-            more = bool(message.get("more_body", False))
-            await self.send_body(bytes(message.get("body", b"")), more)
-        else:
-            extension = _EXTENSIONS.get(kind)
-            if extension is None:
-                raise RuntimeError(f"unexpected ASGI message type {kind!r} for http")
-            await extension(self, message)
+    def start(self, status: int, message: Message) -> None:
+        fields, self.content_length, self.headers = response_fields(message.get("headers", ()))
+        self.fields = fields
+        self.status = status
+        self.started = True
+        self.trailers = bool(message.get("trailers", False))
 
     def send_head(self, body: bytes, more: bool) -> bool:
         """The response's HEADERS; True when they end the stream (no body follows)."""
@@ -304,13 +290,6 @@ class H2Stream:
         elif self.conn.conn.must_drain:
             await self.conn.conn.drain()
 
-    def end_body(self) -> None:
-        if self.trailers:
-            self.awaiting_trailers = True  # the end comes with http.response.trailers
-        else:
-            self.ended = True
-            self.set_over()
-
     async def write(self, data: bytes | memoryview, end: bool) -> None:
         """Send body bytes as the peer's windows allow, waiting while they are closed."""
         session = self.session
@@ -335,29 +314,16 @@ class H2Stream:
             await conn.drain()
 
     async def wait_window(self) -> None:
-        event = self.window_open
-        if event is None:
-            event = self.window_open = asyncio.Event()
-        event.clear()
+        event = self.window_event()
         if self.session.window(self.stream_id) > 0:
             return
-        self.conn.flush()
-        self.blocked_since = time.monotonic()
-        try:
-            await event.wait()
-        finally:
-            self.blocked_since = 0.0
-        if self.client_gone:
+        await self.blocked(event)
+        if self.client_gone:  # the wait ended with the stream, not with a window
             raise ClientGone("the client has gone")
 
     def gone_now(self) -> None:
         self.disconnected()
         raise ClientGone("the stream was reset")
-
-    def set_over(self) -> None:
-        self.over = True
-        if self.gone is not None:
-            self.gone.set()
 
     def reset(self, code: int) -> None:
         self.session.reset(self.stream_id, code)
@@ -392,14 +358,8 @@ class H2Stream:
 
     async def send_trailers(self, message: Message) -> None:
         """`http.response.trailers`: a HEADERS frame that ends the stream (RFC 9113 §8.1)."""
-        if not self.trailers or self.ended:
-            raise RuntimeError("http.response.trailers without trailers announced")
-        if not self.awaiting_trailers:
-            raise RuntimeError("http.response.trailers before the last body message")
-        self.trailer_fields.extend(message.get("headers", ()))
-        if message.get("more_trailers", False):
-            return
-        await self.finish_trailers()
+        if self.take_trailers(message):
+            await self.finish_trailers()
 
     async def finish_trailers(self) -> None:
         self.awaiting_trailers = False
@@ -415,11 +375,7 @@ class H2Stream:
 
     async def send_pathsend(self, message: Message) -> None:
         """`http.response.pathsend`: the file at `path` is the body, read a window at a time."""
-        if not self.started or self.head_sent or self.ended:
-            raise RuntimeError("http.response.pathsend must follow http.response.start alone")
-        path = message["path"]
-        if not os.path.isabs(path):
-            raise RuntimeError(f"http.response.pathsend needs an absolute path, not {path!r}")
+        path = self.pathsend_path(message)
         self.trailers = False
         with open(path, "rb") as file:
             size = os.fstat(file.fileno()).st_size
@@ -455,9 +411,8 @@ class H2Stream:
                 self.reset(ErrorCodes.INTERNAL_ERROR)  # a body cut short is no response
         self.conn.flush_soon()
 
-
-_EXTENSIONS = {
-    "http.response.early_hint": H2Stream.send_early_hint,
-    "http.response.trailers": H2Stream.send_trailers,
-    "http.response.pathsend": H2Stream.send_pathsend,
-}
+    extensions: ClassVar[dict[str, Callable[[Any, Message], Awaitable[None]]]] = {
+        "http.response.early_hint": send_early_hint,
+        "http.response.trailers": send_trailers,
+        "http.response.pathsend": send_pathsend,
+    }

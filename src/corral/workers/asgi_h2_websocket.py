@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ from corral.errors import ProtocolError
 from corral.http.h2 import StreamOpened
 from corral.http.parser import Request
 from corral.http.websocket_handshake import Handshake, _extensions, _subprotocols
-from corral.workers.asgi_h2_stream import H2Stream, answer_error, response_fields
+from corral.workers.asgi_h2_stream import H2Stream, WindowWait, answer_error, response_fields
 from corral.workers.asgi_request import connection_scope
 from corral.workers.asgi_websocket import CLOSE_TIMEOUT, WebSocketSession, websocket_scope
 
@@ -177,7 +176,7 @@ class H2WebSocketSession(WebSocketSession):
         self.denial.error_answer(500)
 
 
-class H2WebSocket:
+class H2WebSocket(WindowWait):
     """One extended CONNECT stream, as the connection sees its streams."""
 
     def __init__(self, conn: Http2Connection, stream_id: int, req: Request) -> None:
@@ -252,8 +251,7 @@ class H2WebSocket:
         self.transport.finished()
 
     def window_opened(self) -> None:
-        if self.window_open is not None:
-            self.window_open.set()
+        super().window_opened()
         if self.ws is not None and isinstance(self.ws.denial, H2Stream):
             self.ws.denial.window_opened()
         if self.transport.pending and not self.transport.transport_gone:
@@ -276,20 +274,13 @@ class H2WebSocket:
         self.conn.flush_soon()
 
     async def wait_window(self) -> None:
-        event = self.window_open
-        if event is None:
-            event = self.window_open = asyncio.Event()
-        event.clear()
+        event = self.window_event()
+        # The pending frames go first if the window has room; a wait only for what is left.
         if self.session.window(self.stream_id) > 0 and self.transport.pending:
             self.transport.push()
             if not self.transport.pending:
                 return
-        self.conn.flush()
-        self.blocked_since = time.monotonic()
-        try:
-            await event.wait()
-        finally:
-            self.blocked_since = 0.0
+        await self.blocked(event)
 
     # --- the task ----------------------------------------------------------------------------
 
