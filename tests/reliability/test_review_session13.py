@@ -38,7 +38,7 @@ from corral.control.client import ClientError, CommandFailed, ControlClient
 from corral.control.protocol import encode, request
 from reliability.budget import scaled
 from support.client import connect, read_response
-from support.server import Server, wait_for
+from support.server import ROOT, Server, wait_for
 
 APP = "support.asgi_h2_apps:app"
 
@@ -600,3 +600,48 @@ def test_a_metrics_client_the_master_drops_sees_its_connection_end(
                 pytest.fail("the master dropped the client but a worker keeps it open")
         finally:
             scrape.close()
+
+
+@pytest.mark.parametrize("interpreter", [None, 12])
+def test_h2_streams_each_get_one_pre_and_one_post_request(
+    interpreter: int | None, tmp_path: Path
+) -> None:
+    """HTTP/2 streams under h2load (many at once per connection, several connections): every
+    stream answered 200 and hooked exactly once before and once after."""
+    h2load = shutil.which("h2load")
+    if h2load is None:
+        pytest.skip("h2load is not installed")
+    python = None
+    if interpreter is not None:
+        python = newer_python(interpreter)
+        if python is None:
+            pytest.skip(f"no Python 3.{interpreter} installed")
+    records = tmp_path / "hooks.log"
+    conf = tmp_path / "hooks.conf.py"
+    conf.write_text(HOOKS_CONF.format(records=str(records)))
+    env = None
+    if python is not None:  # the h2 library (pure Python) of this interpreter, and only it
+        import h2
+        import hpack
+        import hyperframe
+
+        lib = tmp_path / "lib"
+        lib.mkdir()
+        for module in (h2, hpack, hyperframe):
+            package = Path(module.__file__ or "").parent
+            (lib / package.name).symlink_to(package)
+        env = {"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{lib}"}
+    total = scaled(3000, 30000)
+    args = ["-k", "asgi", "-c", str(conf), "--http-protocols", "h2,h1"]
+    args += ["--http2-cleartext", "prior-knowledge", "--access-logfile", str(tmp_path / "a.log")]
+    with Server(APP, *args, workers=2, python=python, env=env) as srv:
+        cmd = [h2load, "-n", str(total), "-c", "8", "-m", "20", f"http://127.0.0.1:{srv.port}/r/h2"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert f"status codes: {total} 2xx, 0 3xx, 0 4xx, 0 5xx" in done.stdout, done.stdout
+
+        def settled() -> bool:
+            pre, post = hook_lines(records)
+            return pre["/r/h2"] == post["/r/h2"] == total
+
+        wait_for(settled, 20, f"{total} pre_request and post_request lines")
+        assert "Traceback" not in srv.log(), srv.log()[-3000:]
