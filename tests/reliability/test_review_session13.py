@@ -11,7 +11,8 @@
   reloaded and while clients open and close connections. The master must answer every time
   with sane values and never go away.
 
-The short form runs in `make test`; CORRAL_SOAK=1 runs the full sizes.
+The short form (a few variants, small sizes) runs in `make test`; CORRAL_SOAK=1 runs every
+variant at full size (`make soak`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import pytest
 
 from corral.control.client import ClientError, CommandFailed, ControlClient
 from corral.control.protocol import encode, request
-from reliability.budget import scaled
+from reliability.budget import scaled, scaled_list
 from support.client import connect, read_response
 from support.server import ROOT, Server, wait_for
 
@@ -251,7 +252,9 @@ VARIANTS = {
 }
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize(
+    "variant", scaled_list(["hooks-asyncio", "plain-uvloop", "hooks-3.12"], list(VARIANTS))
+)
 def test_pipelined_and_kept_alive_requests_all_answered_and_hooked(
     variant: str, tmp_path: Path
 ) -> None:
@@ -509,7 +512,12 @@ def chaos(client: ControlClient, master: int, churn: Churn) -> None:
         churn.stop.wait(0.05)
 
 
-@pytest.mark.parametrize("kind", ["asgi", "asgi+metrics", "gthread+metrics", "sync"])
+@pytest.mark.parametrize(
+    "kind",
+    scaled_list(
+        ["asgi+metrics", "gthread+metrics"], ["asgi", "asgi+metrics", "gthread+metrics", "sync"]
+    ),
+)
 def test_control_socket_answers_through_worker_churn(kind: str, tmp_path: Path) -> None:
     path = str(tmp_path / "c.ctl")
     args = {
@@ -525,7 +533,7 @@ def test_control_socket_answers_through_worker_churn(kind: str, tmp_path: Path) 
             probe.bind(("127.0.0.1", 0))
             metrics_port = probe.getsockname()[1]
         args += ["--metrics-bind", f"127.0.0.1:{metrics_port}"]
-    seconds = scaled(3, 60)
+    seconds = scaled(2, 60)
     churn = Churn()
     with Server(*args, "--control-socket", path, "--graceful-timeout", "2", workers=2) as srv:
         srv.wait_log("Control socket listening at")
@@ -572,7 +580,7 @@ def test_control_socket_answers_through_worker_churn(kind: str, tmp_path: Path) 
 # ---- the Prometheus endpoint's clients are the master's alone --------------------------------
 
 
-@pytest.mark.parametrize("kind", ["sync", "asgi"])
+@pytest.mark.parametrize("kind", scaled_list(["sync"], ["sync", "asgi"]))
 def test_a_metrics_client_the_master_drops_sees_its_connection_end(
     kind: str, tmp_path: Path
 ) -> None:
@@ -602,7 +610,7 @@ def test_a_metrics_client_the_master_drops_sees_its_connection_end(
             scrape.close()
 
 
-@pytest.mark.parametrize("interpreter", [None, 12])
+@pytest.mark.parametrize("interpreter", scaled_list([None], [None, 12]))
 def test_h2_streams_each_get_one_pre_and_one_post_request(
     interpreter: int | None, tmp_path: Path
 ) -> None:
@@ -631,7 +639,7 @@ def test_h2_streams_each_get_one_pre_and_one_post_request(
             package = Path(module.__file__ or "").parent
             (lib / package.name).symlink_to(package)
         env = {"PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{lib}"}
-    total = scaled(3000, 30000)
+    total = scaled(2000, 30000)
     args = ["-k", "asgi", "-c", str(conf), "--http-protocols", "h2,h1"]
     args += ["--http2-cleartext", "prior-knowledge", "--access-logfile", str(tmp_path / "a.log")]
     with Server(APP, *args, workers=2, python=python, env=env) as srv:
