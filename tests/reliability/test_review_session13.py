@@ -662,3 +662,46 @@ def test_h2_streams_each_get_one_pre_and_one_post_request(
 
         wait_for(settled, 20, f"{total} pre_request and post_request lines")
         assert "Traceback" not in srv.log(), srv.log()[-3000:]
+
+
+# ---- the loop server's cap: clients that have left make room first ----------------------------
+
+
+def test_a_burst_of_clients_that_left_does_not_evict_a_waiting_command(tmp_path: Path) -> None:
+    """The master is stalled (SIGSTOP: a long turn, as a reload's or a fork's) while a client
+    sends its command and 16 others connect and leave at once; they are all accepted together
+    once it goes on. The control socket holds 16 clients: the ones that have already left must
+    make room, not the client waiting for its answer."""
+    path = str(tmp_path / "c.ctl")
+    with Server("support.apps:echo", "-k", "sync", "--control-socket", path) as srv:
+        srv.wait_log("Control socket listening at")
+        assert srv.proc is not None
+        master = srv.proc.pid
+        waiting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        left: list[socket.socket] = []
+        os.kill(master, signal.SIGSTOP)
+        try:
+            waiting.settimeout(10)
+            waiting.connect(path)
+            waiting.sendall(encode(request(7, "show workers")))
+            for _ in range(16):  # the listen backlog takes 16 + 1 while the master is stopped
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(1)
+                try:
+                    sock.connect(path)
+                except OSError:
+                    sock.close()
+                    break
+                left.append(sock)
+            for sock in left:
+                sock.close()
+        finally:
+            os.kill(master, signal.SIGCONT)
+        try:
+            data = waiting.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        finally:
+            waiting.close()
+        assert len(left) == 16
+        assert data[4:].startswith(b'{"id":7,"status":"ok"'), data[:200]

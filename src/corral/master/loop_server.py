@@ -6,12 +6,13 @@ its clients, so the master selects on a single descriptor (`fileno()`) and calls
 `handle_ready()` on each turn of its loop. That call accepts, reads, writes and drops what is
 ready now and returns. Each client has a deadline set at accept; the protocol may move it, and
 a client still there at its deadline is dropped. At most `max_clients` are held: a new one
-makes room by dropping the one whose deadline is nearest. Bytes received go to the protocol's
-`received` callable, which queues its answer on `client.outbox` (`reply`); while an answer
-waits, nothing more is read from that client, and an outbox longer than `max_outbox` drops it.
-A reply marked last half-closes the connection once it is out; the client is then read only to
-see it close (or its deadline pass), so a close with unread request bytes cannot reset the
-connection under the answer.
+makes room by dropping those that have already left (a burst accepted after a long turn of the
+master may hold many), else the one whose deadline is nearest. Bytes received go to the
+protocol's `received` callable, which queues its answer on `client.outbox` (`reply`); while an
+answer waits, nothing more is read from that client, and an outbox longer than `max_outbox`
+drops it. A reply marked last half-closes the connection once it is out; the client is then
+read only to see it close (or its deadline pass), so a close with unread request bytes cannot
+reset the connection under the answer.
 
 This module never blocks, never binds or unlinks anything, and knows no protocol: what the
 bytes mean, and what to answer, belongs to the callables it is given. It raises only what those
@@ -135,11 +136,21 @@ class LoopServer(Generic[Session]):
                 log.debug("%s: accept failed: %s", self.name, exc)
                 return
             if len(self._clients) >= self.max_clients:
-                self.drop(min(self._clients.values(), key=lambda c: c.deadline))
+                self._make_room()
             conn.setblocking(False)
             client = Client(conn, now + self.first_timeout, self.open_session(conn))
             self._clients[conn.fileno()] = client
             self._selector.register(conn, selectors.EVENT_READ)
+
+    def _make_room(self) -> None:
+        """At the cap: clients that have already left go first (after a long turn of the
+        master, a burst accepted together may hold many); only then the one whose deadline is
+        nearest, which may be a client waiting for its answer."""
+        for client in list(self._clients.values()):
+            if _left(client):
+                self.drop(client)
+        if len(self._clients) >= self.max_clients:
+            self.drop(min(self._clients.values(), key=lambda c: c.deadline))
 
     def _read(self, client: Client[Session], now: float) -> None:
         try:
@@ -182,3 +193,15 @@ class LoopServer(Generic[Session]):
         wanted = selectors.EVENT_WRITE if client.outbox else selectors.EVENT_READ
         if self._selector.get_key(client.sock).events != wanted:
             self._selector.modify(client.sock, wanted)
+
+
+def _left(client: Client[Session]) -> bool:
+    """The peer has closed (or reset) and nothing it sent or is owed is pending: what is left
+    of it only holds a place. One peek, without consuming what it sent."""
+    try:
+        eof = client.sock.recv(1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True  # reset: nothing can reach it any more
+    return eof and not client.outbox
