@@ -8,8 +8,13 @@
   one pre_request and one post_request.
 - the control socket under churn: `show connections` and `show workers` asked in a loop (and
   clients that leave before their answer) while workers are killed, added, removed and
-  reloaded and while clients open and close connections. The master must answer every time
-  with sane values and never go away.
+  reloaded and while clients open and close connections (and the Prometheus endpoint, the
+  same loop server, scraped among rude clients). The master must answer with sane values and
+  never go away.
+- HTTP/2 streams under h2load with request hooks: each hooked once before and once after.
+- defects found by the review, each with its test: a forked worker kept its copies of the
+  Prometheus endpoint's clients (a dropped scrape stayed open); at the loop server's client
+  cap, a burst of clients that had already left evicted a client waiting for its answer.
 
 The short form (a few variants, small sizes) runs in `make test`; CORRAL_SOAK=1 runs every
 variant at full size (`make soak`).
