@@ -426,15 +426,18 @@ def traffic_loop(port: int, churn: Churn) -> None:
     while not churn.stop.is_set():
         try:
             sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            continue  # the backlog is full while workers come and go
+        held.append(sock)
+        try:
             choice = rng.randrange(3)
             if choice == 0:
                 sock.sendall(b"GET /r/x HTTP/1.1\r\nHost: x\r\n\r\n")
                 read_response(sock)
             elif choice == 1:
                 sock.sendall(b"GET /r/x HTTP/1.1\r\nHo")  # mid-head
-            held.append(sock)
         except (OSError, ConnectionError, ValueError):
-            pass
+            pass  # a worker killed under it
         if len(held) > 20:
             for sock in held[:10]:
                 sock.close()
