@@ -10,6 +10,7 @@ import json
 import shutil
 import socket
 import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -65,14 +66,22 @@ def test_prometheus_counts_asgi_requests() -> None:
         for i in range(7):
             assert get(srv.port, f"/m{i}")[0] == 200
         assert get(srv.port, "/boom")[0] == 500
-        conn = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=10)
-        conn.request("GET", "/metrics")
-        text = conn.getresponse().read().decode()
-        conn.close()
-    samples = {}
-    for family in parser.text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        # A request is counted as its task ends, which may be just after the client has its
+        # answer: scrape until all eight are in (or the deadline says they never will be).
+        deadline = time.monotonic() + 10
+        while True:
+            conn = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=10)
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+            conn.close()
+            samples = {}
+            for family in parser.text_string_to_metric_families(text):
+                for sample in family.samples:
+                    samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+            total = sum(v for (name, _), v in samples.items() if name == "corral_requests_total")
+            if total >= 8 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     assert samples[("corral_requests_total", (("method", "GET"), ("status_class", "2xx")))] == 7
     assert samples[("corral_requests_total", (("method", "GET"), ("status_class", "5xx")))] == 1
     assert samples[("corral_requests_in_flight", ())] == 0
