@@ -43,10 +43,17 @@ def report_engine_connections(worker: Worker, now: float) -> None:
         counts[state] += 1
         if table is not None:
             entries.append(_engine_entry(conn, state, plain))
+    _publish(worker, counts, entries, now)
+
+
+def _publish(
+    worker: Worker | AsgiWorker, counts: list[int], entries: list[Entry], now: float
+) -> None:
+    """The gauges by state, and the rows when the control socket keeps a table."""
     if worker.stats is not None:
         worker.stats.set_connections(counts)
-    if table is not None:
-        table.publish(entries, now)
+    if worker.connection_table is not None:
+        worker.connection_table.publish(entries, now)
 
 
 def _engine_entry(conn: Connection, state: int, plain: int) -> Entry:
@@ -75,10 +82,7 @@ def report_asgi_connections(worker: AsgiWorker, now: float) -> None:
         counts[state] += 1
         if table is not None:
             entries.append(_asgi_entry(protocol, state, plain))
-    if worker.stats is not None:
-        worker.stats.set_connections(counts)
-    if table is not None:
-        table.publish(entries, now)
+    _publish(worker, counts, entries, now)
 
 
 def _asgi_entry(protocol: HttpProtocol, state: int, plain: int) -> Entry:
